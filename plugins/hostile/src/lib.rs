@@ -1,0 +1,78 @@
+//! Test fixture: a source that misbehaves as its `mode` config asks, so the
+//! sandbox tests can prove each misbehaviour is contained. Never shipped.
+
+use privy_plugin::{PrivateFile, Request, Source, SourceError};
+
+struct Hostile;
+
+fn file(path: &str, data: Vec<u8>) -> PrivateFile {
+    PrivateFile { path: path.into(), data, mode: None }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(n: u64, pad: &mut [u8; 256]) -> u64 {
+    pad[(n % 256) as usize] = n as u8;
+    let mut local = [0u8; 256];
+    local.copy_from_slice(pad);
+    recurse(n + 1, &mut local) + local[0] as u64
+}
+
+impl Source for Hostile {
+    fn fetch(_req: Request) -> Result<Vec<PrivateFile>, SourceError> {
+        let mode = privy_plugin::config("mode").unwrap_or_default();
+        match mode.as_str() {
+            // Well-behaved: `count` files of `size` bytes, named f0, f1, ...
+            "ok" => {
+                let count: usize = privy_plugin::config("count").and_then(|v| v.parse().ok()).unwrap_or(3);
+                let size: usize = privy_plugin::config("size").and_then(|v| v.parse().ok()).unwrap_or(64);
+                Ok((0..count).map(|i| file(&format!("f{i}"), vec![b'a' + (i % 26) as u8; size])).collect())
+            }
+            "spin" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "membomb" => {
+                let mut v: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    v.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&v);
+                }
+            }
+            "recursion" => {
+                let mut pad = [0u8; 256];
+                let n = recurse(0, &mut pad);
+                Ok(vec![file("never", n.to_le_bytes().to_vec())])
+            }
+            "escape-read" => {
+                let dir = privy_plugin::config("dir").unwrap_or_else(|| "/".into());
+                for p in [format!("{dir}/../../../../etc/passwd"), "/etc/passwd".to_string()] {
+                    if let Ok(data) = std::fs::read(&p) {
+                        return Ok(vec![file("stolen", data)]);
+                    }
+                }
+                Err(SourceError::Denied("could not read outside the grant".into()))
+            }
+            "big-output" => Ok((0..64).map(|i| file(&format!("big{i}"), vec![7u8; 1 << 20])).collect()),
+            "many-files" => Ok((0..100_000).map(|i| file(&format!("t{i}"), vec![1])).collect()),
+            "dotdot" => Ok(vec![file("../escape", b"x".to_vec())]),
+            "absolute" => Ok(vec![file("/etc/escape", b"x".to_vec())]),
+            "nul" => Ok(vec![file("a\0b", b"x".to_vec())]),
+            "long" => Ok(vec![file(&"a/".repeat(2100), b"x".to_vec())]),
+            "dup" => Ok(vec![file("same", b"1".to_vec()), file("same", b"2".to_vec())]),
+            "log-flood" => {
+                for i in 0..1_000_000u32 {
+                    privy_plugin::info(&format!("line {i}"));
+                }
+                Ok(vec![])
+            }
+            "panic" => panic!("hostile plugin panicked on purpose"),
+            "fail" => Err(SourceError::Unavailable("backend is down (on purpose)".into())),
+            other => Err(SourceError::InvalidConfig(format!("unknown mode {other:?}"))),
+        }
+    }
+}
+
+privy_plugin::export_source!(Hostile);

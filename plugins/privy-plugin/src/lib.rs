@@ -1,0 +1,87 @@
+//! The SDK for privy source plugins.
+//!
+//! A source implements [`Source`] and names its type with [`export_source!`]:
+//!
+//! ```ignore
+//! struct Mine;
+//! impl privy_plugin::Source for Mine {
+//!     fn fetch(req: privy_plugin::Request) -> Result<Vec<privy_plugin::PrivateFile>, privy_plugin::SourceError> {
+//!         privy_plugin::info("fetching");
+//!         Ok(vec![])
+//!     }
+//! }
+//! privy_plugin::export_source!(Mine);
+//! ```
+//!
+//! Everything here wraps the bindings generated from `wit/privy-source.wit`,
+//! which stay reachable as [`bindings`] for anything the helpers do not cover.
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "source-plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_source_plugin",
+        default_bindings_module: "privy_plugin::bindings",
+    });
+}
+
+pub use bindings::exports::privy::source::source::Guest as Source;
+pub use bindings::privy::source::host::Level;
+pub use bindings::privy::source::types::{
+    Annotation, PrivateFile, Request, SourceError, Stage, User,
+};
+
+/// Export `$ty` (which implements [`Source`]) as this component's source.
+#[macro_export]
+macro_rules! export_source {
+    ($ty:ident) => {
+        $crate::bindings::__export_source_plugin!($ty with_types_in $crate::bindings);
+    };
+}
+
+/// Log one line at `info` through privy's log. Never log file contents.
+pub fn info(msg: &str) {
+    bindings::privy::source::host::log(Level::Info, msg);
+}
+
+/// Log one line at `warn`.
+pub fn warn(msg: &str) {
+    bindings::privy::source::host::log(Level::Warn, msg);
+}
+
+/// Log one line at `debug`.
+pub fn debug(msg: &str) {
+    bindings::privy::source::host::log(Level::Debug, msg);
+}
+
+/// One value of this source's `config` table.
+pub fn config(key: &str) -> Option<String> {
+    bindings::privy::source::host::config(key)
+}
+
+/// Every key of this source's `config` table.
+pub fn config_keys() -> Vec<String> {
+    bindings::privy::source::host::config_keys()
+}
+
+/// Unix permission bits of a granted file, which WASI does not expose.
+pub fn file_mode(path: &str) -> Result<u32, String> {
+    bindings::privy::source::host::file_mode(path)
+}
+
+impl Request {
+    /// The value of annotation `key`, if the container has it.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations
+            .iter()
+            .find(|a| a.key == key)
+            .map(|a| a.value.as_str())
+    }
+}
+
+/// Contents of a file named in the source's `grant.files`.
+pub fn read_file(path: &str) -> Result<Vec<u8>, String> {
+    bindings::privy::source::host::read_file(path)
+}

@@ -1,0 +1,233 @@
+//! Stage four: leak rules on what the plugins returned, before anything
+//! touches the container. Names must be clean relative paths (L4), sizes and
+//! counts within limits, modes stripped of execute and special bits, no path
+//! twice from one source, and no file where another needs a directory.
+//! Where two sources give the same path, the higher precedence wins (an
+//! upload beats user references, which beat operator sources, which beat
+//! the host directory; on a tie, the later source), and the override is
+//! reported by name.
+
+use crate::config::Limits;
+use crate::fetch::Fetched;
+use crate::secret::{PathError, RelPath, Secret};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Mode given to a file whose source did not say.
+pub const DEFAULT_MODE: u32 = 0o400;
+
+/// A file that passed every check.
+#[derive(Debug)]
+pub struct CheckedFile {
+    pub path: RelPath,
+    pub data: Secret,
+    pub mode: u32,
+    pub source: String,
+}
+
+/// One path given by two sources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub path: String,
+    pub winner: String,
+    pub loser: String,
+}
+
+/// The checked set, sorted by path.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub files: Vec<CheckedFile>,
+    pub overrides: Vec<Override>,
+}
+
+impl Checked {
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.data.len() as u64).sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CheckError {
+    #[error("source {name:?}: {error}")]
+    Path { name: String, error: PathError },
+    #[error("source {name:?}: file {path} is {size} bytes, over limits.max_file_bytes ({limit})")]
+    FileTooBig { name: String, path: String, size: u64, limit: u64 },
+    #[error("source {name:?}: returned {path} twice")]
+    Duplicate { name: String, path: String },
+    #[error("source {name:?}: returned {count} files, over limits.max_files ({limit})")]
+    SourceTooMany { name: String, count: usize, limit: u32 },
+    #[error("{count} private files in all, over limits.max_files ({limit})")]
+    TooMany { count: usize, limit: u32 },
+    #[error("{total} bytes of private files in all, over limits.max_total_bytes ({limit})")]
+    TotalTooBig { total: u64, limit: u64 },
+    #[error("{file} (from source {file_source:?}) is a file but {dir} needs it to be a directory")]
+    FileDirConflict { file: String, file_source: String, dir: String },
+}
+
+/// Strip execute, setuid, setgid and sticky bits.
+pub fn clean_mode(mode: Option<u32>) -> u32 {
+    mode.map(|m| m & 0o666).unwrap_or(DEFAULT_MODE)
+}
+
+/// Apply the rules to everything fetched, in plan order.
+pub fn check(fetched: Vec<Fetched>, limits: &Limits) -> Result<Checked, CheckError> {
+    // Validate each source's output on its own first.
+    let mut candidates: Vec<(crate::plan::Precedence, usize, CheckedFile)> = Vec::new();
+    for (order, f) in fetched.into_iter().enumerate() {
+        if f.files.len() > limits.max_files as usize {
+            return Err(CheckError::SourceTooMany { name: f.source, count: f.files.len(), limit: limits.max_files });
+        }
+        let mut seen = BTreeSet::new();
+        for raw in f.files {
+            let path = RelPath::new(&raw.path).map_err(|error| CheckError::Path { name: f.source.clone(), error })?;
+            let size = raw.data.len() as u64;
+            if size > limits.max_file_bytes {
+                return Err(CheckError::FileTooBig {
+                    name: f.source.clone(),
+                    path: path.to_string(),
+                    size,
+                    limit: limits.max_file_bytes,
+                });
+            }
+            if !seen.insert(path.clone()) {
+                return Err(CheckError::Duplicate { name: f.source.clone(), path: path.to_string() });
+            }
+            let mode = clean_mode(raw.mode);
+            candidates.push((f.precedence, order, CheckedFile { path, data: raw.data, mode, source: f.source.clone() }));
+        }
+    }
+    // Lowest precedence first, so later inserts override.
+    candidates.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let mut merged: BTreeMap<RelPath, CheckedFile> = BTreeMap::new();
+    let mut overrides = Vec::new();
+    for (_, _, file) in candidates {
+        if let Some(old) = merged.insert(file.path.clone(), file) {
+            let new = &merged[&old.path];
+            overrides.push(Override { path: old.path.to_string(), winner: new.source.clone(), loser: old.source.clone() });
+        }
+    }
+    if merged.len() > limits.max_files as usize {
+        return Err(CheckError::TooMany { count: merged.len(), limit: limits.max_files });
+    }
+    let total: u64 = merged.values().map(|f| f.data.len() as u64).sum();
+    if total > limits.max_total_bytes {
+        return Err(CheckError::TotalTooBig { total, limit: limits.max_total_bytes });
+    }
+    for (path, file) in &merged {
+        let (parents, _) = path.split_last();
+        let mut prefix = String::new();
+        for p in parents {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(p);
+            if let Some(other) = RelPath::new(&prefix).ok().and_then(|r| merged.get(&r)) {
+                return Err(CheckError::FileDirConflict {
+                    file: other.path.to_string(),
+                    file_source: other.source.clone(),
+                    dir: file.path.to_string(),
+                });
+            }
+        }
+    }
+    Ok(Checked { files: merged.into_values().collect(), overrides })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Precedence;
+    use crate::plugin::RawFile;
+
+    fn raw(path: &str, data: &[u8], mode: Option<u32>) -> RawFile {
+        RawFile { path: path.into(), data: Secret::new(data.to_vec()), mode }
+    }
+
+    fn fetched(source: &str, p: Precedence, files: Vec<RawFile>) -> Fetched {
+        Fetched { source: source.into(), precedence: p, files }
+    }
+
+    #[test]
+    fn modes_lose_exec_and_special_bits_and_default_to_0400() {
+        assert_eq!(clean_mode(None), 0o400);
+        assert_eq!(clean_mode(Some(0o4755)), 0o644);
+        assert_eq!(clean_mode(Some(0o7777)), 0o666);
+        assert_eq!(clean_mode(Some(0o600)), 0o600);
+    }
+
+    #[test]
+    fn bad_paths_name_the_source() {
+        for bad in ["../x", "/etc/passwd", "a\0b", "a//b"] {
+            let e = check(vec![fetched("s1", Precedence::Operator, vec![raw(bad, b"x", None)])], &Limits::default())
+                .unwrap_err();
+            assert!(matches!(&e, CheckError::Path { name, .. } if name == "s1"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn file_over_limit_is_refused() {
+        let l = Limits { max_file_bytes: 4, ..Limits::default() };
+        let e = check(vec![fetched("s", Precedence::HostDir, vec![raw("a", b"12345", None)])], &l).unwrap_err();
+        assert!(matches!(e, CheckError::FileTooBig { size: 5, limit: 4, .. }), "{e}");
+        assert!(!e.to_string().contains("12345"));
+    }
+
+    #[test]
+    fn totals_and_counts_are_capped() {
+        let l = Limits { max_total_bytes: 5, max_file_bytes: 5, max_files: 2, ..Limits::default() };
+        let e = check(
+            vec![
+                fetched("a", Precedence::HostDir, vec![raw("x", b"123", None)]),
+                fetched("b", Precedence::HostDir, vec![raw("y", b"123", None)]),
+            ],
+            &l,
+        )
+        .unwrap_err();
+        assert!(matches!(e, CheckError::TotalTooBig { total: 6, .. }), "{e}");
+        let e = check(
+            vec![fetched("a", Precedence::HostDir, vec![raw("x", b"", None), raw("y", b"", None), raw("z", b"", None)])],
+            &l,
+        )
+        .unwrap_err();
+        assert!(matches!(e, CheckError::SourceTooMany { count: 3, .. }), "{e}");
+    }
+
+    #[test]
+    fn same_path_twice_from_one_source_is_refused() {
+        let e = check(
+            vec![fetched("s", Precedence::HostDir, vec![raw("a", b"1", None), raw("a", b"2", None)])],
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e, CheckError::Duplicate { name: "s".into(), path: "a".into() });
+    }
+
+    #[test]
+    fn higher_precedence_wins_and_the_override_is_named() {
+        let c = check(
+            vec![
+                fetched("up", Precedence::Upload, vec![raw("k", b"upload", None)]),
+                fetched("hd", Precedence::HostDir, vec![raw("k", b"host", None), raw("other", b"o", Some(0o644))]),
+            ],
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(c.files.len(), 2);
+        assert_eq!(c.files[0].data.expose(), b"upload");
+        assert_eq!(c.files[0].source, "up");
+        assert_eq!(c.files[1].mode, 0o644);
+        assert_eq!(c.overrides, vec![Override { path: "k".into(), winner: "up".into(), loser: "hd".into() }]);
+    }
+
+    #[test]
+    fn a_file_where_a_directory_is_needed_is_refused() {
+        let e = check(
+            vec![
+                fetched("a", Precedence::HostDir, vec![raw("x", b"1", None)]),
+                fetched("b", Precedence::Operator, vec![raw("x/y", b"2", None)]),
+            ],
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, CheckError::FileDirConflict { .. }), "{e}");
+    }
+}

@@ -1,0 +1,425 @@
+//! `privy.toml`: what sources run, with which grants and limits.
+//!
+//! Serde structs with `deny_unknown_fields`, a doc comment on every field,
+//! and a [`Config::validate`] whose errors name the offending key. With no
+//! file, [`Config::embedded_default`] applies: `host-dir` over
+//! `/etc/privy/private.d`, target `/run/private`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where privy looks for its config unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/privy/privy.toml";
+/// The host directory the default `host-dir` source reads.
+pub const DEFAULT_PRIVATE_DIR: &str = "/etc/privy/private.d";
+
+/// Why a config was refused; always names the file or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+    #[error("config key `{key}`: {msg}")]
+    Invalid { key: String, msg: String },
+}
+
+fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), msg: msg.into() }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Absolute path inside the container where the tmpfs is mounted.
+    #[serde(default = "default_target")]
+    pub target: String,
+    /// Size, count and sandbox limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Directory for precompiled plugins (root-owned, not writable by others).
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    /// Directory for per-container hook state (names of directories privy created; never file contents).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// File the audit events and plugin logs are appended to, as JSON lines. Empty: stderr only.
+    #[serde(default = "default_log_file")]
+    pub log_file: PathBuf,
+    /// File holding the key for audit fingerprints (created, mode 0600, if missing).
+    #[serde(default = "default_audit_key")]
+    pub audit_key: PathBuf,
+    /// The sources, in order. Later sources beat earlier ones of the same precedence.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// Limits on what a container gets and on what a plugin may use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest single private file, in bytes.
+    pub max_file_bytes: u64,
+    /// Largest total of all private files for one container, in bytes.
+    pub max_total_bytes: u64,
+    /// Most private files for one container.
+    pub max_files: u32,
+    /// Linear memory one plugin instance may grow to, in bytes.
+    pub plugin_memory_bytes: u64,
+    /// CPU time one plugin call may spend running Wasm, in milliseconds.
+    pub plugin_cpu_ms: u64,
+    /// Wall-clock time one plugin call may take, host calls included, in milliseconds.
+    pub plugin_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 1 << 20,
+            max_total_bytes: 16 << 20,
+            max_files: 1024,
+            plugin_memory_bytes: 64 << 20,
+            plugin_cpu_ms: 2000,
+            plugin_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// One `[[source]]` table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique name, used in logs and errors: lowercase letters, digits and `-`.
+    pub name: String,
+    /// An embedded plugin's name (`host-dir`), or the absolute path of a `.wasm` component.
+    pub plugin: String,
+    /// SHA-256 of the `.wasm` file, in hex; required for a path, refused for an embedded name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Whether a failure stops the container (true) or is logged and skipped (false).
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Run only for containers that match; absent means every container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<When>,
+    /// What the plugin may touch. Empty means nothing.
+    #[serde(default)]
+    pub grant: Grant,
+    /// Free-form strings the plugin reads through the `config` host import.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// A source's match condition. All given fields must match.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// The container must carry this annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
+    /// ... with exactly this value (needs `annotation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Only at this stage: `run` or `build`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+}
+
+/// What a source may touch. Nothing outside it exists for the plugin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Host directories, read-only, seen by the plugin at the same absolute path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<PathBuf>,
+    /// Single host files, read through the `read-file` host import.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PathBuf>,
+    /// `host:port` pairs the plugin may reach through the host. None by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+}
+
+fn default_target() -> String {
+    "/run/private".into()
+}
+fn default_cache_dir() -> PathBuf {
+    "/var/cache/privy".into()
+}
+fn default_state_dir() -> PathBuf {
+    "/run/privy/state".into()
+}
+fn default_log_file() -> PathBuf {
+    "/var/log/privy/privy.log".into()
+}
+fn default_audit_key() -> PathBuf {
+    "/var/lib/privy/audit.key".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// Names of the plugins shipped inside the binary.
+pub fn is_embedded(name: &str) -> bool {
+    crate::plugin::embedded(name).is_some()
+}
+
+impl Config {
+    /// The config used when no file exists: `host-dir` over `/etc/privy/private.d`.
+    pub fn embedded_default() -> Self {
+        Config {
+            target: default_target(),
+            limits: Limits::default(),
+            cache_dir: default_cache_dir(),
+            state_dir: default_state_dir(),
+            log_file: default_log_file(),
+            audit_key: default_audit_key(),
+            sources: vec![SourceConfig {
+                name: "host-dir".into(),
+                plugin: "host-dir".into(),
+                sha256: None,
+                required: true,
+                when: None,
+                grant: Grant { dirs: vec![DEFAULT_PRIVATE_DIR.into()], ..Grant::default() },
+                config: BTreeMap::new(),
+            }],
+        }
+    }
+
+    /// Parse and validate TOML text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            msg: e.message().to_owned()
+                + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default(),
+        })?;
+        cfg.fill_defaults();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Load `path`. When `explicit` is false and the file does not exist, the
+    /// embedded default applies; an explicit `--config` must exist.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Self::embedded_default())
+            }
+            Err(e) => Err(ConfigError::Read { path: path.to_owned(), source: e }),
+        }
+    }
+
+    /// `host-dir` with one granted directory and no `dir` reads that directory.
+    fn fill_defaults(&mut self) {
+        for s in &mut self.sources {
+            if s.plugin == "host-dir" && !s.config.contains_key("dir") && s.grant.dirs.len() == 1 {
+                let dir = s.grant.dirs[0].display().to_string();
+                s.config.insert("dir".into(), dir);
+            }
+        }
+    }
+
+    /// Check everything that can be checked without touching plugins.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_abs_clean("target", Path::new(&self.target))?;
+        if self.target == "/" {
+            return Err(invalid("target", "must not be `/`"));
+        }
+        for bad in ["/proc", "/sys", "/dev"] {
+            if Path::new(&self.target).starts_with(bad) {
+                return Err(invalid("target", format!("must not be under {bad}")));
+            }
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.max_file_bytes", l.max_file_bytes),
+            ("limits.max_total_bytes", l.max_total_bytes),
+            ("limits.max_files", l.max_files as u64),
+            ("limits.plugin_memory_bytes", l.plugin_memory_bytes),
+            ("limits.plugin_cpu_ms", l.plugin_cpu_ms),
+            ("limits.plugin_timeout_ms", l.plugin_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if l.max_file_bytes > l.max_total_bytes {
+            return Err(invalid("limits.max_file_bytes", "must not exceed limits.max_total_bytes"));
+        }
+        if l.max_total_bytes > 1 << 30 {
+            return Err(invalid("limits.max_total_bytes", "must be at most 1 GiB"));
+        }
+        if l.plugin_memory_bytes > 4 << 30 {
+            return Err(invalid("limits.plugin_memory_bytes", "must be at most 4 GiB"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let key = |k: &str| format!("source[{i}].{k}");
+            if s.name.is_empty()
+                || s.name.len() > 64
+                || !s.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(invalid(key("name"), "must be 1-64 of a-z, 0-9 and `-`"));
+            }
+            if !names.insert(&s.name) {
+                return Err(invalid(key("name"), format!("duplicate source name {:?}", s.name)));
+            }
+            if is_embedded(&s.plugin) {
+                if s.sha256.is_some() {
+                    return Err(invalid(key("sha256"), "embedded plugins are pinned by the binary; remove it"));
+                }
+            } else if s.plugin.ends_with(".wasm") {
+                check_abs_clean(&key("plugin"), Path::new(&s.plugin))?;
+                match &s.sha256 {
+                    None => return Err(invalid(key("sha256"), "required for a .wasm plugin")),
+                    Some(h) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                        return Err(invalid(key("sha256"), "must be 64 hex digits"))
+                    }
+                    Some(_) => {}
+                }
+            } else {
+                return Err(invalid(
+                    key("plugin"),
+                    format!(
+                        "{:?} is neither an embedded plugin ({}) nor a .wasm path",
+                        s.plugin,
+                        crate::plugin::embedded_names().join(", ")
+                    ),
+                ));
+            }
+            if let Some(w) = &s.when {
+                if w.value.is_some() && w.annotation.is_none() {
+                    return Err(invalid(key("when.value"), "needs when.annotation"));
+                }
+                if let Some(st) = &w.stage {
+                    if st != "run" && st != "build" {
+                        return Err(invalid(key("when.stage"), "must be \"run\" or \"build\""));
+                    }
+                }
+            }
+            for (j, d) in s.grant.dirs.iter().enumerate() {
+                check_abs_clean(&key(&format!("grant.dirs[{j}]")), d)?;
+            }
+            for (j, f) in s.grant.files.iter().enumerate() {
+                check_abs_clean(&key(&format!("grant.files[{j}]")), f)?;
+            }
+            for (j, h) in s.grant.hosts.iter().enumerate() {
+                let ok = h
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+                if !ok {
+                    return Err(invalid(key(&format!("grant.hosts[{j}]")), "must be host:port"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective config as TOML, with every `config` value replaced by
+    /// `<set>`: operators sometimes put tokens there, and this is printed.
+    pub fn effective_toml(&self) -> String {
+        let mut shown = self.clone();
+        for s in &mut shown.sources {
+            for v in s.config.values_mut() {
+                *v = "<set>".into();
+            }
+        }
+        toml::to_string_pretty(&shown).expect("config serializes")
+    }
+}
+
+fn check_abs_clean(key: &str, p: &Path) -> Result<(), ConfigError> {
+    let s = p.to_string_lossy();
+    if !p.is_absolute() {
+        return Err(invalid(key, format!("{s:?} must be an absolute path")));
+    }
+    if p.components().any(|c| matches!(c, std::path::Component::ParentDir | std::path::Component::CurDir))
+        || s.contains("//")
+        || s.contains('\0')
+    {
+        return Err(invalid(key, format!("{s:?} must be a clean path without `.` or `..`")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_means_defaults_and_no_sources() {
+        let c = parse("").unwrap();
+        assert_eq!(c.target, "/run/private");
+        assert_eq!(c.limits, Limits::default());
+        assert!(c.sources.is_empty());
+    }
+
+    #[test]
+    fn default_limits_are_the_documented_ones() {
+        let l = Limits::default();
+        assert_eq!((l.max_file_bytes, l.max_total_bytes, l.max_files), (1 << 20, 16 << 20, 1024));
+    }
+
+    #[test]
+    fn embedded_default_reads_private_d() {
+        let c = Config::embedded_default();
+        c.validate().unwrap();
+        assert_eq!(c.sources[0].plugin, "host-dir");
+        assert_eq!(c.sources[0].grant.dirs, vec![PathBuf::from(DEFAULT_PRIVATE_DIR)]);
+    }
+
+    #[test]
+    fn host_dir_gets_its_only_granted_dir() {
+        let c = parse("[[source]]\nname='ent'\nplugin='host-dir'\ngrant.dirs=['/srv/ent']\n").unwrap();
+        assert_eq!(c.sources[0].config["dir"], "/srv/ent");
+        assert!(c.sources[0].required);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let e = parse("targt = '/x'").unwrap_err().to_string();
+        assert!(e.contains("targt") && e.contains("test.toml"), "{e}");
+        let e = parse("[[source]]\nname='a'\nplugin='host-dir'\nrequird=false\n").unwrap_err().to_string();
+        assert!(e.contains("requird"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_offending_key() {
+        let cases = [
+            ("target='run/private'", "target"),
+            ("target='/proc/x'", "target"),
+            ("[limits]\nmax_files=0", "limits.max_files"),
+            ("[limits]\nmax_file_bytes=100\nmax_total_bytes=10", "limits.max_file_bytes"),
+            ("[[source]]\nname='Bad Name'\nplugin='host-dir'", "source[0].name"),
+            ("[[source]]\nname='a'\nplugin='nope'", "source[0].plugin"),
+            ("[[source]]\nname='a'\nplugin='/x/p.wasm'", "source[0].sha256"),
+            ("[[source]]\nname='a'\nplugin='/x/p.wasm'\nsha256='abc'", "source[0].sha256"),
+            ("[[source]]\nname='a'\nplugin='host-dir'\nsha256='00'", "source[0].sha256"),
+            ("[[source]]\nname='a'\nplugin='host-dir'\n[[source]]\nname='a'\nplugin='host-dir'", "source[1].name"),
+            ("[[source]]\nname='a'\nplugin='host-dir'\ngrant.dirs=['rel']", "source[0].grant.dirs[0]"),
+            ("[[source]]\nname='a'\nplugin='host-dir'\ngrant.dirs=['/a/../b']", "source[0].grant.dirs[0]"),
+            ("[[source]]\nname='a'\nplugin='host-dir'\ngrant.hosts=['nohost']", "source[0].grant.hosts[0]"),
+            ("[[source]]\nname='a'\nplugin='host-dir'\nwhen={stage='later'}", "source[0].when.stage"),
+            ("[[source]]\nname='a'\nplugin='host-dir'\nwhen={value='x'}", "source[0].when.value"),
+        ];
+        for (text, key) in cases {
+            let e = parse(text).expect_err(text).to_string();
+            assert!(e.contains(&format!("`{key}`")), "{text:?} gave {e}");
+        }
+    }
+
+    #[test]
+    fn effective_config_never_shows_config_values() {
+        let c = parse("[[source]]\nname='a'\nplugin='host-dir'\nconfig={token='s3cr3t-value'}").unwrap();
+        let t = c.effective_toml();
+        assert!(!t.contains("s3cr3t"), "{t}");
+        assert!(t.contains("token"), "{t}");
+    }
+}

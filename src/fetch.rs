@@ -1,0 +1,52 @@
+//! Stage three: run the planned sources' plugins, sandboxed, concurrently,
+//! and collect what each returned. A required source's failure fails the
+//! whole fetch (L6); an optional one's is logged and skipped.
+
+use crate::plan::{PlannedSource, Precedence};
+use crate::plugin::{Call, PluginError, PluginHost, PluginRequest, RawFile};
+
+/// One source's files, not yet checked.
+#[derive(Debug)]
+pub struct Fetched {
+    pub source: String,
+    pub precedence: Precedence,
+    pub files: Vec<RawFile>,
+}
+
+/// A required source failed.
+#[derive(Debug, thiserror::Error)]
+#[error("source {name:?}: {error}")]
+pub struct FetchError {
+    pub name: String,
+    #[source]
+    pub error: PluginError,
+}
+
+/// Run one planned source.
+pub async fn fetch_one(host: &PluginHost, src: &PlannedSource, req: &PluginRequest) -> Result<Fetched, FetchError> {
+    let wrap = |error| FetchError { name: src.name.clone(), error };
+    let component = host.load(&src.plugin).map_err(wrap)?;
+    let call = Call { source: &src.name, grant: &src.grant, config: &src.config, limits: &src.limits, request: req };
+    let files = host.fetch(&component, call).await.map_err(wrap)?;
+    Ok(Fetched { source: src.name.clone(), precedence: src.precedence, files })
+}
+
+/// Run every planned source concurrently; results come back in plan order.
+pub async fn fetch_all(
+    host: &PluginHost,
+    planned: &[PlannedSource],
+    req: &PluginRequest,
+) -> Result<Vec<Fetched>, FetchError> {
+    let results = futures_util::future::join_all(planned.iter().map(|s| fetch_one(host, s, req))).await;
+    let mut out = Vec::with_capacity(results.len());
+    for (src, r) in planned.iter().zip(results) {
+        match r {
+            Ok(f) => out.push(f),
+            Err(e) if !src.required => {
+                tracing::warn!(source = %src.name, "optional source failed, skipped: {}", e.error);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}

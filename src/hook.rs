@@ -1,0 +1,165 @@
+//! The OCI hooks: `createRuntime` runs the whole pipeline
+//! (request → plan → fetch → check → materialize → audit) and fails closed
+//! on any error (L6); `poststop` removes the mountpoint directories that
+//! `createRuntime` had to create, so no empty `run/private` is left in a
+//! rootfs that a build will commit (L3). Poststop never loads wasmtime.
+
+use crate::audit::{self, Auditor};
+use crate::check::{self, CheckError};
+use crate::config::Config;
+use crate::fetch::{self, FetchError};
+use crate::materialize::{self, MaterializeError, RealOs};
+use crate::oci::{OciError, State};
+use crate::plan;
+use crate::plugin::{PluginError, PluginHost, PluginRequest};
+use crate::request::Request;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    #[error("container id {0:?} is not a valid OCI id")]
+    BadId(String),
+    #[error("the OCI state has no pid; privy must run as a createRuntime hook")]
+    NoPid,
+    #[error("container user {uid}:{gid} is not mapped to the host by the container's id mappings")]
+    UnmappedUser { uid: u32, gid: u32 },
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    #[error(transparent)]
+    Materialize(#[from] MaterializeError),
+    #[error("hook state {path}: {error}")]
+    State { path: PathBuf, error: std::io::Error },
+    #[error("async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// What poststop needs to undo, kept per container in `state_dir`. Never
+/// holds file names or contents of private files: only directories created
+/// in the image to mount on.
+#[derive(Debug, Serialize, Deserialize)]
+struct HookState {
+    root: PathBuf,
+    created: Vec<String>,
+}
+
+/// What one `createRuntime` did, for callers and tests.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub files: usize,
+    pub bytes: u64,
+    pub created: Vec<String>,
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
+}
+
+fn state_path(cfg: &Config, id: &str) -> PathBuf {
+    cfg.state_dir.join(format!("{id}.json"))
+}
+
+/// Refuse to be swapped out or dumped while holding private bytes (L1).
+pub fn harden_process() {
+    // SAFETY: prctl and setrlimit with constant arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+    }
+}
+
+/// The `createRuntime` hook.
+pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> {
+    let state = State::parse(stdin)?;
+    if !valid_id(&state.id) {
+        return Err(HookError::BadId(state.id));
+    }
+    let req = Request::load(state)?;
+    let planned = plan::plan(cfg, &req);
+    if planned.is_empty() {
+        tracing::debug!(container = %req.container_id, "no source applies");
+        return Ok(Outcome::default());
+    }
+    let host = PluginHost::new(&cfg.cache_dir)?;
+    let preq = PluginRequest::from(&req);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(HookError::Runtime)?;
+    let fetched = rt.block_on(fetch::fetch_all(&host, &planned, &preq))?;
+    drop(rt);
+    let checked = check::check(fetched, &cfg.limits)?;
+    if checked.files.is_empty() {
+        tracing::info!(target: "privy::audit", container = %req.container_id, "no private files to inject");
+        return Ok(Outcome::default());
+    }
+    let owner = req
+        .host_owner()
+        .ok_or(HookError::UnmappedUser { uid: req.user.uid, gid: req.user.gid })?;
+    let pid = req.pid.ok_or(HookError::NoPid)?;
+    let created = materialize::inject_into(pid, &req.root, &cfg.target, &checked.files, owner)?;
+    if !created.is_empty() {
+        write_state(cfg, &req.container_id, &HookState { root: req.root.clone(), created: created.clone() })?;
+    }
+    let auditor = Auditor::load_or_create(&cfg.audit_key);
+    audit::emit(&auditor, &req, &checked, &cfg.target);
+    Ok(Outcome { files: checked.files.len(), bytes: checked.total_bytes(), created })
+}
+
+fn write_state(cfg: &Config, id: &str, st: &HookState) -> Result<(), HookError> {
+    let path = state_path(cfg, id);
+    let err = |error| HookError::State { path: path.clone(), error };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&cfg.state_dir).map_err(err)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(err)?;
+    f.write_all(&serde_json::to_vec(st).expect("state serializes")).map_err(err)
+}
+
+/// The `poststop` hook: remove what `createRuntime` created in the rootfs.
+pub fn poststop(cfg: &Config, stdin: &[u8]) -> Result<(), HookError> {
+    let state = State::parse(stdin)?;
+    if !valid_id(&state.id) {
+        return Err(HookError::BadId(state.id));
+    }
+    let path = state_path(cfg, &state.id);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(HookError::State { path, error }),
+    };
+    let st: HookState = serde_json::from_slice(&bytes)
+        .map_err(|e| HookError::State { path: path.clone(), error: std::io::Error::other(e) })?;
+    materialize::cleanup(&mut RealOs, &st.root, &st.created)
+        .map_err(|error| HookError::State { path: st.root.clone(), error })?;
+    std::fs::remove_file(&path).map_err(|error| HookError::State { path, error })?;
+    tracing::debug!(container = %state.id, removed = ?st.created, "poststop cleaned up");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn container_ids_that_could_escape_state_dir_are_refused() {
+        for bad in ["", ".", "..", "a/b", "../x", "a\0"] {
+            assert!(!super::valid_id(bad), "{bad:?}");
+        }
+        for ok in ["c1", "abc-DEF_1.2+x", &"f".repeat(64)] {
+            assert!(super::valid_id(ok), "{ok}");
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! privy: private files for Linux containers, from sandboxed WebAssembly
+//! sources, on a tmpfs that only the container sees.
+//!
+//! The hook runs one pipeline, one module per stage:
+//! [`request`] → [`plan`] → [`fetch`] → [`check`] → [`materialize`] → [`audit`].
+//! [`plugin`] is the sandboxed Wasm host the fetch stage uses; [`oci`] holds
+//! the runtime-spec types and hook installation; [`hook`] wires the stages
+//! together for the OCI `createRuntime` and `poststop` hooks.
+
+pub mod audit;
+pub mod cli;
+pub mod check;
+pub mod config;
+pub mod fetch;
+pub mod hook;
+pub mod materialize;
+pub mod oci;
+pub mod plan;
+pub mod plugin;
+pub mod request;
+pub mod secret;
+pub mod sys;

@@ -1,0 +1,167 @@
+//! Installing privy's hooks: into one bundle's `config.json` (runc, crun),
+//! or as hooks.d JSON (podman, buildah, CRI-O). Podman silently skips a
+//! hooks.d entry whose binary is missing, which would fail open, so both
+//! refuse unless the binary is where the hook will point.
+
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// hooks.d file names privy owns.
+pub const HOOKS_D_FILES: [&str; 2] = ["privy-create-runtime.json", "privy-poststop.json"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("hook binary {path}: {msg}")]
+    Binary { path: PathBuf, msg: String },
+    #[error("{path}: {msg}")]
+    File { path: PathBuf, msg: String },
+}
+
+fn ferr(path: &Path, e: impl std::fmt::Display) -> InstallError {
+    InstallError::File { path: path.to_owned(), msg: e.to_string() }
+}
+
+/// The binary must be an absolute path to an executable regular file.
+pub fn check_binary(path: &Path) -> Result<(), InstallError> {
+    let bad = |msg: &str| InstallError::Binary { path: path.to_owned(), msg: msg.into() };
+    if !path.is_absolute() {
+        return Err(bad("must be an absolute path"));
+    }
+    let m = std::fs::metadata(path).map_err(|e| bad(&format!("{e}; a hook whose binary is missing is skipped silently by podman, so privy refuses")))?;
+    if !m.is_file() || m.permissions().mode() & 0o111 == 0 {
+        return Err(bad("is not an executable file"));
+    }
+    Ok(())
+}
+
+fn hook_args(stage: &str, config: Option<&Path>) -> Vec<String> {
+    let mut a = vec!["privy".to_string()];
+    if let Some(c) = config {
+        a.push("--config".into());
+        a.push(c.display().to_string());
+    }
+    a.push("hook".into());
+    a.push(stage.into());
+    a
+}
+
+fn is_privy_hook(h: &Value, binary: &Path) -> bool {
+    h.get("path").and_then(Value::as_str) == Some(&binary.display().to_string())
+        && h.get("args").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "hook"))
+}
+
+/// Add (or with `uninstall`, remove) privy's createRuntime and poststop
+/// hooks in `<bundle>/config.json`. Installing twice leaves one copy.
+pub fn bundle(bundle: &Path, binary: &Path, config: Option<&Path>, uninstall: bool) -> Result<(), InstallError> {
+    if !uninstall {
+        check_binary(binary)?;
+    }
+    let path = bundle.join("config.json");
+    let text = std::fs::read(&path).map_err(|e| ferr(&path, e))?;
+    let mut spec: Value = serde_json::from_slice(&text).map_err(|e| ferr(&path, e))?;
+    let obj = spec.as_object_mut().ok_or_else(|| ferr(&path, "not a JSON object"))?;
+    let hooks = obj.entry("hooks").or_insert_with(|| json!({}));
+    let hooks = hooks.as_object_mut().ok_or_else(|| ferr(&path, "`hooks` is not an object"))?;
+    for (stage, arg) in [("createRuntime", "create-runtime"), ("poststop", "poststop")] {
+        let list = hooks.entry(stage).or_insert_with(|| json!([]));
+        let list = list.as_array_mut().ok_or_else(|| ferr(&path, format!("`hooks.{stage}` is not an array")))?;
+        list.retain(|h| !is_privy_hook(h, binary));
+        if !uninstall {
+            list.push(json!({ "path": binary.display().to_string(), "args": hook_args(arg, config), "timeout": 30 }));
+        }
+    }
+    hooks.retain(|_, v| v.as_array().is_none_or(|a| !a.is_empty()));
+    if hooks.is_empty() {
+        obj.remove("hooks");
+    }
+    write_atomic(&path, &serde_json::to_vec_pretty(&spec).expect("json"))
+}
+
+/// Write (or remove) privy's hooks.d entries in `dir`.
+pub fn hooks_dir(dir: &Path, binary: &Path, config: Option<&Path>, uninstall: bool) -> Result<Vec<PathBuf>, InstallError> {
+    let files: Vec<PathBuf> = HOOKS_D_FILES.iter().map(|f| dir.join(f)).collect();
+    if uninstall {
+        for f in &files {
+            match std::fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ferr(f, e)),
+            }
+        }
+        return Ok(files);
+    }
+    check_binary(binary)?;
+    std::fs::create_dir_all(dir).map_err(|e| ferr(dir, e))?;
+    for (f, (stage, arg)) in files.iter().zip([("createRuntime", "create-runtime"), ("poststop", "poststop")]) {
+        let entry = json!({
+            "version": "1.0.0",
+            "hook": { "path": binary.display().to_string(), "args": hook_args(arg, config), "timeout": 30 },
+            "when": { "always": true },
+            "stages": [stage],
+        });
+        write_atomic(f, &serde_json::to_vec_pretty(&entry).expect("json"))?;
+    }
+    Ok(files)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    let tmp = path.with_extension(format!("privy-tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| ferr(&tmp, e))?;
+    if let Ok(m) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, m.permissions());
+    }
+    std::fs::rename(&tmp, path).map_err(|e| ferr(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_binary(dir: &Path) -> PathBuf {
+        let b = dir.join("privy");
+        std::fs::write(&b, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o755)).unwrap();
+        b
+    }
+
+    #[test]
+    fn bundle_install_is_idempotent_and_uninstall_restores() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = fake_binary(d.path());
+        let orig = json!({"ociVersion":"1.0.2","root":{"path":"rootfs"},"hooks":{"poststop":[{"path":"/other"}]}});
+        std::fs::write(d.path().join("config.json"), orig.to_string()).unwrap();
+        bundle(d.path(), &bin, None, false).unwrap();
+        bundle(d.path(), &bin, None, false).unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(d.path().join("config.json")).unwrap()).unwrap();
+        assert_eq!(v["hooks"]["createRuntime"].as_array().unwrap().len(), 1);
+        assert_eq!(v["hooks"]["poststop"].as_array().unwrap().len(), 2);
+        assert_eq!(v["hooks"]["createRuntime"][0]["args"], json!(["privy", "hook", "create-runtime"]));
+        bundle(d.path(), &bin, None, true).unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(d.path().join("config.json")).unwrap()).unwrap();
+        assert_eq!(v, orig);
+    }
+
+    #[test]
+    fn install_refuses_a_missing_binary() {
+        let d = tempfile::tempdir().unwrap();
+        let e = hooks_dir(d.path(), &d.path().join("nope"), None, false).unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("skipped silently"), "{e}");
+        assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing written");
+        let e = hooks_dir(d.path(), Path::new("relative/privy"), None, false).unwrap_err().to_string();
+        assert!(e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn hooks_dir_writes_version_1_entries_and_uninstall_removes_them() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = fake_binary(d.path());
+        let files = hooks_dir(&d.path().join("hooks.d"), &bin, Some(Path::new("/etc/p.toml")), false).unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+        assert_eq!(v["version"], "1.0.0");
+        assert_eq!(v["stages"], json!(["createRuntime"]));
+        assert_eq!(v["hook"]["args"], json!(["privy", "--config", "/etc/p.toml", "hook", "create-runtime"]));
+        hooks_dir(&d.path().join("hooks.d"), &bin, None, true).unwrap();
+        assert!(!files[0].exists() && !files[1].exists());
+    }
+}

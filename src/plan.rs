@@ -1,0 +1,140 @@
+//! Stage two: which sources run for this request, with which grants.
+//! Applies each source's `when` to the request and assigns precedence.
+
+use crate::config::{Config, Grant, Limits, SourceConfig};
+use crate::request::Request;
+use std::collections::BTreeMap;
+
+/// How strongly a source's file wins over the same path from another one.
+/// Higher wins: an upload for this run beats the user's references, which
+/// beat operator sources, which beat the host directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Precedence {
+    HostDir = 0,
+    Operator = 1,
+    UserReference = 2,
+    Upload = 3,
+}
+
+/// The plugin a source runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginRef {
+    /// Shipped inside the binary.
+    Embedded(String),
+    /// A `.wasm` file that must hash to `sha256`.
+    File { path: std::path::PathBuf, sha256: String },
+}
+
+/// One source that will run for this request.
+#[derive(Debug, Clone)]
+pub struct PlannedSource {
+    pub name: String,
+    pub plugin: PluginRef,
+    pub required: bool,
+    pub precedence: Precedence,
+    pub grant: Grant,
+    pub config: BTreeMap<String, String>,
+    pub limits: Limits,
+}
+
+/// Whether `src` applies to `req`.
+pub fn matches(src: &SourceConfig, req: &Request) -> bool {
+    let Some(w) = &src.when else { return true };
+    if let Some(st) = &w.stage {
+        if st != req.stage.as_str() {
+            return false;
+        }
+    }
+    if let Some(key) = &w.annotation {
+        match req.annotations.get(key) {
+            None => return false,
+            Some(v) => {
+                if w.value.as_ref().is_some_and(|want| want != v) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Plan one config source, regardless of `when`.
+pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
+    let plugin = match &src.sha256 {
+        Some(h) if !crate::config::is_embedded(&src.plugin) => {
+            PluginRef::File { path: src.plugin.clone().into(), sha256: h.to_ascii_lowercase() }
+        }
+        _ => PluginRef::Embedded(src.plugin.clone()),
+    };
+    let precedence = match src.plugin.as_str() {
+        "host-dir" => Precedence::HostDir,
+        "upload" => Precedence::Upload,
+        _ => Precedence::Operator,
+    };
+    PlannedSource {
+        name: src.name.clone(),
+        plugin,
+        required: src.required,
+        precedence,
+        grant: src.grant.clone(),
+        config: src.config.clone(),
+        limits: limits.clone(),
+    }
+}
+
+/// The sources that run for `req`, in config order.
+pub fn plan(cfg: &Config, req: &Request) -> Vec<PlannedSource> {
+    cfg.sources.iter().filter(|s| matches(s, req)).map(|s| plan_source(s, &cfg.limits)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{State, Spec};
+    use std::path::Path;
+
+    fn req(annotations: &str) -> Request {
+        let state = State::parse(format!(r#"{{"id":"c","bundle":"/b","annotations":{annotations}}}"#).as_bytes()).unwrap();
+        Request::from_oci(state, serde_json::from_str::<Spec>(r#"{"root":{"path":"r"}}"#).unwrap()).unwrap()
+    }
+
+    fn cfg(text: &str) -> Config {
+        Config::parse(text, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn when_filters_by_annotation_value_and_stage() {
+        let c = cfg(r#"
+            [[source]]
+            name = "always"
+            plugin = "host-dir"
+            [[source]]
+            name = "vaulty"
+            plugin = "host-dir"
+            when = { annotation = "io.privy.vault" }
+            [[source]]
+            name = "exact"
+            plugin = "host-dir"
+            when = { annotation = "team", value = "blue" }
+            [[source]]
+            name = "builds"
+            plugin = "host-dir"
+            when = { stage = "build" }
+        "#);
+        let names = |r: &Request| plan(&c, r).into_iter().map(|p| p.name).collect::<Vec<_>>();
+        assert_eq!(names(&req("{}")), vec!["always"]);
+        assert_eq!(names(&req(r#"{"io.privy.vault":"","team":"red"}"#)), vec!["always", "vaulty"]);
+        assert_eq!(names(&req(r#"{"team":"blue","io.privy.stage":"build"}"#)), vec!["always", "exact", "builds"]);
+    }
+
+    #[test]
+    fn precedence_orders_upload_over_operator_over_host_dir() {
+        assert!(Precedence::Upload > Precedence::UserReference);
+        assert!(Precedence::UserReference > Precedence::Operator);
+        assert!(Precedence::Operator > Precedence::HostDir);
+        let c = cfg("[[source]]\nname='x'\nplugin='/p/x.wasm'\nsha256='AB00000000000000000000000000000000000000000000000000000000000000'\n");
+        let p = &plan(&c, &req("{}"))[0];
+        assert_eq!(p.precedence, Precedence::Operator);
+        assert!(matches!(&p.plugin, PluginRef::File { sha256, .. } if sha256.starts_with("ab")));
+    }
+}

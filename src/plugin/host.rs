@@ -1,0 +1,161 @@
+//! The per-call store state and the `privy:source/host` imports: logging
+//! (capped), the source's config values, and the grant-checked `file-mode`
+//! and `read-file`.
+
+use super::bindings::privy::source::host::{self as wit_host, Level};
+use super::bindings::privy::source::types as wit_types;
+use super::{sanitize, PluginError};
+use crate::config::{Grant, Limits};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Log lines a plugin may write per call; the rest are counted and dropped.
+const MAX_LOG_LINES: u32 = 100;
+/// Longest log line kept, in characters.
+const MAX_LOG_CHARS: usize = 1024;
+
+pub struct HostState {
+    source: String,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limits: StoreLimits,
+    config: BTreeMap<String, String>,
+    grant_dirs: Vec<PathBuf>,
+    grant_files: Vec<PathBuf>,
+    max_file_bytes: u64,
+    log_lines: u32,
+    pub ticks: u64,
+    pub cpu_exceeded: bool,
+}
+
+impl HostState {
+    pub fn new(source: &str, grant: &Grant, config: &BTreeMap<String, String>, limits: &Limits) -> Result<Self, PluginError> {
+        let mut b = WasiCtxBuilder::new();
+        // Sync file operations on the calling thread: no blocking pool.
+        b.allow_blocking_current_thread(true);
+        for dir in &grant.dirs {
+            // A granted directory that does not exist simply is not there for
+            // the plugin; host-dir treats that as "no files".
+            if !dir.is_dir() {
+                continue;
+            }
+            let guest = dir.to_string_lossy();
+            b.preopened_dir(dir, &guest, FsPerms::ReadOnly)
+                .map_err(|e| PluginError::Grant(format!("cannot open {}: {e}", dir.display())))?;
+        }
+        let limits_store = StoreLimitsBuilder::new()
+            .memory_size(limits.plugin_memory_bytes as usize)
+            .table_elements(1 << 20)
+            .instances(64)
+            .memories(16)
+            .tables(64)
+            .trap_on_grow_failure(true)
+            .build();
+        Ok(HostState {
+            source: source.to_owned(),
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limits: limits_store,
+            config: config.clone(),
+            grant_dirs: grant.dirs.clone(),
+            grant_files: grant.files.clone(),
+            max_file_bytes: limits.max_file_bytes,
+            log_lines: 0,
+            ticks: 0,
+            cpu_exceeded: false,
+        })
+    }
+
+    /// Report lines that were dropped by the log cap.
+    pub fn finish_logging(&self) {
+        if self.log_lines > MAX_LOG_LINES {
+            tracing::warn!(source = %self.source, dropped = self.log_lines - MAX_LOG_LINES, "plugin log lines over the cap were dropped");
+        }
+    }
+
+    fn grant_mode(&self, path: &str) -> Result<u32, String> {
+        let p = Path::new(path);
+        if self.grant_files.iter().any(|f| f == p) {
+            return std::fs::metadata(p).map(|m| m.mode() & 0o7777).map_err(|e| e.to_string());
+        }
+        for d in &self.grant_dirs {
+            if let Ok(rel) = p.strip_prefix(d) {
+                let dir = crate::sys::open_dir_path(d).map_err(|e| format!("{}: {e}", d.display()))?;
+                let rel = rel.to_string_lossy();
+                let rel = if rel.is_empty() { "." } else { &rel };
+                let fd = crate::sys::openat2(
+                    std::os::fd::AsRawFd::as_raw_fd(&dir),
+                    rel,
+                    libc::O_PATH,
+                    0,
+                    crate::sys::RESOLVE_BENEATH | crate::sys::RESOLVE_NO_MAGICLINKS,
+                )
+                .map_err(|e| format!("{path}: {e}"))?;
+                let f = std::fs::File::from(fd);
+                return f.metadata().map(|m| m.mode() & 0o7777).map_err(|e| e.to_string());
+            }
+        }
+        Err(format!("{path} is not covered by the grant"))
+    }
+
+    fn grant_read(&self, path: &str) -> Result<Vec<u8>, String> {
+        let p = Path::new(path);
+        if !self.grant_files.iter().any(|f| f == p) {
+            return Err(format!("{path} is not in grant.files"));
+        }
+        let f = std::fs::File::open(p).map_err(|e| format!("{path}: {e}"))?;
+        let mut buf = Vec::new();
+        f.take(self.max_file_bytes + 1).read_to_end(&mut buf).map_err(|e| format!("{path}: {e}"))?;
+        if buf.len() as u64 > self.max_file_bytes {
+            zeroize::Zeroize::zeroize(&mut buf);
+            return Err(format!("{path} is larger than limits.max_file_bytes ({})", self.max_file_bytes));
+        }
+        Ok(buf)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wit_types::Host for HostState {}
+
+impl wit_host::Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        self.log_lines = self.log_lines.saturating_add(1);
+        if self.log_lines > MAX_LOG_LINES {
+            return;
+        }
+        let msg = sanitize(&message, MAX_LOG_CHARS);
+        let src = self.source.as_str();
+        match level {
+            Level::Debug => tracing::debug!(source = src, "plugin: {msg}"),
+            Level::Info => tracing::info!(source = src, "plugin: {msg}"),
+            Level::Warn => tracing::warn!(source = src, "plugin: {msg}"),
+            Level::Error => tracing::error!(source = src, "plugin: {msg}"),
+        }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn config_keys(&mut self) -> Vec<String> {
+        self.config.keys().cloned().collect()
+    }
+
+    fn file_mode(&mut self, path: String) -> Result<u32, String> {
+        self.grant_mode(&path)
+    }
+
+    fn read_file(&mut self, path: String) -> Result<Vec<u8>, String> {
+        self.grant_read(&path)
+    }
+}

@@ -1,0 +1,341 @@
+//! The plugin host: a wasmtime engine for source components, their cache of
+//! precompiled code, and one sandboxed call per source (leak rule L5).
+//!
+//! Every call gets a fresh `Store` with a memory cap, a CPU cap (epoch
+//! ticks counted while Wasm runs), a wall-clock timeout and a host-side cap
+//! on logging. WASI gets nothing ambient: no env, no stdio, no sockets, and
+//! the filesystem only as the read-only directories the grant names.
+//! Components are compiled once per (engine settings, wasm digest) and kept
+//! in a root-owned cache, so the hook never compiles on a container start.
+
+mod cache;
+mod host;
+
+use crate::config::{Grant, Limits};
+use crate::plan::PluginRef;
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
+
+pub use cache::ComponentCache;
+use host::HostState;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "source-plugin",
+        path: "wit",
+        exports: { default: async },
+    });
+}
+
+use bindings::privy::source::types as wit;
+
+/// The WIT package version this host implements.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Length of one epoch tick; CPU limits are counted in these.
+const TICK: Duration = Duration::from_millis(10);
+
+/// A plugin shipped inside the binary.
+pub struct EmbeddedPlugin {
+    pub name: &'static str,
+    pub wasm: &'static [u8],
+    pub sha256: &'static str,
+}
+
+include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+
+/// The embedded plugin called `name`.
+pub fn embedded(name: &str) -> Option<&'static EmbeddedPlugin> {
+    EMBEDDED.iter().find(|p| p.name == name)
+}
+
+/// Names of all embedded plugins.
+pub fn embedded_names() -> Vec<&'static str> {
+    EMBEDDED.iter().map(|p| p.name).collect()
+}
+
+/// Directory holding the guest components built from `plugins/` (fixtures included).
+pub const GUEST_DIR: &str = env!("PRIVY_GUEST_DIR");
+
+/// What went wrong in one plugin, without the source's name (the caller adds it).
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {path}: {msg}")]
+    Load { path: String, msg: String },
+    #[error("plugin digest mismatch: {path} has sha256 {actual}, config pins {expected}")]
+    Digest { path: String, actual: String, expected: String },
+    #[error("not a privy source component: {0}")]
+    Incompatible(String),
+    #[error("{kind}: {msg}")]
+    Source { kind: &'static str, msg: String },
+    #[error("CPU limit of {0} ms exceeded")]
+    Cpu(u64),
+    #[error("memory limit of {0} MiB exceeded")]
+    Memory(u64),
+    #[error("wall-clock timeout of {0} ms exceeded")]
+    Timeout(u64),
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    #[error("grant: {0}")]
+    Grant(String),
+}
+
+/// One file as a plugin returned it, not yet checked.
+#[derive(Debug)]
+pub struct RawFile {
+    pub path: String,
+    pub data: Secret,
+    pub mode: Option<u32>,
+}
+
+/// The request as plugins see it.
+#[derive(Debug, Clone)]
+pub struct PluginRequest {
+    pub container_id: String,
+    pub stage: crate::request::Stage,
+    pub annotations: BTreeMap<String, String>,
+    pub image: Option<String>,
+    pub names: Vec<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+impl From<&crate::request::Request> for PluginRequest {
+    fn from(r: &crate::request::Request) -> Self {
+        PluginRequest {
+            container_id: r.container_id.clone(),
+            stage: r.stage,
+            annotations: r.annotations.clone(),
+            image: r.image.clone(),
+            names: r.names.clone(),
+            uid: r.user.uid,
+            gid: r.user.gid,
+            additional_gids: r.user.additional_gids.clone(),
+        }
+    }
+}
+
+/// Everything one call needs besides the component.
+pub struct Call<'a> {
+    pub source: &'a str,
+    pub grant: &'a Grant,
+    pub config: &'a BTreeMap<String, String>,
+    pub limits: &'a Limits,
+    pub request: &'a PluginRequest,
+}
+
+/// The engine, the linker and the component cache.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    ticker: OnceLock<()>,
+}
+
+/// The engine configuration; part of the cache key through wasmtime's
+/// compatibility hash, so changing it invalidates cached code.
+pub fn engine_config() -> Config {
+    let mut c = Config::new();
+    c.epoch_interruption(true);
+    c.wasm_component_model(true);
+    c.max_wasm_stack(512 << 10);
+    c
+}
+
+impl PluginHost {
+    /// A host whose compiled components live in `cache_dir`.
+    pub fn new(cache_dir: &std::path::Path) -> Result<Self, PluginError> {
+        let engine = Engine::new(&engine_config()).map_err(|e| PluginError::Trap(format!("engine: {e}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| PluginError::Trap(format!("linker: {e}")))?;
+        bindings::SourcePlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Trap(format!("linker: {e}")))?;
+        let cache = ComponentCache::new(&engine, cache_dir);
+        Ok(PluginHost { engine, linker, cache, ticker: OnceLock::new() })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The component for `plugin`: verified against its digest, from the
+    /// cache or compiled into it.
+    pub fn load(&self, plugin: &PluginRef) -> Result<Component, PluginError> {
+        match plugin {
+            PluginRef::Embedded(name) => {
+                let p = embedded(name).ok_or_else(|| PluginError::Load {
+                    path: name.clone(),
+                    msg: "no such embedded plugin".into(),
+                })?;
+                self.cache.get_or_compile(p.wasm, p.sha256)
+            }
+            PluginRef::File { path, sha256 } => {
+                let bytes = read_pinned(path, sha256)?;
+                self.cache.get_or_compile(&bytes, sha256)
+            }
+        }
+    }
+
+    /// Check that `component` is a source for this host: every import is one
+    /// privy provides, and it exports the `source` interface of our version.
+    pub fn check_component(&self, component: &Component) -> Result<(), PluginError> {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| PluginError::Incompatible(one_line(&e)))?;
+        bindings::SourcePluginPre::new(pre).map_err(|e| {
+            PluginError::Incompatible(format!(
+                "{} (a source exports privy:source/source@{WIT_VERSION})",
+                one_line(&e)
+            ))
+        })?;
+        Ok(())
+    }
+
+    fn start_ticker(&self) {
+        self.ticker.get_or_init(|| {
+            let engine = self.engine.weak();
+            std::thread::Builder::new()
+                .name("privy-epoch".into())
+                .spawn(move || loop {
+                    std::thread::sleep(TICK);
+                    match engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => return,
+                    }
+                })
+                .expect("spawn epoch ticker");
+        });
+    }
+
+    /// Run one `fetch` in a fresh store under `call.limits`.
+    pub async fn fetch(&self, component: &Component, call: Call<'_>) -> Result<Vec<RawFile>, PluginError> {
+        self.start_ticker();
+        let limits = call.limits;
+        let state = HostState::new(call.source, call.grant, call.config, limits)?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let cpu_ticks = limits.plugin_cpu_ms.div_ceil(TICK.as_millis() as u64).max(1);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let st = ctx.data_mut();
+            st.ticks += 1;
+            if st.ticks > cpu_ticks {
+                st.cpu_exceeded = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let req = to_wit(call.request);
+        let run = async {
+            let pre = self.linker.instantiate_pre(component).map_err(|e| PluginError::Incompatible(one_line(&e)))?;
+            let pre = bindings::SourcePluginPre::new(pre).map_err(|e| PluginError::Incompatible(one_line(&e)))?;
+            let inst = pre.instantiate_async(&mut store).await.map_err(|e| classify(&e, &store, limits))?;
+            inst.privy_source_source()
+                .call_fetch(&mut store, &req)
+                .await
+                .map_err(|e| classify(&e, &store, limits))
+        };
+        let out = tokio::time::timeout(Duration::from_millis(limits.plugin_timeout_ms), run)
+            .await
+            .map_err(|_| PluginError::Timeout(limits.plugin_timeout_ms))??;
+        store.data().finish_logging();
+        match out {
+            Ok(files) => Ok(files
+                .into_iter()
+                .map(|f| RawFile { path: f.path, data: Secret::new(f.data), mode: f.mode })
+                .collect()),
+            Err(e) => {
+                let (kind, msg) = match e {
+                    wit::SourceError::NotFound(m) => ("not found", m),
+                    wit::SourceError::Denied(m) => ("denied", m),
+                    wit::SourceError::Unavailable(m) => ("unavailable", m),
+                    wit::SourceError::InvalidConfig(m) => ("invalid config", m),
+                    wit::SourceError::Other(m) => ("error", m),
+                };
+                Err(PluginError::Source { kind, msg: sanitize(&msg, 300) })
+            }
+        }
+    }
+}
+
+/// Read a `.wasm` file named in config: owned by root, not writable by
+/// group or others, and hashing to the pinned digest.
+pub fn read_pinned(path: &std::path::Path, sha256: &str) -> Result<Vec<u8>, PluginError> {
+    use sha2::Digest;
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| PluginError::Load { path: shown.clone(), msg: e.to_string() })?;
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(PluginError::Load {
+            path: shown,
+            msg: "must be owned by root and not writable by group or others".into(),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|e| PluginError::Load { path: shown.clone(), msg: e.to_string() })?;
+    let actual = hex::encode(sha2::Sha256::digest(&bytes));
+    if !actual.eq_ignore_ascii_case(sha256) {
+        return Err(PluginError::Digest { path: shown, actual, expected: sha256.into() });
+    }
+    Ok(bytes)
+}
+
+fn to_wit(r: &PluginRequest) -> wit::Request {
+    wit::Request {
+        container_id: r.container_id.clone(),
+        stage: match r.stage {
+            crate::request::Stage::Run => wit::Stage::Run,
+            crate::request::Stage::Build => wit::Stage::Build,
+        },
+        annotations: r
+            .annotations
+            .iter()
+            .map(|(k, v)| wit::Annotation { key: k.clone(), value: v.clone() })
+            .collect(),
+        image: r.image.clone(),
+        names: r.names.clone(),
+        user: wit::User { uid: r.uid, gid: r.gid, additional_gids: r.additional_gids.clone() },
+    }
+}
+
+/// Turn a wasmtime error into the limit it hit, or a one-line trap.
+fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> PluginError {
+    let st = store.data();
+    if st.cpu_exceeded {
+        return PluginError::Cpu(limits.plugin_cpu_ms);
+    }
+    let text = format!("{e:#}");
+    if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
+        return PluginError::Memory(limits.plugin_memory_bytes >> 20);
+    }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        let what = match trap {
+            wasmtime::Trap::StackOverflow => "stack overflow (runaway recursion)".to_string(),
+            wasmtime::Trap::UnreachableCodeReached => "wasm `unreachable` executed (the plugin panicked or aborted)".into(),
+            wasmtime::Trap::Interrupt => return PluginError::Cpu(limits.plugin_cpu_ms),
+            other => other.to_string(),
+        };
+        return PluginError::Trap(what);
+    }
+    PluginError::Trap(one_line(e))
+}
+
+/// The first line of an error chain, joined with `: `.
+fn one_line(e: &wasmtime::Error) -> String {
+    let s: Vec<String> = e.chain().map(|c| c.to_string().lines().next().unwrap_or("").to_string()).collect();
+    sanitize(&s.join(": "), 400)
+}
+
+/// Printable, single-line, at most `max` chars: for text from plugins.
+pub fn sanitize(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(max).collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}

@@ -1,0 +1,147 @@
+//! Stage one: who is asking. Turns the OCI state and the bundle's
+//! `config.json` into a [`Request`]: container id, root, annotations, user,
+//! id mappings, and whether this is a run or a build step.
+
+use crate::oci::{self, IdMapping, OciError, Spec, State, User};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Annotation that marks a build step explicitly (`build`).
+pub const STAGE_ANNOTATION: &str = "io.privy.stage";
+/// Annotation listing the names a container asks for (comma-separated).
+pub const NAMES_ANNOTATION: &str = "io.privy.names";
+
+/// Annotations engines use for the image reference, most specific first.
+const IMAGE_ANNOTATIONS: &[&str] = &[
+    "io.kubernetes.cri-o.ImageName",
+    "io.kubernetes.cri.image-name",
+    "org.opencontainers.image.ref.name",
+    "io.privy.image",
+];
+
+/// Run or build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Run,
+    Build,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Run => "run",
+            Stage::Build => "build",
+        }
+    }
+}
+
+/// Everything later stages need to know about one container start.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub container_id: String,
+    /// PID of the container's init, whose mount namespace gets the tmpfs.
+    pub pid: Option<i32>,
+    pub bundle: PathBuf,
+    /// Root filesystem path as the runtime sees it.
+    pub root: PathBuf,
+    pub stage: Stage,
+    pub annotations: BTreeMap<String, String>,
+    pub image: Option<String>,
+    pub names: Vec<String>,
+    pub user: User,
+    pub uid_mappings: Vec<IdMapping>,
+    pub gid_mappings: Vec<IdMapping>,
+}
+
+impl Request {
+    /// Build the request from the hook's state and the bundle's spec.
+    pub fn from_oci(state: State, spec: Spec) -> Result<Self, OciError> {
+        let root = spec.root_path(&state.bundle)?;
+        // config.json annotations are the engine's; the state's are the
+        // runtime's copy. Merge, the state winning on conflict.
+        let mut annotations = spec.annotations;
+        annotations.extend(state.annotations);
+        let stage = if annotations.get(STAGE_ANNOTATION).map(String::as_str) == Some("build") {
+            Stage::Build
+        } else {
+            Stage::Run
+        };
+        let image = IMAGE_ANNOTATIONS.iter().find_map(|k| annotations.get(*k).cloned());
+        let names = annotations
+            .get(NAMES_ANNOTATION)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+            .unwrap_or_default();
+        let linux = spec.linux.unwrap_or_default();
+        Ok(Request {
+            container_id: state.id,
+            pid: state.pid,
+            bundle: state.bundle,
+            root,
+            stage,
+            annotations,
+            image,
+            names,
+            user: spec.process.map(|p| p.user).unwrap_or_default(),
+            uid_mappings: linux.uid_mappings,
+            gid_mappings: linux.gid_mappings,
+        })
+    }
+
+    /// Read `config.json` from the state's bundle and build the request.
+    pub fn load(state: State) -> Result<Self, OciError> {
+        let spec = Spec::load(&state.bundle)?;
+        Self::from_oci(state, spec)
+    }
+
+    /// The host uid and gid that own the private files, as the container's
+    /// id mappings translate its user.
+    pub fn host_owner(&self) -> Option<(u32, u32)> {
+        Some((
+            oci::map_id(&self.uid_mappings, self.user.uid)?,
+            oci::map_id(&self.gid_mappings, self.user.gid)?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(config: &str, state: &str) -> Request {
+        Request::from_oci(State::parse(state.as_bytes()).unwrap(), serde_json::from_str(config).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn request_merges_annotations_and_detects_build() {
+        let r = req(
+            r#"{"root":{"path":"/abs/root"},"annotations":{"io.privy.stage":"build","io.privy.names":"a, b/c,"}}"#,
+            r#"{"id":"c","pid":1,"bundle":"/b","annotations":{"k":"v"}}"#,
+        );
+        assert_eq!(r.stage, Stage::Build);
+        assert_eq!(r.root, PathBuf::from("/abs/root"));
+        assert_eq!(r.names, vec!["a", "b/c"]);
+        assert_eq!(r.annotations["k"], "v");
+    }
+
+    #[test]
+    fn owner_follows_user_namespace_mappings() {
+        let r = req(
+            r#"{"root":{"path":"r"},"process":{"user":{"uid":1000,"gid":100}},
+                "linux":{"uidMappings":[{"containerID":0,"hostID":300000,"size":65536}],
+                         "gidMappings":[{"containerID":0,"hostID":400000,"size":65536}]}}"#,
+            r#"{"id":"c","bundle":"/b"}"#,
+        );
+        assert_eq!(r.host_owner(), Some((301000, 400100)));
+        assert_eq!(r.stage, Stage::Run);
+    }
+
+    #[test]
+    fn unmapped_user_has_no_owner() {
+        let r = req(
+            r#"{"root":{"path":"r"},"process":{"user":{"uid":70000,"gid":0}},
+                "linux":{"uidMappings":[{"containerID":0,"hostID":300000,"size":65536}]}}"#,
+            r#"{"id":"c","bundle":"/b"}"#,
+        );
+        assert_eq!(r.host_owner(), None);
+    }
+}
