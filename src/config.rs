@@ -306,6 +306,14 @@ impl Config {
             for (j, f) in s.grant.files.iter().enumerate() {
                 check_abs_clean(&key(&format!("grant.files[{j}]")), f)?;
             }
+            if s.plugin == "host-dir" {
+                // Outside its grant the directory would just look empty.
+                if let Some(dir) = s.config.get("dir") {
+                    if !s.grant.dirs.iter().any(|g| Path::new(dir).starts_with(g)) {
+                        return Err(invalid(key("config.dir"), format!("{dir:?} is not inside any of grant.dirs")));
+                    }
+                }
+            }
             for (j, h) in s.grant.hosts.iter().enumerate() {
                 let ok = h
                     .rsplit_once(':')
@@ -408,6 +416,7 @@ mod tests {
             ("[[source]]\nname='a'\nplugin='host-dir'\ngrant.hosts=['nohost']", "source[0].grant.hosts[0]"),
             ("[[source]]\nname='a'\nplugin='host-dir'\nwhen={stage='later'}", "source[0].when.stage"),
             ("[[source]]\nname='a'\nplugin='host-dir'\nwhen={value='x'}", "source[0].when.value"),
+            ("[[source]]\nname='a'\nplugin='host-dir'\ngrant.dirs=['/srv/a']\nconfig={dir='/etc'}", "source[0].config.dir"),
         ];
         for (text, key) in cases {
             let e = parse(text).expect_err(text).to_string();

@@ -18,7 +18,6 @@ pub struct Fetched {
 #[error("source {name:?}: {error}")]
 pub struct FetchError {
     pub name: String,
-    #[source]
     pub error: PluginError,
 }
 

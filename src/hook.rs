@@ -81,6 +81,27 @@ pub fn harden_process() {
     }
 }
 
+/// Print a hook's one-line error where the user will see it. runc shows a
+/// failed hook's stderr; crun sends it to /dev/null. When ours is /dev/null,
+/// the line also goes to the runtime's own stderr (our parent's fd 2), so
+/// `crun run` tells the user why the container did not start.
+pub fn report_error(line: &str) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    eprintln!("{line}");
+    let devnull = |m: &std::fs::Metadata| m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3);
+    let ours = std::fs::metadata("/proc/self/fd/2");
+    if !ours.as_ref().is_ok_and(devnull) {
+        return;
+    }
+    let ppid = std::os::unix::process::parent_id();
+    let theirs = format!("/proc/{ppid}/fd/2");
+    if std::fs::metadata(&theirs).is_ok_and(|m| !devnull(&m)) {
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&theirs) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
 /// The `createRuntime` hook.
 pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> {
     let state = State::parse(stdin)?;

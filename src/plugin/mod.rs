@@ -183,6 +183,13 @@ impl PluginHost {
         }
     }
 
+    /// The component for raw wasm bytes (`privy plugin run`, tests): hashed,
+    /// then taken from the cache or compiled into it.
+    pub fn load_bytes(&self, wasm: &[u8]) -> Result<Component, PluginError> {
+        use sha2::Digest;
+        self.cache.get_or_compile(wasm, &hex::encode(sha2::Sha256::digest(wasm)))
+    }
+
     /// Check that `component` is a source for this host: every import is one
     /// privy provides, and it exports the `source` interface of our version.
     pub fn check_component(&self, component: &Component) -> Result<(), PluginError> {
@@ -317,6 +324,9 @@ fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> P
         let what = match trap {
             wasmtime::Trap::StackOverflow => "stack overflow (runaway recursion)".to_string(),
             wasmtime::Trap::UnreachableCodeReached => "wasm `unreachable` executed (the plugin panicked or aborted)".into(),
+            wasmtime::Trap::MemoryOutOfBounds => {
+                "out-of-bounds memory access (its stack ran out, as deep recursion does, or a plugin bug)".into()
+            }
             wasmtime::Trap::Interrupt => return PluginError::Cpu(limits.plugin_cpu_ms),
             other => other.to_string(),
         };

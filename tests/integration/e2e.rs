@@ -1,0 +1,241 @@
+//! End to end, as root, with real runc and real crun and a busybox rootfs.
+//! Every test runs against both runtimes; each skips (saying why) only
+//! where a runtime, busybox or root is truly absent.
+
+use crate::util::{self, text, Bundle, World};
+
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[test]
+            fn runc() {
+                if crate::util::e2e_ready("runc") { super::$name("runc") }
+            }
+            #[test]
+            fn crun() {
+                if crate::util::e2e_ready("crun") { super::$name("crun") }
+            }
+        })*
+    };
+}
+
+on_both_runtimes!(
+    container_reads_injected_files_with_right_bytes_owner_and_mode,
+    mount_lives_only_in_the_container_mount_namespace,
+    run_symlink_to_host_path_resolves_inside_root,
+    private_symlink_to_host_path_fails_closed_without_writing_outside,
+    failing_source_stops_the_container_and_names_the_cause,
+    file_over_the_limit_stops_the_container,
+    optional_failing_source_is_skipped,
+    no_source_files_means_no_mount_and_no_trace,
+);
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Nothing of `secret` anywhere but the host's private.d: not in the
+/// bundle (rootfs included), not in privy's state, log or cache.
+fn assert_no_trace(w: &World, b: &Bundle, secret: &[u8]) {
+    assert!(util::files_containing(b.path(), secret).is_empty(), "secret bytes found in the bundle");
+    let mut hits = util::files_containing(w.dir.path(), secret);
+    hits.retain(|p| !p.starts_with(&w.private_d));
+    assert!(hits.is_empty(), "secret bytes found in privy's files: {hits:?}");
+    assert!(!util::contains(&w.log(), secret));
+}
+
+fn assert_no_run_dir(b: &Bundle) {
+    assert!(
+        std::fs::symlink_metadata(b.rootfs().join("run")).is_err(),
+        "poststop must remove the run/private mountpoint privy created (L3)"
+    );
+}
+
+fn container_reads_injected_files_with_right_bytes_owner_and_mode(rt: &str) {
+    let w = World::new("", "");
+    let cert = util::secret("cert");
+    let key = util::secret("key");
+    w.put("entitlement/cert.pem", &cert, 0o640);
+    w.put("api.key", &key, 0o4755);
+    let b = Bundle::new(
+        "sha256sum /run/private/entitlement/cert.pem /run/private/api.key; \
+         stat -c '%n %u %g %a' /run/private /run/private/entitlement /run/private/entitlement/cert.pem /run/private/api.key; \
+         grep ' /run/private ' /proc/self/mountinfo; \
+         touch /run/private/new 2>/dev/null && echo WRITABLE || echo READONLY",
+    );
+    b.edit(|v| v["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1001}));
+    b.install(&w);
+    let out = b.run(rt);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{rt} failed: {se}");
+    assert!(so.contains(&format!("{}  /run/private/entitlement/cert.pem", sha256_hex(&cert))), "{so}");
+    assert!(so.contains(&format!("{}  /run/private/api.key", sha256_hex(&key))), "{so}");
+    for line in [
+        "/run/private 1000 1001 700",
+        "/run/private/entitlement 1000 1001 700",
+        "/run/private/entitlement/cert.pem 1000 1001 640",
+        "/run/private/api.key 1000 1001 644",
+    ] {
+        assert!(so.lines().any(|l| l == line), "missing {line:?} in {so}");
+    }
+    let mnt = so.lines().find(|l| l.contains(" /run/private ")).expect("mountinfo line");
+    let opts = mnt.split_whitespace().nth(5).unwrap();
+    for o in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(opts.split(',').any(|x| x == o), "mount options {opts} lack {o}");
+    }
+    assert!(mnt.contains(" - tmpfs "), "{mnt}");
+    assert!(so.contains("READONLY") && !so.contains("WRITABLE"));
+    assert!(!util::contains(&out.stdout, &cert) && !util::contains(&out.stderr, &cert));
+    assert_no_trace(&w, &b, &cert);
+    assert_no_trace(&w, &b, &key);
+    assert_no_run_dir(&b);
+    // One audit event naming the files, never their bytes.
+    let log = text(&w.log());
+    assert!(log.contains("injected") && log.contains("entitlement/cert.pem") && log.contains("hmac-sha256:"), "{log}");
+}
+
+fn mount_lives_only_in_the_container_mount_namespace(rt: &str) {
+    let w = World::new("", "");
+    let s = util::secret("ns");
+    w.put("k", &s, 0o600);
+    let b = Bundle::new("sleep 60");
+    b.install(&w);
+    // The container's init inherits create's stdio, so no pipes: a pipe
+    // would stay open until the container exits.
+    let errfile = w.dir.path().join("create.err");
+    let st = std::process::Command::new("timeout")
+        .args(["60", rt, "create", "-b"])
+        .arg(b.path())
+        .arg(&b.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&errfile).unwrap())
+        .status()
+        .unwrap();
+    let cleanup = || {
+        let _ = std::process::Command::new(rt).args(["delete", "-f", &b.id]).output();
+    };
+    if !st.success() {
+        cleanup();
+        panic!("{rt} create failed: {}", std::fs::read_to_string(&errfile).unwrap_or_default());
+    }
+    let state = std::process::Command::new(rt).args(["state", &b.id]).output().unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let inside = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    cleanup();
+    assert!(inside.lines().any(|l| l.split_whitespace().nth(4) == Some("/run/private")), "not mounted in the container");
+    let rootfs = b.rootfs().display().to_string();
+    assert!(
+        !host.lines().any(|l| l.contains("/run/private") || l.contains(&format!("{rootfs}/run"))),
+        "the host's mount table shows privy's tmpfs"
+    );
+    assert_no_trace(&w, &b, &s);
+    assert_no_run_dir(&b);
+}
+
+/// A host directory, outside any rootfs, that a hostile image points at.
+fn host_bait() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("privy-bait-").tempdir().unwrap()
+}
+
+fn run_symlink_to_host_path_resolves_inside_root(rt: &str) {
+    let w = World::new("", "");
+    let s = util::secret("sym");
+    w.put("k", &s, 0o600);
+    let bait = host_bait();
+    let b = Bundle::new("sha256sum /run/private/k");
+    // rootfs/run -> <bait> (absolute); the same path also exists inside the
+    // root, so a confined resolution lands there and never on the host.
+    std::os::unix::fs::symlink(bait.path(), b.rootfs().join("run")).unwrap();
+    let inside = b.rootfs().join(bait.path().strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&inside).unwrap();
+    b.install(&w);
+    let out = b.run(rt);
+    assert!(out.status.success(), "{rt}: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&sha256_hex(&s)));
+    assert_eq!(std::fs::read_dir(bait.path()).unwrap().count(), 0, "privy wrote onto the host through a symlink");
+    assert!(!inside.join("private").exists(), "poststop removes the mountpoint it created");
+    assert_no_trace(&w, &b, &s);
+}
+
+fn private_symlink_to_host_path_fails_closed_without_writing_outside(rt: &str) {
+    let w = World::new("", "");
+    let s = util::secret("sym2");
+    w.put("k", &s, 0o600);
+    let bait = host_bait();
+    let b = Bundle::new("echo STARTED");
+    std::fs::create_dir_all(b.rootfs().join("run")).unwrap();
+    std::os::unix::fs::symlink(bait.path(), b.rootfs().join("run/private")).unwrap();
+    b.install(&w);
+    let out = b.run(rt);
+    assert!(!out.status.success(), "{rt} started a container whose target is a dangling symlink");
+    assert!(!text(&out.stdout).contains("STARTED"));
+    assert!(text(&out.stderr).contains("target /run/private"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_dir(bait.path()).unwrap().count(), 0, "privy wrote onto the host through a symlink");
+    assert_no_trace(&w, &b, &s);
+}
+
+fn hostile_source(mode: &str, required: bool) -> String {
+    let wasm = util::guest("hostile");
+    format!(
+        "[[source]]\nname = \"broken\"\nplugin = {wasm:?}\nsha256 = \"{}\"\nrequired = {required}\nconfig = {{ mode = \"{mode}\" }}\n",
+        util::sha256_file(&wasm)
+    )
+}
+
+fn failing_source_stops_the_container_and_names_the_cause(rt: &str) {
+    let w = World::new("", &hostile_source("fail", true));
+    let s = util::secret("fail");
+    w.put("k", &s, 0o600);
+    let b = Bundle::new("echo STARTED");
+    b.install(&w);
+    let out = b.run(rt);
+    // runc quotes the hook's stderr Go-style; crun relays our line as is.
+    let err = text(&out.stderr).replace("\\\"", "\"");
+    assert!(!out.status.success());
+    assert!(!text(&out.stdout).contains("STARTED"), "the container ran");
+    assert!(err.contains("source \"broken\": unavailable: backend is down"), "{err}");
+    assert_no_trace(&w, &b, &s);
+    assert_no_run_dir(&b);
+}
+
+fn file_over_the_limit_stops_the_container(rt: &str) {
+    let w = World::new("[limits]\nmax_file_bytes = 16\n", "");
+    let s = util::secret("big");
+    w.put("too-big.key", &s, 0o600);
+    let b = Bundle::new("echo STARTED");
+    b.install(&w);
+    let out = b.run(rt);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!text(&out.stdout).contains("STARTED"));
+    assert!(err.contains("too-big.key") && err.contains("limits.max_file_bytes (16)"), "{err}");
+    assert!(!util::contains(&out.stderr, &s));
+    assert_no_trace(&w, &b, &s);
+}
+
+fn optional_failing_source_is_skipped(rt: &str) {
+    let w = World::new("", &hostile_source("spin", false));
+    let s = util::secret("opt");
+    w.put("k", &s, 0o600);
+    let b = Bundle::new("sha256sum /run/private/k");
+    b.install(&w);
+    let out = b.run(rt);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&sha256_hex(&s)));
+    let log = text(&w.log());
+    assert!(log.contains("optional source failed") && log.contains("CPU limit"), "{log}");
+}
+
+fn no_source_files_means_no_mount_and_no_trace(rt: &str) {
+    let w = World::new("", "");
+    let b = Bundle::new("test -e /run/private && echo PRESENT || echo ABSENT");
+    b.install(&w);
+    let out = b.run(rt);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ABSENT"));
+    assert_no_run_dir(&b);
+}
