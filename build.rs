@@ -21,7 +21,13 @@ fn main() {
         .unwrap_or_else(|| outer_target_dir(&out).join("wasm-guests"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&guest_target)
         .current_dir(manifest.join("plugins"))
         .env_remove("RUSTFLAGS")
@@ -29,6 +35,9 @@ fn main() {
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_MAKEFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS")
         .status()

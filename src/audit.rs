@@ -36,9 +36,16 @@ impl Auditor {
         getrandom::getrandom(&mut key[..]).expect("kernel random source");
         let stored = (|| {
             if let Some(dir) = path.parent() {
-                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)?;
             }
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
             f.write_all(&key[..])
         })();
         if let Err(e) = stored {
@@ -49,12 +56,15 @@ impl Auditor {
 
     /// A fixed key, for tests.
     pub fn with_key(key: [u8; 32]) -> Self {
-        Auditor { key: Zeroizing::new(key) }
+        Auditor {
+            key: Zeroizing::new(key),
+        }
     }
 
     /// `hmac-sha256:` and the first 16 hex digits of HMAC-SHA256(key, data).
     pub fn fingerprint(&self, data: &[u8]) -> String {
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key[..]).expect("any key length");
+        let mut mac =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key[..]).expect("any key length");
         mac.update(data);
         let out = mac.finalize().into_bytes();
         format!("hmac-sha256:{}", hex::encode(&out[..8]))
@@ -121,7 +131,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("sub/audit.key");
         let f1 = Auditor::load_or_create(&p).fingerprint(b"x");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(Auditor::load_or_create(&p).fingerprint(b"x"), f1);
     }
 }

@@ -50,17 +50,30 @@ pub enum CheckError {
     #[error("source {name:?}: {error}")]
     Path { name: String, error: PathError },
     #[error("source {name:?}: file {path} is {size} bytes, over limits.max_file_bytes ({limit})")]
-    FileTooBig { name: String, path: String, size: u64, limit: u64 },
+    FileTooBig {
+        name: String,
+        path: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("source {name:?}: returned {path} twice")]
     Duplicate { name: String, path: String },
     #[error("source {name:?}: returned {count} files, over limits.max_files ({limit})")]
-    SourceTooMany { name: String, count: usize, limit: u32 },
+    SourceTooMany {
+        name: String,
+        count: usize,
+        limit: u32,
+    },
     #[error("{count} private files in all, over limits.max_files ({limit})")]
     TooMany { count: usize, limit: u32 },
     #[error("{total} bytes of private files in all, over limits.max_total_bytes ({limit})")]
     TotalTooBig { total: u64, limit: u64 },
     #[error("{file} (from source {file_source:?}) is a file but {dir} needs it to be a directory")]
-    FileDirConflict { file: String, file_source: String, dir: String },
+    FileDirConflict {
+        file: String,
+        file_source: String,
+        dir: String,
+    },
 }
 
 /// Strip execute, setuid, setgid and sticky bits.
@@ -74,11 +87,18 @@ pub fn check(fetched: Vec<Fetched>, limits: &Limits) -> Result<Checked, CheckErr
     let mut candidates: Vec<(crate::plan::Precedence, usize, CheckedFile)> = Vec::new();
     for (order, f) in fetched.into_iter().enumerate() {
         if f.files.len() > limits.max_files as usize {
-            return Err(CheckError::SourceTooMany { name: f.source, count: f.files.len(), limit: limits.max_files });
+            return Err(CheckError::SourceTooMany {
+                name: f.source,
+                count: f.files.len(),
+                limit: limits.max_files,
+            });
         }
         let mut seen = BTreeSet::new();
         for raw in f.files {
-            let path = RelPath::new(&raw.path).map_err(|error| CheckError::Path { name: f.source.clone(), error })?;
+            let path = RelPath::new(&raw.path).map_err(|error| CheckError::Path {
+                name: f.source.clone(),
+                error,
+            })?;
             let size = raw.data.len() as u64;
             if size > limits.max_file_bytes {
                 return Err(CheckError::FileTooBig {
@@ -89,28 +109,50 @@ pub fn check(fetched: Vec<Fetched>, limits: &Limits) -> Result<Checked, CheckErr
                 });
             }
             if !seen.insert(path.clone()) {
-                return Err(CheckError::Duplicate { name: f.source.clone(), path: path.to_string() });
+                return Err(CheckError::Duplicate {
+                    name: f.source.clone(),
+                    path: path.to_string(),
+                });
             }
             let mode = clean_mode(raw.mode);
-            candidates.push((f.precedence, order, CheckedFile { path, data: raw.data, mode, source: f.source.clone() }));
+            candidates.push((
+                f.precedence,
+                order,
+                CheckedFile {
+                    path,
+                    data: raw.data,
+                    mode,
+                    source: f.source.clone(),
+                },
+            ));
         }
     }
     // Lowest precedence first, so later inserts override.
-    candidates.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    candidates.sort_by_key(|c| (c.0, c.1));
     let mut merged: BTreeMap<RelPath, CheckedFile> = BTreeMap::new();
     let mut overrides = Vec::new();
     for (_, _, file) in candidates {
         if let Some(old) = merged.insert(file.path.clone(), file) {
             let new = &merged[&old.path];
-            overrides.push(Override { path: old.path.to_string(), winner: new.source.clone(), loser: old.source.clone() });
+            overrides.push(Override {
+                path: old.path.to_string(),
+                winner: new.source.clone(),
+                loser: old.source.clone(),
+            });
         }
     }
     if merged.len() > limits.max_files as usize {
-        return Err(CheckError::TooMany { count: merged.len(), limit: limits.max_files });
+        return Err(CheckError::TooMany {
+            count: merged.len(),
+            limit: limits.max_files,
+        });
     }
     let total: u64 = merged.values().map(|f| f.data.len() as u64).sum();
     if total > limits.max_total_bytes {
-        return Err(CheckError::TotalTooBig { total, limit: limits.max_total_bytes });
+        return Err(CheckError::TotalTooBig {
+            total,
+            limit: limits.max_total_bytes,
+        });
     }
     for (path, file) in &merged {
         let (parents, _) = path.split_last();
@@ -129,7 +171,10 @@ pub fn check(fetched: Vec<Fetched>, limits: &Limits) -> Result<Checked, CheckErr
             }
         }
     }
-    Ok(Checked { files: merged.into_values().collect(), overrides })
+    Ok(Checked {
+        files: merged.into_values().collect(),
+        overrides,
+    })
 }
 
 #[cfg(test)]
@@ -139,11 +184,19 @@ mod tests {
     use crate::plugin::RawFile;
 
     fn raw(path: &str, data: &[u8], mode: Option<u32>) -> RawFile {
-        RawFile { path: path.into(), data: Secret::new(data.to_vec()), mode }
+        RawFile {
+            path: path.into(),
+            data: Secret::new(data.to_vec()),
+            mode,
+        }
     }
 
     fn fetched(source: &str, p: Precedence, files: Vec<RawFile>) -> Fetched {
-        Fetched { source: source.into(), precedence: p, files }
+        Fetched {
+            source: source.into(),
+            precedence: p,
+            files,
+        }
     }
 
     #[test]
@@ -157,23 +210,59 @@ mod tests {
     #[test]
     fn bad_paths_name_the_source() {
         for bad in ["../x", "/etc/passwd", "a\0b", "a//b"] {
-            let e = check(vec![fetched("s1", Precedence::Operator, vec![raw(bad, b"x", None)])], &Limits::default())
-                .unwrap_err();
-            assert!(matches!(&e, CheckError::Path { name, .. } if name == "s1"), "{bad}: {e}");
+            let e = check(
+                vec![fetched(
+                    "s1",
+                    Precedence::Operator,
+                    vec![raw(bad, b"x", None)],
+                )],
+                &Limits::default(),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, CheckError::Path { name, .. } if name == "s1"),
+                "{bad}: {e}"
+            );
         }
     }
 
     #[test]
     fn file_over_limit_is_refused() {
-        let l = Limits { max_file_bytes: 4, ..Limits::default() };
-        let e = check(vec![fetched("s", Precedence::HostDir, vec![raw("a", b"12345", None)])], &l).unwrap_err();
-        assert!(matches!(e, CheckError::FileTooBig { size: 5, limit: 4, .. }), "{e}");
+        let l = Limits {
+            max_file_bytes: 4,
+            ..Limits::default()
+        };
+        let e = check(
+            vec![fetched(
+                "s",
+                Precedence::HostDir,
+                vec![raw("a", b"12345", None)],
+            )],
+            &l,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CheckError::FileTooBig {
+                    size: 5,
+                    limit: 4,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(!e.to_string().contains("12345"));
     }
 
     #[test]
     fn totals_and_counts_are_capped() {
-        let l = Limits { max_total_bytes: 5, max_file_bytes: 5, max_files: 2, ..Limits::default() };
+        let l = Limits {
+            max_total_bytes: 5,
+            max_file_bytes: 5,
+            max_files: 2,
+            ..Limits::default()
+        };
         let e = check(
             vec![
                 fetched("a", Precedence::HostDir, vec![raw("x", b"123", None)]),
@@ -184,21 +273,42 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, CheckError::TotalTooBig { total: 6, .. }), "{e}");
         let e = check(
-            vec![fetched("a", Precedence::HostDir, vec![raw("x", b"", None), raw("y", b"", None), raw("z", b"", None)])],
+            vec![fetched(
+                "a",
+                Precedence::HostDir,
+                vec![
+                    raw("x", b"", None),
+                    raw("y", b"", None),
+                    raw("z", b"", None),
+                ],
+            )],
             &l,
         )
         .unwrap_err();
-        assert!(matches!(e, CheckError::SourceTooMany { count: 3, .. }), "{e}");
+        assert!(
+            matches!(e, CheckError::SourceTooMany { count: 3, .. }),
+            "{e}"
+        );
     }
 
     #[test]
     fn same_path_twice_from_one_source_is_refused() {
         let e = check(
-            vec![fetched("s", Precedence::HostDir, vec![raw("a", b"1", None), raw("a", b"2", None)])],
+            vec![fetched(
+                "s",
+                Precedence::HostDir,
+                vec![raw("a", b"1", None), raw("a", b"2", None)],
+            )],
             &Limits::default(),
         )
         .unwrap_err();
-        assert_eq!(e, CheckError::Duplicate { name: "s".into(), path: "a".into() });
+        assert_eq!(
+            e,
+            CheckError::Duplicate {
+                name: "s".into(),
+                path: "a".into()
+            }
+        );
     }
 
     #[test]
@@ -206,7 +316,11 @@ mod tests {
         let c = check(
             vec![
                 fetched("up", Precedence::Upload, vec![raw("k", b"upload", None)]),
-                fetched("hd", Precedence::HostDir, vec![raw("k", b"host", None), raw("other", b"o", Some(0o644))]),
+                fetched(
+                    "hd",
+                    Precedence::HostDir,
+                    vec![raw("k", b"host", None), raw("other", b"o", Some(0o644))],
+                ),
             ],
             &Limits::default(),
         )
@@ -215,7 +329,14 @@ mod tests {
         assert_eq!(c.files[0].data.expose(), b"upload");
         assert_eq!(c.files[0].source, "up");
         assert_eq!(c.files[1].mode, 0o644);
-        assert_eq!(c.overrides, vec![Override { path: "k".into(), winner: "up".into(), loser: "hd".into() }]);
+        assert_eq!(
+            c.overrides,
+            vec![Override {
+                path: "k".into(),
+                winner: "up".into(),
+                loser: "hd".into()
+            }]
+        );
     }
 
     #[test]

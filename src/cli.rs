@@ -10,7 +10,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "privy", version, about = "Private files for Linux containers, from sandboxed WebAssembly sources")]
+#[command(
+    name = "privy",
+    version,
+    about = "Private files for Linux containers, from sandboxed WebAssembly sources"
+)]
 pub struct Cli {
     /// Config file [default: /etc/privy/privy.toml; built-in default when absent]
     #[arg(long, global = true, env = "PRIVY_CONFIG")]
@@ -78,15 +82,24 @@ fn load_config(cli: &Cli) -> Result<Config> {
 fn init_logging(cfg: Option<&Config>, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PRIVY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let file = cfg.filter(|c| !c.log_file.as_os_str().is_empty()).and_then(|c| {
-        if let Some(d) = c.log_file.parent() {
-            let _ = std::fs::create_dir_all(d);
-        }
-        std::fs::OpenOptions::new().create(true).append(true).open(&c.log_file).ok()
-    });
+    let file = cfg
+        .filter(|c| !c.log_file.as_os_str().is_empty())
+        .and_then(|c| {
+            if let Some(d) = c.log_file.parent() {
+                let _ = std::fs::create_dir_all(d);
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&c.log_file)
+                .ok()
+        });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match file {
-        Some(f) => builder.json().with_writer(std::sync::Mutex::new(f)).try_init(),
+        Some(f) => builder
+            .json()
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init(),
         None => builder.with_writer(std::io::stderr).try_init(),
     };
 }
@@ -99,7 +112,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(&cli)?;
             init_logging(Some(&cfg), "info");
             let mut stdin = Vec::new();
-            std::io::stdin().read_to_end(&mut stdin).context("reading OCI state from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut stdin)
+                .context("reading OCI state from stdin")?;
             match stage {
                 HookStage::CreateRuntime => {
                     crate::hook::create_runtime(&cfg, &stdin).map_err(|e| {
@@ -125,23 +140,37 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if let Some(b) = &args.bundle {
                 install::bundle(b, &binary, cfg_arg.as_deref(), args.uninstall)?;
-                println!("{} privy hooks {} {}", verb(args.uninstall), prep(args.uninstall), b.join("config.json").display());
+                println!(
+                    "{} privy hooks {} {}",
+                    verb(args.uninstall),
+                    prep(args.uninstall),
+                    b.join("config.json").display()
+                );
             }
             if let Some(d) = &args.hooks_dir {
                 for f in install::hooks_dir(d, &binary, cfg_arg.as_deref(), args.uninstall)? {
-                    println!("{} {}", if args.uninstall { "removed" } else { "wrote" }, f.display());
+                    println!(
+                        "{} {}",
+                        if args.uninstall { "removed" } else { "wrote" },
+                        f.display()
+                    );
                 }
             }
             Ok(())
         }
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             init_logging(None, "warn");
             let cfg = load_config(&cli)?;
             let host = PluginHost::new(&cfg.cache_dir)?;
             for s in &cfg.sources {
                 let p = crate::plan::plan_source(s, &cfg.limits);
-                let c = host.load(&p.plugin).with_context(|| format!("source {:?}", s.name))?;
-                host.check_component(&c).with_context(|| format!("source {:?}", s.name))?;
+                let c = host
+                    .load(&p.plugin)
+                    .with_context(|| format!("source {:?}", s.name))?;
+                host.check_component(&c)
+                    .with_context(|| format!("source {:?}", s.name))?;
             }
             print!("{}", cfg.effective_toml());
             Ok(())
@@ -155,8 +184,11 @@ fn warm_cache(cfg: &Config) -> Result<()> {
     let host = PluginHost::new(&cfg.cache_dir)?;
     for s in &cfg.sources {
         let p = crate::plan::plan_source(s, &cfg.limits);
-        let c = host.load(&p.plugin).with_context(|| format!("source {:?}", s.name))?;
-        host.check_component(&c).with_context(|| format!("source {:?}", s.name))?;
+        let c = host
+            .load(&p.plugin)
+            .with_context(|| format!("source {:?}", s.name))?;
+        host.check_component(&c)
+            .with_context(|| format!("source {:?}", s.name))?;
     }
     Ok(())
 }

@@ -18,7 +18,10 @@ pub const DEFAULT_PRIVATE_DIR: &str = "/etc/privy/private.d";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
     #[error("config key `{key}`: {msg}")]
@@ -26,7 +29,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), msg: msg.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        msg: msg.into(),
+    }
 }
 
 /// The whole config file.
@@ -182,7 +188,10 @@ impl Config {
                 sha256: None,
                 required: true,
                 when: None,
-                grant: Grant { dirs: vec![DEFAULT_PRIVATE_DIR.into()], ..Grant::default() },
+                grant: Grant {
+                    dirs: vec![DEFAULT_PRIVATE_DIR.into()],
+                    ..Grant::default()
+                },
                 config: BTreeMap::new(),
             }],
         }
@@ -193,7 +202,9 @@ impl Config {
         let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             msg: e.message().to_owned()
-                + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default(),
+                + &e.span()
+                    .map(|s| format!(" (at byte {})", s.start))
+                    .unwrap_or_default(),
         })?;
         cfg.fill_defaults();
         cfg.validate()?;
@@ -208,7 +219,10 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 Ok(Self::embedded_default())
             }
-            Err(e) => Err(ConfigError::Read { path: path.to_owned(), source: e }),
+            Err(e) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source: e,
+            }),
         }
     }
 
@@ -247,29 +261,44 @@ impl Config {
             }
         }
         if l.max_file_bytes > l.max_total_bytes {
-            return Err(invalid("limits.max_file_bytes", "must not exceed limits.max_total_bytes"));
+            return Err(invalid(
+                "limits.max_file_bytes",
+                "must not exceed limits.max_total_bytes",
+            ));
         }
         if l.max_total_bytes > 1 << 30 {
             return Err(invalid("limits.max_total_bytes", "must be at most 1 GiB"));
         }
         if l.plugin_memory_bytes > 4 << 30 {
-            return Err(invalid("limits.plugin_memory_bytes", "must be at most 4 GiB"));
+            return Err(invalid(
+                "limits.plugin_memory_bytes",
+                "must be at most 4 GiB",
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let key = |k: &str| format!("source[{i}].{k}");
             if s.name.is_empty()
                 || s.name.len() > 64
-                || !s.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                || !s
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             {
                 return Err(invalid(key("name"), "must be 1-64 of a-z, 0-9 and `-`"));
             }
             if !names.insert(&s.name) {
-                return Err(invalid(key("name"), format!("duplicate source name {:?}", s.name)));
+                return Err(invalid(
+                    key("name"),
+                    format!("duplicate source name {:?}", s.name),
+                ));
             }
             if is_embedded(&s.plugin) {
                 if s.sha256.is_some() {
-                    return Err(invalid(key("sha256"), "embedded plugins are pinned by the binary; remove it"));
+                    return Err(invalid(
+                        key("sha256"),
+                        "embedded plugins are pinned by the binary; remove it",
+                    ));
                 }
             } else if s.plugin.ends_with(".wasm") {
                 check_abs_clean(&key("plugin"), Path::new(&s.plugin))?;
@@ -310,16 +339,22 @@ impl Config {
                 // Outside its grant the directory would just look empty.
                 if let Some(dir) = s.config.get("dir") {
                     if !s.grant.dirs.iter().any(|g| Path::new(dir).starts_with(g)) {
-                        return Err(invalid(key("config.dir"), format!("{dir:?} is not inside any of grant.dirs")));
+                        return Err(invalid(
+                            key("config.dir"),
+                            format!("{dir:?} is not inside any of grant.dirs"),
+                        ));
                     }
                 }
             }
             for (j, h) in s.grant.hosts.iter().enumerate() {
-                let ok = h
-                    .rsplit_once(':')
-                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+                let ok = h.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                });
                 if !ok {
-                    return Err(invalid(key(&format!("grant.hosts[{j}]")), "must be host:port"));
+                    return Err(invalid(
+                        key(&format!("grant.hosts[{j}]")),
+                        "must be host:port",
+                    ));
                 }
             }
         }
@@ -344,11 +379,18 @@ fn check_abs_clean(key: &str, p: &Path) -> Result<(), ConfigError> {
     if !p.is_absolute() {
         return Err(invalid(key, format!("{s:?} must be an absolute path")));
     }
-    if p.components().any(|c| matches!(c, std::path::Component::ParentDir | std::path::Component::CurDir))
-        || s.contains("//")
+    if p.components().any(|c| {
+        matches!(
+            c,
+            std::path::Component::ParentDir | std::path::Component::CurDir
+        )
+    }) || s.contains("//")
         || s.contains('\0')
     {
-        return Err(invalid(key, format!("{s:?} must be a clean path without `.` or `..`")));
+        return Err(invalid(
+            key,
+            format!("{s:?} must be a clean path without `.` or `..`"),
+        ));
     }
     Ok(())
 }
@@ -372,7 +414,10 @@ mod tests {
     #[test]
     fn default_limits_are_the_documented_ones() {
         let l = Limits::default();
-        assert_eq!((l.max_file_bytes, l.max_total_bytes, l.max_files), (1 << 20, 16 << 20, 1024));
+        assert_eq!(
+            (l.max_file_bytes, l.max_total_bytes, l.max_files),
+            (1 << 20, 16 << 20, 1024)
+        );
     }
 
     #[test]
@@ -380,12 +425,16 @@ mod tests {
         let c = Config::embedded_default();
         c.validate().unwrap();
         assert_eq!(c.sources[0].plugin, "host-dir");
-        assert_eq!(c.sources[0].grant.dirs, vec![PathBuf::from(DEFAULT_PRIVATE_DIR)]);
+        assert_eq!(
+            c.sources[0].grant.dirs,
+            vec![PathBuf::from(DEFAULT_PRIVATE_DIR)]
+        );
     }
 
     #[test]
     fn host_dir_gets_its_only_granted_dir() {
-        let c = parse("[[source]]\nname='ent'\nplugin='host-dir'\ngrant.dirs=['/srv/ent']\n").unwrap();
+        let c =
+            parse("[[source]]\nname='ent'\nplugin='host-dir'\ngrant.dirs=['/srv/ent']\n").unwrap();
         assert_eq!(c.sources[0].config["dir"], "/srv/ent");
         assert!(c.sources[0].required);
     }
@@ -394,7 +443,9 @@ mod tests {
     fn unknown_keys_are_refused_with_their_name() {
         let e = parse("targt = '/x'").unwrap_err().to_string();
         assert!(e.contains("targt") && e.contains("test.toml"), "{e}");
-        let e = parse("[[source]]\nname='a'\nplugin='host-dir'\nrequird=false\n").unwrap_err().to_string();
+        let e = parse("[[source]]\nname='a'\nplugin='host-dir'\nrequird=false\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("requird"), "{e}");
     }
 
@@ -426,7 +477,8 @@ mod tests {
 
     #[test]
     fn effective_config_never_shows_config_values() {
-        let c = parse("[[source]]\nname='a'\nplugin='host-dir'\nconfig={token='s3cr3t-value'}").unwrap();
+        let c = parse("[[source]]\nname='a'\nplugin='host-dir'\nconfig={token='s3cr3t-value'}")
+            .unwrap();
         let t = c.effective_toml();
         assert!(!t.contains("s3cr3t"), "{t}");
         assert!(t.contains("token"), "{t}");

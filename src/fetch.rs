@@ -22,12 +22,29 @@ pub struct FetchError {
 }
 
 /// Run one planned source.
-pub async fn fetch_one(host: &PluginHost, src: &PlannedSource, req: &PluginRequest) -> Result<Fetched, FetchError> {
-    let wrap = |error| FetchError { name: src.name.clone(), error };
+pub async fn fetch_one(
+    host: &PluginHost,
+    src: &PlannedSource,
+    req: &PluginRequest,
+) -> Result<Fetched, FetchError> {
+    let wrap = |error| FetchError {
+        name: src.name.clone(),
+        error,
+    };
     let component = host.load(&src.plugin).map_err(wrap)?;
-    let call = Call { source: &src.name, grant: &src.grant, config: &src.config, limits: &src.limits, request: req };
+    let call = Call {
+        source: &src.name,
+        grant: &src.grant,
+        config: &src.config,
+        limits: &src.limits,
+        request: req,
+    };
     let files = host.fetch(&component, call).await.map_err(wrap)?;
-    Ok(Fetched { source: src.name.clone(), precedence: src.precedence, files })
+    Ok(Fetched {
+        source: src.name.clone(),
+        precedence: src.precedence,
+        files,
+    })
 }
 
 /// Run every planned source concurrently; results come back in plan order.
@@ -36,7 +53,8 @@ pub async fn fetch_all(
     planned: &[PlannedSource],
     req: &PluginRequest,
 ) -> Result<Vec<Fetched>, FetchError> {
-    let results = futures_util::future::join_all(planned.iter().map(|s| fetch_one(host, s, req))).await;
+    let results =
+        futures_util::future::join_all(planned.iter().map(|s| fetch_one(host, s, req))).await;
     let mut out = Vec::with_capacity(results.len());
     for (src, r) in planned.iter().zip(results) {
         match r {

@@ -37,7 +37,10 @@ pub enum HookError {
     #[error(transparent)]
     Materialize(#[from] MaterializeError),
     #[error("hook state {path}: {error}")]
-    State { path: PathBuf, error: std::io::Error },
+    State {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -64,7 +67,9 @@ fn valid_id(id: &str) -> bool {
         && id.len() <= 1024
         && id != "."
         && id != ".."
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
 }
 
 fn state_path(cfg: &Config, id: &str) -> PathBuf {
@@ -76,7 +81,10 @@ pub fn harden_process() {
     // SAFETY: prctl and setrlimit with constant arguments.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         libc::setrlimit(libc::RLIMIT_CORE, &zero);
     }
 }
@@ -88,7 +96,8 @@ pub fn harden_process() {
 pub fn report_error(line: &str) {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     eprintln!("{line}");
-    let devnull = |m: &std::fs::Metadata| m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3);
+    let devnull =
+        |m: &std::fs::Metadata| m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3);
     let ours = std::fs::metadata("/proc/self/fd/2");
     if !ours.as_ref().is_ok_and(devnull) {
         return;
@@ -116,7 +125,10 @@ pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> 
     }
     let host = PluginHost::new(&cfg.cache_dir)?;
     let preq = PluginRequest::from(&req);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(HookError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(HookError::Runtime)?;
     let fetched = rt.block_on(fetch::fetch_all(&host, &planned, &preq))?;
     drop(rt);
     let checked = check::check(fetched, &cfg.limits)?;
@@ -124,23 +136,42 @@ pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> 
         tracing::info!(target: "privy::audit", container = %req.container_id, "no private files to inject");
         return Ok(Outcome::default());
     }
-    let owner = req
-        .host_owner()
-        .ok_or(HookError::UnmappedUser { uid: req.user.uid, gid: req.user.gid })?;
+    let owner = req.host_owner().ok_or(HookError::UnmappedUser {
+        uid: req.user.uid,
+        gid: req.user.gid,
+    })?;
     let pid = req.pid.ok_or(HookError::NoPid)?;
     let created = materialize::inject_into(pid, &req.root, &cfg.target, &checked.files, owner)?;
     if !created.is_empty() {
-        write_state(cfg, &req.container_id, &HookState { root: req.root.clone(), created: created.clone() })?;
+        write_state(
+            cfg,
+            &req.container_id,
+            &HookState {
+                root: req.root.clone(),
+                created: created.clone(),
+            },
+        )?;
     }
     let auditor = Auditor::load_or_create(&cfg.audit_key);
     audit::emit(&auditor, &req, &checked, &cfg.target);
-    Ok(Outcome { files: checked.files.len(), bytes: checked.total_bytes(), created })
+    Ok(Outcome {
+        files: checked.files.len(),
+        bytes: checked.total_bytes(),
+        created,
+    })
 }
 
 fn write_state(cfg: &Config, id: &str, st: &HookState) -> Result<(), HookError> {
     let path = state_path(cfg, id);
-    let err = |error| HookError::State { path: path.clone(), error };
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&cfg.state_dir).map_err(err)?;
+    let err = |error| HookError::State {
+        path: path.clone(),
+        error,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&cfg.state_dir)
+        .map_err(err)?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -148,7 +179,8 @@ fn write_state(cfg: &Config, id: &str, st: &HookState) -> Result<(), HookError> 
         .mode(0o600)
         .open(&path)
         .map_err(err)?;
-    f.write_all(&serde_json::to_vec(st).expect("state serializes")).map_err(err)
+    f.write_all(&serde_json::to_vec(st).expect("state serializes"))
+        .map_err(err)
 }
 
 /// The `poststop` hook: remove what `createRuntime` created in the rootfs.
@@ -163,10 +195,14 @@ pub fn poststop(cfg: &Config, stdin: &[u8]) -> Result<(), HookError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(HookError::State { path, error }),
     };
-    let st: HookState = serde_json::from_slice(&bytes)
-        .map_err(|e| HookError::State { path: path.clone(), error: std::io::Error::other(e) })?;
-    materialize::cleanup(&mut RealOs, &st.root, &st.created)
-        .map_err(|error| HookError::State { path: st.root.clone(), error })?;
+    let st: HookState = serde_json::from_slice(&bytes).map_err(|e| HookError::State {
+        path: path.clone(),
+        error: std::io::Error::other(e),
+    })?;
+    materialize::cleanup(&mut RealOs, &st.root, &st.created).map_err(|error| HookError::State {
+        path: st.root.clone(),
+        error,
+    })?;
     std::fs::remove_file(&path).map_err(|error| HookError::State { path, error })?;
     tracing::debug!(container = %state.id, removed = ?st.created, "poststop cleaned up");
     Ok(())

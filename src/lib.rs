@@ -8,8 +8,8 @@
 //! together for the OCI `createRuntime` and `poststop` hooks.
 
 pub mod audit;
-pub mod cli;
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod fetch;
 pub mod hook;

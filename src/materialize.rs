@@ -18,7 +18,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 /// Attributes every privy mount gets from the start.
-pub const MOUNT_ATTRS: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+pub const MOUNT_ATTRS: u64 =
+    sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
 /// Mode of the tmpfs root and every directory in it.
 pub const DIR_MODE: u32 = 0o700;
 /// Mode of directories privy creates in the image to mount on.
@@ -38,8 +39,14 @@ impl TmpfsOptions {
     /// Just big enough for `files` (whole pages each) plus their directories.
     pub fn for_files(files: &[CheckedFile], uid: u32, gid: u32) -> Self {
         const PAGE: u64 = 4096;
-        let data: u64 = files.iter().map(|f| (f.data.len() as u64).div_ceil(PAGE) * PAGE).sum();
-        let dirs: u64 = files.iter().map(|f| f.path.components().count() as u64 - 1).sum();
+        let data: u64 = files
+            .iter()
+            .map(|f| (f.data.len() as u64).div_ceil(PAGE) * PAGE)
+            .sum();
+        let dirs: u64 = files
+            .iter()
+            .map(|f| f.path.components().count() as u64 - 1)
+            .sum();
         TmpfsOptions {
             size_bytes: data + (dirs + 16) * PAGE,
             nr_inodes: files.len() as u64 + dirs + 16,
@@ -84,9 +91,24 @@ pub trait Os {
     /// A new, detached tmpfs mount with `attrs`.
     fn new_tmpfs(&mut self, opts: &TmpfsOptions, attrs: u64) -> io::Result<Self::Dir>;
     /// Create an owned directory inside the tmpfs.
-    fn mkdir_owned(&mut self, parent: &Self::Dir, name: &str, mode: u32, uid: u32, gid: u32) -> io::Result<Self::Dir>;
+    fn mkdir_owned(
+        &mut self,
+        parent: &Self::Dir,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> io::Result<Self::Dir>;
     /// Create a new file (`O_EXCL|O_NOFOLLOW`) with this content, mode and owner.
-    fn write_file(&mut self, parent: &Self::Dir, name: &str, data: &[u8], mode: u32, uid: u32, gid: u32) -> io::Result<()>;
+    fn write_file(
+        &mut self,
+        parent: &Self::Dir,
+        name: &str,
+        data: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> io::Result<()>;
     /// Make the mount read-only.
     fn seal(&mut self, mount: &Self::Dir, attrs: u64) -> io::Result<()>;
     /// Attach the detached mount onto `target`.
@@ -104,12 +126,15 @@ pub fn materialize<O: Os>(
     owner: (u32, u32),
 ) -> Result<Vec<String>, MaterializeError> {
     let (uid, gid) = owner;
-    let rootd = os
-        .open_root(root)
-        .map_err(|error| MaterializeError::Root { root: root.display().to_string(), error })?;
+    let rootd = os.open_root(root).map_err(|error| MaterializeError::Root {
+        root: root.display().to_string(),
+        error,
+    })?;
     let (target_dir, created) = ensure_dir(os, &rootd, target)?;
     let opts = TmpfsOptions::for_files(files, uid, gid);
-    let mnt = os.new_tmpfs(&opts, MOUNT_ATTRS).map_err(MaterializeError::Mount)?;
+    let mnt = os
+        .new_tmpfs(&opts, MOUNT_ATTRS)
+        .map_err(MaterializeError::Mount)?;
     let mut dirs: std::collections::BTreeMap<String, O::Dir> = std::collections::BTreeMap::new();
     for f in files {
         let (parents, name) = f.path.split_last();
@@ -121,43 +146,74 @@ pub fn materialize<O: Os>(
             }
             key.push_str(p);
             if !dirs.contains_key(&key) {
-                let parent = if parent_key.is_empty() { &mnt } else { &dirs[&parent_key] };
+                let parent = if parent_key.is_empty() {
+                    &mnt
+                } else {
+                    &dirs[&parent_key]
+                };
                 let d = os
                     .mkdir_owned(parent, p, DIR_MODE, uid, gid)
-                    .map_err(|error| MaterializeError::Write { path: key.clone(), error })?;
+                    .map_err(|error| MaterializeError::Write {
+                        path: key.clone(),
+                        error,
+                    })?;
                 dirs.insert(key.clone(), d);
             }
         }
         let parent = if key.is_empty() { &mnt } else { &dirs[&key] };
         os.write_file(parent, name, f.data.expose(), f.mode, uid, gid)
-            .map_err(|error| MaterializeError::Write { path: f.path.to_string(), error })?;
+            .map_err(|error| MaterializeError::Write {
+                path: f.path.to_string(),
+                error,
+            })?;
     }
     drop(dirs);
-    os.seal(&mnt, sys::MOUNT_ATTR_RDONLY).map_err(MaterializeError::Seal)?;
+    os.seal(&mnt, sys::MOUNT_ATTR_RDONLY)
+        .map_err(MaterializeError::Seal)?;
     os.attach(&mnt, &target_dir)
-        .map_err(|error| MaterializeError::Attach { path: target.to_owned(), error })?;
+        .map_err(|error| MaterializeError::Attach {
+            path: target.to_owned(),
+            error,
+        })?;
     Ok(created)
 }
 
 /// Resolve `target` in the root, creating what is missing.
-fn ensure_dir<O: Os>(os: &mut O, rootd: &O::Dir, target: &str) -> Result<(O::Dir, Vec<String>), MaterializeError> {
+fn ensure_dir<O: Os>(
+    os: &mut O,
+    rootd: &O::Dir,
+    target: &str,
+) -> Result<(O::Dir, Vec<String>), MaterializeError> {
     let comps: Vec<&str> = target.split('/').filter(|c| !c.is_empty()).collect();
-    let terr = |error| MaterializeError::Target { path: target.to_owned(), error };
+    let terr = |error| MaterializeError::Target {
+        path: target.to_owned(),
+        error,
+    };
     // Longest existing prefix.
     let mut start = None;
     for i in (1..=comps.len()).rev() {
-        if let Some(d) = os.resolve_in_root(rootd, &comps[..i].join("/")).map_err(terr)? {
+        if let Some(d) = os
+            .resolve_in_root(rootd, &comps[..i].join("/"))
+            .map_err(terr)?
+        {
             start = Some((i, d));
             break;
         }
     }
     let (mut i, mut dir) = match start {
         Some(s) => s,
-        None => (0, os.resolve_in_root(rootd, ".").map_err(terr)?.ok_or_else(|| terr(io::ErrorKind::NotFound.into()))?),
+        None => (
+            0,
+            os.resolve_in_root(rootd, ".")
+                .map_err(terr)?
+                .ok_or_else(|| terr(io::ErrorKind::NotFound.into()))?,
+        ),
     };
     let mut created = Vec::new();
     while i < comps.len() {
-        dir = os.mkdir_child(&dir, comps[i], MOUNTPOINT_MODE).map_err(terr)?;
+        dir = os
+            .mkdir_child(&dir, comps[i], MOUNTPOINT_MODE)
+            .map_err(terr)?;
         i += 1;
         created.push(comps[..i].join("/"));
     }
@@ -172,7 +228,9 @@ pub fn cleanup<O: Os>(os: &mut O, root: &Path, created: &[String]) -> io::Result
             Some((p, n)) => (p, n),
             None => (".", rel.as_str()),
         };
-        let Some(pd) = os.resolve_in_root(&rootd, parent)? else { continue };
+        let Some(pd) = os.resolve_in_root(&rootd, parent)? else {
+            continue;
+        };
         match os.rmdir_child(&pd, name) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -254,18 +312,41 @@ impl Os for RealOs {
         ctx.mount(attrs)
     }
 
-    fn mkdir_owned(&mut self, parent: &OwnedFd, name: &str, mode: u32, uid: u32, gid: u32) -> io::Result<OwnedFd> {
+    fn mkdir_owned(
+        &mut self,
+        parent: &OwnedFd,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> io::Result<OwnedFd> {
         let c = cstring(name)?;
         // SAFETY: valid fd and C string.
         check(unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), mode) })?;
         // SAFETY: valid fd and C string; no symlink following.
-        check(unsafe { libc::fchownat(parent.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })?;
+        check(unsafe {
+            libc::fchownat(
+                parent.as_raw_fd(),
+                c.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
         // SAFETY: valid fd and C string (we just created a directory, not a symlink).
         check(unsafe { libc::fchmodat(parent.as_raw_fd(), c.as_ptr(), mode, 0) })?;
         open_child_dir(parent, name)
     }
 
-    fn write_file(&mut self, parent: &OwnedFd, name: &str, data: &[u8], mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+    fn write_file(
+        &mut self,
+        parent: &OwnedFd,
+        name: &str,
+        data: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::PermissionsExt;
         let fd = sys::openat2(
@@ -305,25 +386,58 @@ pub fn inject_into(
         .map_err(|error| MaterializeError::Setns { pid, error })?;
     std::thread::scope(|s| {
         s.spawn(|| {
-            unshare(CloneFlags::CLONE_FS).map_err(|e| MaterializeError::Setns { pid, error: e.into() })?;
-            setns(&ns, CloneFlags::CLONE_NEWNS).map_err(|e| MaterializeError::Setns { pid, error: e.into() })?;
+            unshare(CloneFlags::CLONE_FS).map_err(|e| MaterializeError::Setns {
+                pid,
+                error: e.into(),
+            })?;
+            setns(&ns, CloneFlags::CLONE_NEWNS).map_err(|e| MaterializeError::Setns {
+                pid,
+                error: e.into(),
+            })?;
             materialize(&mut RealOs, root, target, files, owner)
         })
         .join()
-        .unwrap_or_else(|_| Err(MaterializeError::Mount(io::Error::other("materialize thread panicked"))))
+        .unwrap_or_else(|_| {
+            Err(MaterializeError::Mount(io::Error::other(
+                "materialize thread panicked",
+            )))
+        })
     })
 }
 
 /// One call the recording fake saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    MkdirChild { path: String, mode: u32 },
-    RmdirChild { path: String },
-    NewTmpfs { opts: TmpfsOptions, attrs: u64 },
-    MkdirOwned { path: String, mode: u32, uid: u32, gid: u32 },
-    WriteFile { path: String, len: usize, mode: u32, uid: u32, gid: u32 },
-    Seal { attrs: u64 },
-    Attach { target: String },
+    MkdirChild {
+        path: String,
+        mode: u32,
+    },
+    RmdirChild {
+        path: String,
+    },
+    NewTmpfs {
+        opts: TmpfsOptions,
+        attrs: u64,
+    },
+    MkdirOwned {
+        path: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    WriteFile {
+        path: String,
+        len: usize,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Seal {
+        attrs: u64,
+    },
+    Attach {
+        target: String,
+    },
 }
 
 /// A fake [`Os`] over a set of existing directories that records every call.
@@ -351,12 +465,19 @@ impl Os for RecordingOs {
         Ok(String::new())
     }
     fn resolve_in_root(&mut self, _root: &String, rel: &str) -> io::Result<Option<String>> {
-        let rel = if rel == "." { String::new() } else { rel.to_owned() };
+        let rel = if rel == "." {
+            String::new()
+        } else {
+            rel.to_owned()
+        };
         Ok((rel.is_empty() || self.existing.contains(&rel)).then_some(rel))
     }
     fn mkdir_child(&mut self, parent: &String, name: &str, mode: u32) -> io::Result<String> {
         let path = join(parent, name);
-        self.ops.push(Op::MkdirChild { path: path.clone(), mode });
+        self.ops.push(Op::MkdirChild {
+            path: path.clone(),
+            mode,
+        });
         self.existing.insert(path.clone());
         Ok(path)
     }
@@ -370,17 +491,52 @@ impl Os for RecordingOs {
         if self.fail_mount {
             return Err(io::Error::from_raw_os_error(libc::EPERM));
         }
-        self.ops.push(Op::NewTmpfs { opts: opts.clone(), attrs });
+        self.ops.push(Op::NewTmpfs {
+            opts: opts.clone(),
+            attrs,
+        });
         Ok("tmpfs:".into())
     }
-    fn mkdir_owned(&mut self, parent: &String, name: &str, mode: u32, uid: u32, gid: u32) -> io::Result<String> {
-        let path = format!("{parent}{}{name}", if parent.ends_with(':') { "" } else { "/" });
-        self.ops.push(Op::MkdirOwned { path: path.clone(), mode, uid, gid });
+    fn mkdir_owned(
+        &mut self,
+        parent: &String,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> io::Result<String> {
+        let path = format!(
+            "{parent}{}{name}",
+            if parent.ends_with(':') { "" } else { "/" }
+        );
+        self.ops.push(Op::MkdirOwned {
+            path: path.clone(),
+            mode,
+            uid,
+            gid,
+        });
         Ok(path)
     }
-    fn write_file(&mut self, parent: &String, name: &str, data: &[u8], mode: u32, uid: u32, gid: u32) -> io::Result<()> {
-        let path = format!("{parent}{}{name}", if parent.ends_with(':') { "" } else { "/" });
-        self.ops.push(Op::WriteFile { path, len: data.len(), mode, uid, gid });
+    fn write_file(
+        &mut self,
+        parent: &String,
+        name: &str,
+        data: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> io::Result<()> {
+        let path = format!(
+            "{parent}{}{name}",
+            if parent.ends_with(':') { "" } else { "/" }
+        );
+        self.ops.push(Op::WriteFile {
+            path,
+            len: data.len(),
+            mode,
+            uid,
+            gid,
+        });
         Ok(())
     }
     fn seal(&mut self, _mount: &String, attrs: u64) -> io::Result<()> {
@@ -388,7 +544,9 @@ impl Os for RecordingOs {
         Ok(())
     }
     fn attach(&mut self, _mount: &String, target: &String) -> io::Result<()> {
-        self.ops.push(Op::Attach { target: target.clone() });
+        self.ops.push(Op::Attach {
+            target: target.clone(),
+        });
         Ok(())
     }
 }
@@ -399,56 +557,161 @@ mod tests {
     use crate::secret::{RelPath, Secret};
 
     fn file(path: &str, len: usize, mode: u32) -> CheckedFile {
-        CheckedFile { path: RelPath::new(path).unwrap(), data: Secret::new(vec![b'x'; len]), mode, source: "s".into() }
+        CheckedFile {
+            path: RelPath::new(path).unwrap(),
+            data: Secret::new(vec![b'x'; len]),
+            mode,
+            source: "s".into(),
+        }
     }
 
     #[test]
     fn mounts_sealed_tmpfs_with_safe_flags_and_owner() {
-        let mut os = RecordingOs { existing: ["run".to_string()].into(), ..Default::default() };
-        let files = [file("entitlement/cert.pem", 10, 0o400), file("api.key", 5000, 0o640)];
-        let created = materialize(&mut os, Path::new("/r"), "/run/private", &files, (1000, 1001)).unwrap();
+        let mut os = RecordingOs {
+            existing: ["run".to_string()].into(),
+            ..Default::default()
+        };
+        let files = [
+            file("entitlement/cert.pem", 10, 0o400),
+            file("api.key", 5000, 0o640),
+        ];
+        let created = materialize(
+            &mut os,
+            Path::new("/r"),
+            "/run/private",
+            &files,
+            (1000, 1001),
+        )
+        .unwrap();
         assert_eq!(created, vec!["run/private"]);
-        let opts = TmpfsOptions { size_bytes: 4096 + 8192 + 17 * 4096, nr_inodes: 2 + 1 + 16, mode: 0o700, uid: 1000, gid: 1001 };
+        let opts = TmpfsOptions {
+            size_bytes: 4096 + 8192 + 17 * 4096,
+            nr_inodes: 2 + 1 + 16,
+            mode: 0o700,
+            uid: 1000,
+            gid: 1001,
+        };
         assert_eq!(
             os.ops,
             vec![
-                Op::MkdirChild { path: "run/private".into(), mode: 0o755 },
-                Op::NewTmpfs { opts, attrs: sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC },
-                Op::MkdirOwned { path: "tmpfs:entitlement".into(), mode: 0o700, uid: 1000, gid: 1001 },
-                Op::WriteFile { path: "tmpfs:entitlement/cert.pem".into(), len: 10, mode: 0o400, uid: 1000, gid: 1001 },
-                Op::WriteFile { path: "tmpfs:api.key".into(), len: 5000, mode: 0o640, uid: 1000, gid: 1001 },
-                Op::Seal { attrs: sys::MOUNT_ATTR_RDONLY },
-                Op::Attach { target: "run/private".into() },
+                Op::MkdirChild {
+                    path: "run/private".into(),
+                    mode: 0o755
+                },
+                Op::NewTmpfs {
+                    opts,
+                    attrs: sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC
+                },
+                Op::MkdirOwned {
+                    path: "tmpfs:entitlement".into(),
+                    mode: 0o700,
+                    uid: 1000,
+                    gid: 1001
+                },
+                Op::WriteFile {
+                    path: "tmpfs:entitlement/cert.pem".into(),
+                    len: 10,
+                    mode: 0o400,
+                    uid: 1000,
+                    gid: 1001
+                },
+                Op::WriteFile {
+                    path: "tmpfs:api.key".into(),
+                    len: 5000,
+                    mode: 0o640,
+                    uid: 1000,
+                    gid: 1001
+                },
+                Op::Seal {
+                    attrs: sys::MOUNT_ATTR_RDONLY
+                },
+                Op::Attach {
+                    target: "run/private".into()
+                },
             ]
         );
     }
 
     #[test]
     fn seals_before_attaching_so_the_container_never_sees_it_writable() {
-        let mut os = RecordingOs { existing: ["run".into(), "run/private".into()].into(), ..Default::default() };
-        let created = materialize(&mut os, Path::new("/r"), "/run/private", &[file("a", 1, 0o400)], (0, 0)).unwrap();
-        assert!(created.is_empty(), "an existing mountpoint is not ours to remove");
-        let seal = os.ops.iter().position(|o| matches!(o, Op::Seal { .. })).unwrap();
-        let attach = os.ops.iter().position(|o| matches!(o, Op::Attach { .. })).unwrap();
-        let last_write = os.ops.iter().rposition(|o| matches!(o, Op::WriteFile { .. })).unwrap();
+        let mut os = RecordingOs {
+            existing: ["run".into(), "run/private".into()].into(),
+            ..Default::default()
+        };
+        let created = materialize(
+            &mut os,
+            Path::new("/r"),
+            "/run/private",
+            &[file("a", 1, 0o400)],
+            (0, 0),
+        )
+        .unwrap();
+        assert!(
+            created.is_empty(),
+            "an existing mountpoint is not ours to remove"
+        );
+        let seal = os
+            .ops
+            .iter()
+            .position(|o| matches!(o, Op::Seal { .. }))
+            .unwrap();
+        let attach = os
+            .ops
+            .iter()
+            .position(|o| matches!(o, Op::Attach { .. }))
+            .unwrap();
+        let last_write = os
+            .ops
+            .iter()
+            .rposition(|o| matches!(o, Op::WriteFile { .. }))
+            .unwrap();
         assert!(last_write < seal && seal < attach);
     }
 
     #[test]
     fn creates_every_missing_component_and_cleanup_removes_them_deepest_first() {
         let mut os = RecordingOs::default();
-        let created = materialize(&mut os, Path::new("/r"), "/run/private", &[file("a", 1, 0o400)], (0, 0)).unwrap();
+        let created = materialize(
+            &mut os,
+            Path::new("/r"),
+            "/run/private",
+            &[file("a", 1, 0o400)],
+            (0, 0),
+        )
+        .unwrap();
         assert_eq!(created, vec!["run", "run/private"]);
         os.ops.clear();
         cleanup(&mut os, Path::new("/r"), &created).unwrap();
-        assert_eq!(os.ops, vec![Op::RmdirChild { path: "run/private".into() }, Op::RmdirChild { path: "run".into() }]);
+        assert_eq!(
+            os.ops,
+            vec![
+                Op::RmdirChild {
+                    path: "run/private".into()
+                },
+                Op::RmdirChild { path: "run".into() }
+            ]
+        );
     }
 
     #[test]
     fn mount_failure_is_reported_and_nothing_is_attached() {
-        let mut os = RecordingOs { existing: ["run".into()].into(), fail_mount: true, ..Default::default() };
-        let e = materialize(&mut os, Path::new("/r"), "/run/private", &[file("a", 1, 0o400)], (0, 0)).unwrap_err();
+        let mut os = RecordingOs {
+            existing: ["run".into()].into(),
+            fail_mount: true,
+            ..Default::default()
+        };
+        let e = materialize(
+            &mut os,
+            Path::new("/r"),
+            "/run/private",
+            &[file("a", 1, 0o400)],
+            (0, 0),
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("mounting tmpfs"), "{e}");
-        assert!(!os.ops.iter().any(|o| matches!(o, Op::Attach { .. } | Op::WriteFile { .. })));
+        assert!(!os
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::Attach { .. } | Op::WriteFile { .. })));
     }
 }

@@ -22,7 +22,10 @@ pub enum PluginRef {
     /// Shipped inside the binary.
     Embedded(String),
     /// A `.wasm` file that must hash to `sha256`.
-    File { path: std::path::PathBuf, sha256: String },
+    File {
+        path: std::path::PathBuf,
+        sha256: String,
+    },
 }
 
 /// One source that will run for this request.
@@ -61,9 +64,10 @@ pub fn matches(src: &SourceConfig, req: &Request) -> bool {
 /// Plan one config source, regardless of `when`.
 pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
     let plugin = match &src.sha256 {
-        Some(h) if !crate::config::is_embedded(&src.plugin) => {
-            PluginRef::File { path: src.plugin.clone().into(), sha256: h.to_ascii_lowercase() }
-        }
+        Some(h) if !crate::config::is_embedded(&src.plugin) => PluginRef::File {
+            path: src.plugin.clone().into(),
+            sha256: h.to_ascii_lowercase(),
+        },
         _ => PluginRef::Embedded(src.plugin.clone()),
     };
     let precedence = match src.plugin.as_str() {
@@ -84,18 +88,29 @@ pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
 
 /// The sources that run for `req`, in config order.
 pub fn plan(cfg: &Config, req: &Request) -> Vec<PlannedSource> {
-    cfg.sources.iter().filter(|s| matches(s, req)).map(|s| plan_source(s, &cfg.limits)).collect()
+    cfg.sources
+        .iter()
+        .filter(|s| matches(s, req))
+        .map(|s| plan_source(s, &cfg.limits))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::{State, Spec};
+    use crate::oci::{Spec, State};
     use std::path::Path;
 
     fn req(annotations: &str) -> Request {
-        let state = State::parse(format!(r#"{{"id":"c","bundle":"/b","annotations":{annotations}}}"#).as_bytes()).unwrap();
-        Request::from_oci(state, serde_json::from_str::<Spec>(r#"{"root":{"path":"r"}}"#).unwrap()).unwrap()
+        let state = State::parse(
+            format!(r#"{{"id":"c","bundle":"/b","annotations":{annotations}}}"#).as_bytes(),
+        )
+        .unwrap();
+        Request::from_oci(
+            state,
+            serde_json::from_str::<Spec>(r#"{"root":{"path":"r"}}"#).unwrap(),
+        )
+        .unwrap()
     }
 
     fn cfg(text: &str) -> Config {
@@ -123,8 +138,14 @@ mod tests {
         "#);
         let names = |r: &Request| plan(&c, r).into_iter().map(|p| p.name).collect::<Vec<_>>();
         assert_eq!(names(&req("{}")), vec!["always"]);
-        assert_eq!(names(&req(r#"{"io.privy.vault":"","team":"red"}"#)), vec!["always", "vaulty"]);
-        assert_eq!(names(&req(r#"{"team":"blue","io.privy.stage":"build"}"#)), vec!["always", "exact", "builds"]);
+        assert_eq!(
+            names(&req(r#"{"io.privy.vault":"","team":"red"}"#)),
+            vec!["always", "vaulty"]
+        );
+        assert_eq!(
+            names(&req(r#"{"team":"blue","io.privy.stage":"build"}"#)),
+            vec!["always", "exact", "builds"]
+        );
     }
 
     #[test]

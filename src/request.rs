@@ -66,10 +66,18 @@ impl Request {
         } else {
             Stage::Run
         };
-        let image = IMAGE_ANNOTATIONS.iter().find_map(|k| annotations.get(*k).cloned());
+        let image = IMAGE_ANNOTATIONS
+            .iter()
+            .find_map(|k| annotations.get(*k).cloned());
         let names = annotations
             .get(NAMES_ANNOTATION)
-            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default();
         let linux = spec.linux.unwrap_or_default();
         Ok(Request {
@@ -108,7 +116,11 @@ mod tests {
     use super::*;
 
     fn req(config: &str, state: &str) -> Request {
-        Request::from_oci(State::parse(state.as_bytes()).unwrap(), serde_json::from_str(config).unwrap()).unwrap()
+        Request::from_oci(
+            State::parse(state.as_bytes()).unwrap(),
+            serde_json::from_str(config).unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]

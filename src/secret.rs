@@ -74,7 +74,12 @@ pub enum PathError {
 
 /// A short, printable rendering of an untrusted path for error messages.
 fn shown(p: &str) -> String {
-    let mut s: String = p.chars().take(80).collect::<String>().escape_debug().to_string();
+    let mut s: String = p
+        .chars()
+        .take(80)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
     if p.chars().count() > 80 {
         s.push('…');
     }
@@ -151,7 +156,13 @@ mod tests {
 
     #[test]
     fn relpath_accepts_nested_relative_paths() {
-        for ok in ["a", "entitlement/cert.pem", "a.b/c-d_e/f", "..a/b..", ".hidden"] {
+        for ok in [
+            "a",
+            "entitlement/cert.pem",
+            "a.b/c-d_e/f",
+            "..a/b..",
+            ".hidden",
+        ] {
             assert_eq!(RelPath::new(ok).unwrap().as_str(), ok);
         }
     }
@@ -159,19 +170,33 @@ mod tests {
     #[test]
     fn relpath_refuses_escapes_and_junk() {
         assert_eq!(RelPath::new(""), Err(PathError::Empty));
-        assert!(matches!(RelPath::new("/etc/passwd"), Err(PathError::Absolute(_))));
+        assert!(matches!(
+            RelPath::new("/etc/passwd"),
+            Err(PathError::Absolute(_))
+        ));
         for bad in ["../x", "a/../b", "a/./b", "a//b", "a/", ".", ".."] {
-            assert!(matches!(RelPath::new(bad), Err(PathError::BadComponent(_))), "{bad}");
+            assert!(
+                matches!(RelPath::new(bad), Err(PathError::BadComponent(_))),
+                "{bad}"
+            );
         }
         assert!(matches!(RelPath::new("a\0b"), Err(PathError::Control(_))));
         assert!(matches!(RelPath::new("a\nb"), Err(PathError::Control(_))));
-        assert!(matches!(RelPath::new(&"a/".repeat(2100)), Err(PathError::TooLong(_))));
-        assert!(matches!(RelPath::new(&"a".repeat(256)), Err(PathError::LongComponent(_))));
+        assert!(matches!(
+            RelPath::new(&"a/".repeat(2100)),
+            Err(PathError::TooLong(_))
+        ));
+        assert!(matches!(
+            RelPath::new(&"a".repeat(256)),
+            Err(PathError::LongComponent(_))
+        ));
     }
 
     #[test]
     fn relpath_error_cuts_long_untrusted_paths() {
-        let e = RelPath::new(&format!("/{}", "x".repeat(500))).unwrap_err().to_string();
+        let e = RelPath::new(&format!("/{}", "x".repeat(500)))
+            .unwrap_err()
+            .to_string();
         assert!(e.len() < 200, "{e}");
     }
 }

@@ -67,14 +67,29 @@ fn unit_result(ret: libc::c_long) -> io::Result<()> {
 /// `openat2(dir, path, flags | O_CLOEXEC, mode, resolve)`.
 pub fn openat2(dir: RawFd, path: &str, flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
     let p = cstr(path)?;
-    let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: mode as u64, resolve };
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: mode as u64,
+        resolve,
+    };
     loop {
         // SAFETY: valid C string and a correctly sized open_how.
         let ret = unsafe {
-            libc::syscall(libc::SYS_openat2, dir, p.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                p.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
         };
         match fd_result(ret) {
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) || e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e)
+                if e.raw_os_error() == Some(libc::EAGAIN)
+                    || e.raw_os_error() == Some(libc::EINTR) =>
+            {
+                continue
+            }
             r => return r,
         }
     }
@@ -84,7 +99,12 @@ pub fn openat2(dir: RawFd, path: &str, flags: i32, mode: u32, resolve: u64) -> i
 pub fn open_dir_path(path: &std::path::Path) -> io::Result<OwnedFd> {
     let p = cstr(&path.to_string_lossy())?;
     // SAFETY: valid C string.
-    let fd = unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            p.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     fd_result(fd as libc::c_long)
 }
 
@@ -95,14 +115,22 @@ impl FsContext {
     pub fn open(fstype: &str) -> io::Result<Self> {
         let t = cstr(fstype)?;
         // SAFETY: valid C string.
-        fd_result(unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), FSOPEN_CLOEXEC) }).map(FsContext)
+        fd_result(unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), FSOPEN_CLOEXEC) })
+            .map(FsContext)
     }
 
     pub fn set_string(&self, key: &str, value: &str) -> io::Result<()> {
         let (k, v) = (cstr(key)?, cstr(value)?);
         // SAFETY: valid C strings; aux is unused for SET_STRING.
         unit_result(unsafe {
-            libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0)
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.0.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
         })
     }
 
@@ -135,13 +163,25 @@ impl FsContext {
             )
         })?;
         // SAFETY: plain integer arguments.
-        fd_result(unsafe { libc::syscall(libc::SYS_fsmount, self.0.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })
+        fd_result(unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                self.0.as_raw_fd(),
+                FSMOUNT_CLOEXEC,
+                attrs,
+            )
+        })
     }
 }
 
 /// Set `attrs` on the mount `fd` refers to (`mount_setattr`, `AT_EMPTY_PATH`).
 pub fn mount_setattr(fd: RawFd, attrs: u64) -> io::Result<()> {
-    let attr = MountAttr { attr_set: attrs, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     let empty = c"";
     // SAFETY: valid empty C string and a correctly sized mount_attr.
     unit_result(unsafe {

@@ -19,16 +19,26 @@ pub enum InstallError {
 }
 
 fn ferr(path: &Path, e: impl std::fmt::Display) -> InstallError {
-    InstallError::File { path: path.to_owned(), msg: e.to_string() }
+    InstallError::File {
+        path: path.to_owned(),
+        msg: e.to_string(),
+    }
 }
 
 /// The binary must be an absolute path to an executable regular file.
 pub fn check_binary(path: &Path) -> Result<(), InstallError> {
-    let bad = |msg: &str| InstallError::Binary { path: path.to_owned(), msg: msg.into() };
+    let bad = |msg: &str| InstallError::Binary {
+        path: path.to_owned(),
+        msg: msg.into(),
+    };
     if !path.is_absolute() {
         return Err(bad("must be an absolute path"));
     }
-    let m = std::fs::metadata(path).map_err(|e| bad(&format!("{e}; a hook whose binary is missing is skipped silently by podman, so privy refuses")))?;
+    let m = std::fs::metadata(path).map_err(|e| {
+        bad(&format!(
+            "{e}; a hook whose binary is missing is skipped silently by podman, so privy refuses"
+        ))
+    })?;
     if !m.is_file() || m.permissions().mode() & 0o111 == 0 {
         return Err(bad("is not an executable file"));
     }
@@ -48,24 +58,40 @@ fn hook_args(stage: &str, config: Option<&Path>) -> Vec<String> {
 
 fn is_privy_hook(h: &Value, binary: &Path) -> bool {
     h.get("path").and_then(Value::as_str) == Some(&binary.display().to_string())
-        && h.get("args").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "hook"))
+        && h.get("args")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "hook"))
 }
 
 /// Add (or with `uninstall`, remove) privy's createRuntime and poststop
 /// hooks in `<bundle>/config.json`. Installing twice leaves one copy.
-pub fn bundle(bundle: &Path, binary: &Path, config: Option<&Path>, uninstall: bool) -> Result<(), InstallError> {
+pub fn bundle(
+    bundle: &Path,
+    binary: &Path,
+    config: Option<&Path>,
+    uninstall: bool,
+) -> Result<(), InstallError> {
     if !uninstall {
         check_binary(binary)?;
     }
     let path = bundle.join("config.json");
     let text = std::fs::read(&path).map_err(|e| ferr(&path, e))?;
     let mut spec: Value = serde_json::from_slice(&text).map_err(|e| ferr(&path, e))?;
-    let obj = spec.as_object_mut().ok_or_else(|| ferr(&path, "not a JSON object"))?;
+    let obj = spec
+        .as_object_mut()
+        .ok_or_else(|| ferr(&path, "not a JSON object"))?;
     let hooks = obj.entry("hooks").or_insert_with(|| json!({}));
-    let hooks = hooks.as_object_mut().ok_or_else(|| ferr(&path, "`hooks` is not an object"))?;
-    for (stage, arg) in [("createRuntime", "create-runtime"), ("poststop", "poststop")] {
+    let hooks = hooks
+        .as_object_mut()
+        .ok_or_else(|| ferr(&path, "`hooks` is not an object"))?;
+    for (stage, arg) in [
+        ("createRuntime", "create-runtime"),
+        ("poststop", "poststop"),
+    ] {
         let list = hooks.entry(stage).or_insert_with(|| json!([]));
-        let list = list.as_array_mut().ok_or_else(|| ferr(&path, format!("`hooks.{stage}` is not an array")))?;
+        let list = list
+            .as_array_mut()
+            .ok_or_else(|| ferr(&path, format!("`hooks.{stage}` is not an array")))?;
         list.retain(|h| !is_privy_hook(h, binary));
         if !uninstall {
             list.push(json!({ "path": binary.display().to_string(), "args": hook_args(arg, config), "timeout": 30 }));
@@ -79,7 +105,12 @@ pub fn bundle(bundle: &Path, binary: &Path, config: Option<&Path>, uninstall: bo
 }
 
 /// Write (or remove) privy's hooks.d entries in `dir`.
-pub fn hooks_dir(dir: &Path, binary: &Path, config: Option<&Path>, uninstall: bool) -> Result<Vec<PathBuf>, InstallError> {
+pub fn hooks_dir(
+    dir: &Path,
+    binary: &Path,
+    config: Option<&Path>,
+    uninstall: bool,
+) -> Result<Vec<PathBuf>, InstallError> {
     let files: Vec<PathBuf> = HOOKS_D_FILES.iter().map(|f| dir.join(f)).collect();
     if uninstall {
         for f in &files {
@@ -93,7 +124,10 @@ pub fn hooks_dir(dir: &Path, binary: &Path, config: Option<&Path>, uninstall: bo
     }
     check_binary(binary)?;
     std::fs::create_dir_all(dir).map_err(|e| ferr(dir, e))?;
-    for (f, (stage, arg)) in files.iter().zip([("createRuntime", "create-runtime"), ("poststop", "poststop")]) {
+    for (f, (stage, arg)) in files.iter().zip([
+        ("createRuntime", "create-runtime"),
+        ("poststop", "poststop"),
+    ]) {
         let entry = json!({
             "version": "1.0.0",
             "hook": { "path": binary.display().to_string(), "args": hook_args(arg, config), "timeout": 30 },
@@ -133,22 +167,34 @@ mod tests {
         std::fs::write(d.path().join("config.json"), orig.to_string()).unwrap();
         bundle(d.path(), &bin, None, false).unwrap();
         bundle(d.path(), &bin, None, false).unwrap();
-        let v: Value = serde_json::from_slice(&std::fs::read(d.path().join("config.json")).unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("config.json")).unwrap()).unwrap();
         assert_eq!(v["hooks"]["createRuntime"].as_array().unwrap().len(), 1);
         assert_eq!(v["hooks"]["poststop"].as_array().unwrap().len(), 2);
-        assert_eq!(v["hooks"]["createRuntime"][0]["args"], json!(["privy", "hook", "create-runtime"]));
+        assert_eq!(
+            v["hooks"]["createRuntime"][0]["args"],
+            json!(["privy", "hook", "create-runtime"])
+        );
         bundle(d.path(), &bin, None, true).unwrap();
-        let v: Value = serde_json::from_slice(&std::fs::read(d.path().join("config.json")).unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(d.path().join("config.json")).unwrap()).unwrap();
         assert_eq!(v, orig);
     }
 
     #[test]
     fn install_refuses_a_missing_binary() {
         let d = tempfile::tempdir().unwrap();
-        let e = hooks_dir(d.path(), &d.path().join("nope"), None, false).unwrap_err().to_string();
+        let e = hooks_dir(d.path(), &d.path().join("nope"), None, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope") && e.contains("skipped silently"), "{e}");
-        assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing written");
-        let e = hooks_dir(d.path(), Path::new("relative/privy"), None, false).unwrap_err().to_string();
+        assert!(
+            std::fs::read_dir(d.path()).unwrap().next().is_none(),
+            "nothing written"
+        );
+        let e = hooks_dir(d.path(), Path::new("relative/privy"), None, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("absolute"), "{e}");
     }
 
@@ -156,11 +202,20 @@ mod tests {
     fn hooks_dir_writes_version_1_entries_and_uninstall_removes_them() {
         let d = tempfile::tempdir().unwrap();
         let bin = fake_binary(d.path());
-        let files = hooks_dir(&d.path().join("hooks.d"), &bin, Some(Path::new("/etc/p.toml")), false).unwrap();
+        let files = hooks_dir(
+            &d.path().join("hooks.d"),
+            &bin,
+            Some(Path::new("/etc/p.toml")),
+            false,
+        )
+        .unwrap();
         let v: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
         assert_eq!(v["version"], "1.0.0");
         assert_eq!(v["stages"], json!(["createRuntime"]));
-        assert_eq!(v["hook"]["args"], json!(["privy", "--config", "/etc/p.toml", "hook", "create-runtime"]));
+        assert_eq!(
+            v["hook"]["args"],
+            json!(["privy", "--config", "/etc/p.toml", "hook", "create-runtime"])
+        );
         hooks_dir(&d.path().join("hooks.d"), &bin, None, true).unwrap();
         assert!(!files[0].exists() && !files[1].exists());
     }

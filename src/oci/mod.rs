@@ -111,9 +111,14 @@ impl Spec {
     /// Read `<bundle>/config.json`.
     pub fn load(bundle: &Path) -> Result<Self, OciError> {
         let path = bundle.join("config.json");
-        let bytes = std::fs::read(&path)
-            .map_err(|e| OciError::Bundle { path: path.clone(), msg: e.to_string() })?;
-        serde_json::from_slice(&bytes).map_err(|e| OciError::Bundle { path, msg: e.to_string() })
+        let bytes = std::fs::read(&path).map_err(|e| OciError::Bundle {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| OciError::Bundle {
+            path,
+            msg: e.to_string(),
+        })
     }
 
     /// The root filesystem's absolute path (a relative `root.path` is relative to the bundle).
@@ -122,7 +127,11 @@ impl Spec {
             path: bundle.join("config.json"),
             msg: "no root.path".into(),
         })?;
-        Ok(if root.path.is_absolute() { root.path.clone() } else { bundle.join(&root.path) })
+        Ok(if root.path.is_absolute() {
+            root.path.clone()
+        } else {
+            bundle.join(&root.path)
+        })
     }
 }
 
@@ -133,8 +142,16 @@ mod tests {
     #[test]
     fn ids_map_through_ranges() {
         let maps = [
-            IdMapping { container_id: 0, host_id: 100000, size: 1000 },
-            IdMapping { container_id: 1000, host_id: 5000, size: 1 },
+            IdMapping {
+                container_id: 0,
+                host_id: 100000,
+                size: 1000,
+            },
+            IdMapping {
+                container_id: 1000,
+                host_id: 5000,
+                size: 1,
+            },
         ];
         assert_eq!(map_id(&maps, 0), Some(100000));
         assert_eq!(map_id(&maps, 999), Some(100999));
@@ -152,7 +169,10 @@ mod tests {
                "annotations":{"a":"b"}}"#,
         )
         .unwrap();
-        assert_eq!(spec.root_path(Path::new("/b")).unwrap(), PathBuf::from("/b/rootfs"));
+        assert_eq!(
+            spec.root_path(Path::new("/b")).unwrap(),
+            PathBuf::from("/b/rootfs")
+        );
         let u = spec.process.unwrap().user;
         assert_eq!((u.uid, u.gid, u.additional_gids), (1000, 1000, vec![10]));
         assert_eq!(spec.linux.unwrap().uid_mappings[0].host_id, 200000);

@@ -24,12 +24,17 @@ impl ComponentCache {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         env!("CARGO_PKG_VERSION").hash(&mut h);
-        ComponentCache { engine: engine.clone(), dir: dir.to_owned(), engine_key: format!("{:016x}", h.finish()) }
+        ComponentCache {
+            engine: engine.clone(),
+            dir: dir.to_owned(),
+            engine_key: format!("{:016x}", h.finish()),
+        }
     }
 
     /// Where the compiled form of a wasm with digest `sha256` lives.
     pub fn path_for(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("{}-{}.cwasm", self.engine_key, sha256))
+        self.dir
+            .join(format!("{}-{}.cwasm", self.engine_key, sha256))
     }
 
     /// The compiled component, from the cache when it is trustworthy,
@@ -43,7 +48,9 @@ impl ComponentCache {
             // this engine.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cached component: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cached component: {e}")
+                }
             }
         }
         let component = Component::new(&self.engine, wasm)
@@ -61,13 +68,26 @@ impl ComponentCache {
     }
 
     fn store(&self, component: &Component, path: &Path) -> std::io::Result<()> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
         if !trusted(&self.dir) {
-            return Err(std::io::Error::other("cache directory is not private to this user"));
+            return Err(std::io::Error::other(
+                "cache directory is not private to this user",
+            ));
         }
         let bytes = component.serialize().map_err(std::io::Error::other)?;
-        let tmp = self.dir.join(format!(".tmp-{}-{}", std::process::id(), path.file_name().unwrap().to_string_lossy()));
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            path.file_name().unwrap().to_string_lossy()
+        ));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -78,7 +98,11 @@ impl ComponentCache {
 fn trusted(p: &Path) -> bool {
     match std::fs::symlink_metadata(p) {
         // SAFETY: geteuid has no preconditions.
-        Ok(m) => m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o022 == 0 && !m.file_type().is_symlink(),
+        Ok(m) => {
+            m.uid() == unsafe { libc::geteuid() }
+                && m.mode() & 0o022 == 0
+                && !m.file_type().is_symlink()
+        }
         Err(_) => false,
     }
 }

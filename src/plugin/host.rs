@@ -34,7 +34,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(source: &str, grant: &Grant, config: &BTreeMap<String, String>, limits: &Limits) -> Result<Self, PluginError> {
+    pub fn new(
+        source: &str,
+        grant: &Grant,
+        config: &BTreeMap<String, String>,
+        limits: &Limits,
+    ) -> Result<Self, PluginError> {
         let mut b = WasiCtxBuilder::new();
         // Sync file operations on the calling thread: no blocking pool.
         b.allow_blocking_current_thread(true);
@@ -81,11 +86,14 @@ impl HostState {
     fn grant_mode(&self, path: &str) -> Result<u32, String> {
         let p = Path::new(path);
         if self.grant_files.iter().any(|f| f == p) {
-            return std::fs::metadata(p).map(|m| m.mode() & 0o7777).map_err(|e| e.to_string());
+            return std::fs::metadata(p)
+                .map(|m| m.mode() & 0o7777)
+                .map_err(|e| e.to_string());
         }
         for d in &self.grant_dirs {
             if let Ok(rel) = p.strip_prefix(d) {
-                let dir = crate::sys::open_dir_path(d).map_err(|e| format!("{}: {e}", d.display()))?;
+                let dir =
+                    crate::sys::open_dir_path(d).map_err(|e| format!("{}: {e}", d.display()))?;
                 let rel = rel.to_string_lossy();
                 let rel = if rel.is_empty() { "." } else { &rel };
                 let fd = crate::sys::openat2(
@@ -97,7 +105,10 @@ impl HostState {
                 )
                 .map_err(|e| format!("{path}: {e}"))?;
                 let f = std::fs::File::from(fd);
-                return f.metadata().map(|m| m.mode() & 0o7777).map_err(|e| e.to_string());
+                return f
+                    .metadata()
+                    .map(|m| m.mode() & 0o7777)
+                    .map_err(|e| e.to_string());
             }
         }
         Err(format!("{path} is not covered by the grant"))
@@ -110,10 +121,15 @@ impl HostState {
         }
         let f = std::fs::File::open(p).map_err(|e| format!("{path}: {e}"))?;
         let mut buf = Vec::new();
-        f.take(self.max_file_bytes + 1).read_to_end(&mut buf).map_err(|e| format!("{path}: {e}"))?;
+        f.take(self.max_file_bytes + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("{path}: {e}"))?;
         if buf.len() as u64 > self.max_file_bytes {
             zeroize::Zeroize::zeroize(&mut buf);
-            return Err(format!("{path} is larger than limits.max_file_bytes ({})", self.max_file_bytes));
+            return Err(format!(
+                "{path} is larger than limits.max_file_bytes ({})",
+                self.max_file_bytes
+            ));
         }
         Ok(buf)
     }
@@ -121,7 +137,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 

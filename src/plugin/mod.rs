@@ -67,7 +67,11 @@ pub enum PluginError {
     #[error("plugin {path}: {msg}")]
     Load { path: String, msg: String },
     #[error("plugin digest mismatch: {path} has sha256 {actual}, config pins {expected}")]
-    Digest { path: String, actual: String, expected: String },
+    Digest {
+        path: String,
+        actual: String,
+        expected: String,
+    },
     #[error("not a privy source component: {0}")]
     Incompatible(String),
     #[error("{kind}: {msg}")]
@@ -150,14 +154,20 @@ pub fn engine_config() -> Config {
 impl PluginHost {
     /// A host whose compiled components live in `cache_dir`.
     pub fn new(cache_dir: &std::path::Path) -> Result<Self, PluginError> {
-        let engine = Engine::new(&engine_config()).map_err(|e| PluginError::Trap(format!("engine: {e}")))?;
+        let engine =
+            Engine::new(&engine_config()).map_err(|e| PluginError::Trap(format!("engine: {e}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| PluginError::Trap(format!("linker: {e}")))?;
         bindings::SourcePlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Trap(format!("linker: {e}")))?;
         let cache = ComponentCache::new(&engine, cache_dir);
-        Ok(PluginHost { engine, linker, cache, ticker: OnceLock::new() })
+        Ok(PluginHost {
+            engine,
+            linker,
+            cache,
+            ticker: OnceLock::new(),
+        })
     }
 
     /// The engine.
@@ -187,13 +197,17 @@ impl PluginHost {
     /// then taken from the cache or compiled into it.
     pub fn load_bytes(&self, wasm: &[u8]) -> Result<Component, PluginError> {
         use sha2::Digest;
-        self.cache.get_or_compile(wasm, &hex::encode(sha2::Sha256::digest(wasm)))
+        self.cache
+            .get_or_compile(wasm, &hex::encode(sha2::Sha256::digest(wasm)))
     }
 
     /// Check that `component` is a source for this host: every import is one
     /// privy provides, and it exports the `source` interface of our version.
     pub fn check_component(&self, component: &Component) -> Result<(), PluginError> {
-        let pre = self.linker.instantiate_pre(component).map_err(|e| PluginError::Incompatible(one_line(&e)))?;
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| PluginError::Incompatible(one_line(&e)))?;
         bindings::SourcePluginPre::new(pre).map_err(|e| {
             PluginError::Incompatible(format!(
                 "{} (a source exports privy:source/source@{WIT_VERSION})",
@@ -220,13 +234,20 @@ impl PluginHost {
     }
 
     /// Run one `fetch` in a fresh store under `call.limits`.
-    pub async fn fetch(&self, component: &Component, call: Call<'_>) -> Result<Vec<RawFile>, PluginError> {
+    pub async fn fetch(
+        &self,
+        component: &Component,
+        call: Call<'_>,
+    ) -> Result<Vec<RawFile>, PluginError> {
         self.start_ticker();
         let limits = call.limits;
         let state = HostState::new(call.source, call.grant, call.config, limits)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let cpu_ticks = limits.plugin_cpu_ms.div_ceil(TICK.as_millis() as u64).max(1);
+        let cpu_ticks = limits
+            .plugin_cpu_ms
+            .div_ceil(TICK.as_millis() as u64)
+            .max(1);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
             let st = ctx.data_mut();
@@ -240,9 +261,16 @@ impl PluginHost {
         });
         let req = to_wit(call.request);
         let run = async {
-            let pre = self.linker.instantiate_pre(component).map_err(|e| PluginError::Incompatible(one_line(&e)))?;
-            let pre = bindings::SourcePluginPre::new(pre).map_err(|e| PluginError::Incompatible(one_line(&e)))?;
-            let inst = pre.instantiate_async(&mut store).await.map_err(|e| classify(&e, &store, limits))?;
+            let pre = self
+                .linker
+                .instantiate_pre(component)
+                .map_err(|e| PluginError::Incompatible(one_line(&e)))?;
+            let pre = bindings::SourcePluginPre::new(pre)
+                .map_err(|e| PluginError::Incompatible(one_line(&e)))?;
+            let inst = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| classify(&e, &store, limits))?;
             inst.privy_source_source()
                 .call_fetch(&mut store, &req)
                 .await
@@ -255,7 +283,11 @@ impl PluginHost {
         match out {
             Ok(files) => Ok(files
                 .into_iter()
-                .map(|f| RawFile { path: f.path, data: Secret::new(f.data), mode: f.mode })
+                .map(|f| RawFile {
+                    path: f.path,
+                    data: Secret::new(f.data),
+                    mode: f.mode,
+                })
                 .collect()),
             Err(e) => {
                 let (kind, msg) = match e {
@@ -265,7 +297,10 @@ impl PluginHost {
                     wit::SourceError::InvalidConfig(m) => ("invalid config", m),
                     wit::SourceError::Other(m) => ("error", m),
                 };
-                Err(PluginError::Source { kind, msg: sanitize(&msg, 300) })
+                Err(PluginError::Source {
+                    kind,
+                    msg: sanitize(&msg, 300),
+                })
             }
         }
     }
@@ -277,17 +312,27 @@ pub fn read_pinned(path: &std::path::Path, sha256: &str) -> Result<Vec<u8>, Plug
     use sha2::Digest;
     use std::os::unix::fs::MetadataExt;
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| PluginError::Load { path: shown.clone(), msg: e.to_string() })?;
+    let meta = std::fs::metadata(path).map_err(|e| PluginError::Load {
+        path: shown.clone(),
+        msg: e.to_string(),
+    })?;
     if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
         return Err(PluginError::Load {
             path: shown,
             msg: "must be owned by root and not writable by group or others".into(),
         });
     }
-    let bytes = std::fs::read(path).map_err(|e| PluginError::Load { path: shown.clone(), msg: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| PluginError::Load {
+        path: shown.clone(),
+        msg: e.to_string(),
+    })?;
     let actual = hex::encode(sha2::Sha256::digest(&bytes));
     if !actual.eq_ignore_ascii_case(sha256) {
-        return Err(PluginError::Digest { path: shown, actual, expected: sha256.into() });
+        return Err(PluginError::Digest {
+            path: shown,
+            actual,
+            expected: sha256.into(),
+        });
     }
     Ok(bytes)
 }
@@ -302,11 +347,18 @@ fn to_wit(r: &PluginRequest) -> wit::Request {
         annotations: r
             .annotations
             .iter()
-            .map(|(k, v)| wit::Annotation { key: k.clone(), value: v.clone() })
+            .map(|(k, v)| wit::Annotation {
+                key: k.clone(),
+                value: v.clone(),
+            })
             .collect(),
         image: r.image.clone(),
         names: r.names.clone(),
-        user: wit::User { uid: r.uid, gid: r.gid, additional_gids: r.additional_gids.clone() },
+        user: wit::User {
+            uid: r.uid,
+            gid: r.gid,
+            additional_gids: r.additional_gids.clone(),
+        },
     }
 }
 
@@ -337,13 +389,20 @@ fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> P
 
 /// The first line of an error chain, joined with `: `.
 fn one_line(e: &wasmtime::Error) -> String {
-    let s: Vec<String> = e.chain().map(|c| c.to_string().lines().next().unwrap_or("").to_string()).collect();
+    let s: Vec<String> = e
+        .chain()
+        .map(|c| c.to_string().lines().next().unwrap_or("").to_string())
+        .collect();
     sanitize(&s.join(": "), 400)
 }
 
 /// Printable, single-line, at most `max` chars: for text from plugins.
 pub fn sanitize(s: &str, max: usize) -> String {
-    let mut out: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(max).collect();
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
     if s.chars().count() > max {
         out.push('…');
     }

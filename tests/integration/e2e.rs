@@ -38,10 +38,16 @@ fn sha256_hex(b: &[u8]) -> String {
 /// Nothing of `secret` anywhere but the host's private.d: not in the
 /// bundle (rootfs included), not in privy's state, log or cache.
 fn assert_no_trace(w: &World, b: &Bundle, secret: &[u8]) {
-    assert!(util::files_containing(b.path(), secret).is_empty(), "secret bytes found in the bundle");
+    assert!(
+        util::files_containing(b.path(), secret).is_empty(),
+        "secret bytes found in the bundle"
+    );
     let mut hits = util::files_containing(w.dir.path(), secret);
     hits.retain(|p| !p.starts_with(&w.private_d));
-    assert!(hits.is_empty(), "secret bytes found in privy's files: {hits:?}");
+    assert!(
+        hits.is_empty(),
+        "secret bytes found in privy's files: {hits:?}"
+    );
     assert!(!util::contains(&w.log(), secret));
 }
 
@@ -69,8 +75,17 @@ fn container_reads_injected_files_with_right_bytes_owner_and_mode(rt: &str) {
     let out = b.run(rt);
     let (so, se) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{rt} failed: {se}");
-    assert!(so.contains(&format!("{}  /run/private/entitlement/cert.pem", sha256_hex(&cert))), "{so}");
-    assert!(so.contains(&format!("{}  /run/private/api.key", sha256_hex(&key))), "{so}");
+    assert!(
+        so.contains(&format!(
+            "{}  /run/private/entitlement/cert.pem",
+            sha256_hex(&cert)
+        )),
+        "{so}"
+    );
+    assert!(
+        so.contains(&format!("{}  /run/private/api.key", sha256_hex(&key))),
+        "{so}"
+    );
     for line in [
         "/run/private 1000 1001 700",
         "/run/private/entitlement 1000 1001 700",
@@ -79,10 +94,16 @@ fn container_reads_injected_files_with_right_bytes_owner_and_mode(rt: &str) {
     ] {
         assert!(so.lines().any(|l| l == line), "missing {line:?} in {so}");
     }
-    let mnt = so.lines().find(|l| l.contains(" /run/private ")).expect("mountinfo line");
+    let mnt = so
+        .lines()
+        .find(|l| l.contains(" /run/private "))
+        .expect("mountinfo line");
     let opts = mnt.split_whitespace().nth(5).unwrap();
     for o in ["ro", "nosuid", "nodev", "noexec"] {
-        assert!(opts.split(',').any(|x| x == o), "mount options {opts} lack {o}");
+        assert!(
+            opts.split(',').any(|x| x == o),
+            "mount options {opts} lack {o}"
+        );
     }
     assert!(mnt.contains(" - tmpfs "), "{mnt}");
     assert!(so.contains("READONLY") && !so.contains("WRITABLE"));
@@ -92,7 +113,12 @@ fn container_reads_injected_files_with_right_bytes_owner_and_mode(rt: &str) {
     assert_no_run_dir(&b);
     // One audit event naming the files, never their bytes.
     let log = text(&w.log());
-    assert!(log.contains("injected") && log.contains("entitlement/cert.pem") && log.contains("hmac-sha256:"), "{log}");
+    assert!(
+        log.contains("injected")
+            && log.contains("entitlement/cert.pem")
+            && log.contains("hmac-sha256:"),
+        "{log}"
+    );
 }
 
 fn mount_lives_only_in_the_container_mount_namespace(rt: &str) {
@@ -114,22 +140,37 @@ fn mount_lives_only_in_the_container_mount_namespace(rt: &str) {
         .status()
         .unwrap();
     let cleanup = || {
-        let _ = std::process::Command::new(rt).args(["delete", "-f", &b.id]).output();
+        let _ = std::process::Command::new(rt)
+            .args(["delete", "-f", &b.id])
+            .output();
     };
     if !st.success() {
         cleanup();
-        panic!("{rt} create failed: {}", std::fs::read_to_string(&errfile).unwrap_or_default());
+        panic!(
+            "{rt} create failed: {}",
+            std::fs::read_to_string(&errfile).unwrap_or_default()
+        );
     }
-    let state = std::process::Command::new(rt).args(["state", &b.id]).output().unwrap();
+    let state = std::process::Command::new(rt)
+        .args(["state", &b.id])
+        .output()
+        .unwrap();
     let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
     let pid = state["pid"].as_i64().unwrap();
     let inside = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     cleanup();
-    assert!(inside.lines().any(|l| l.split_whitespace().nth(4) == Some("/run/private")), "not mounted in the container");
+    assert!(
+        inside
+            .lines()
+            .any(|l| l.split_whitespace().nth(4) == Some("/run/private")),
+        "not mounted in the container"
+    );
     let rootfs = b.rootfs().display().to_string();
     assert!(
-        !host.lines().any(|l| l.contains("/run/private") || l.contains(&format!("{rootfs}/run"))),
+        !host
+            .lines()
+            .any(|l| l.contains("/run/private") || l.contains(&format!("{rootfs}/run"))),
         "the host's mount table shows privy's tmpfs"
     );
     assert_no_trace(&w, &b, &s);
@@ -138,7 +179,10 @@ fn mount_lives_only_in_the_container_mount_namespace(rt: &str) {
 
 /// A host directory, outside any rootfs, that a hostile image points at.
 fn host_bait() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("privy-bait-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("privy-bait-")
+        .tempdir()
+        .unwrap()
 }
 
 fn run_symlink_to_host_path_resolves_inside_root(rt: &str) {
@@ -156,8 +200,15 @@ fn run_symlink_to_host_path_resolves_inside_root(rt: &str) {
     let out = b.run(rt);
     assert!(out.status.success(), "{rt}: {}", text(&out.stderr));
     assert!(text(&out.stdout).contains(&sha256_hex(&s)));
-    assert_eq!(std::fs::read_dir(bait.path()).unwrap().count(), 0, "privy wrote onto the host through a symlink");
-    assert!(!inside.join("private").exists(), "poststop removes the mountpoint it created");
+    assert_eq!(
+        std::fs::read_dir(bait.path()).unwrap().count(),
+        0,
+        "privy wrote onto the host through a symlink"
+    );
+    assert!(
+        !inside.join("private").exists(),
+        "poststop removes the mountpoint it created"
+    );
     assert_no_trace(&w, &b, &s);
 }
 
@@ -171,10 +222,21 @@ fn private_symlink_to_host_path_fails_closed_without_writing_outside(rt: &str) {
     std::os::unix::fs::symlink(bait.path(), b.rootfs().join("run/private")).unwrap();
     b.install(&w);
     let out = b.run(rt);
-    assert!(!out.status.success(), "{rt} started a container whose target is a dangling symlink");
+    assert!(
+        !out.status.success(),
+        "{rt} started a container whose target is a dangling symlink"
+    );
     assert!(!text(&out.stdout).contains("STARTED"));
-    assert!(text(&out.stderr).contains("target /run/private"), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_dir(bait.path()).unwrap().count(), 0, "privy wrote onto the host through a symlink");
+    assert!(
+        text(&out.stderr).contains("target /run/private"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(bait.path()).unwrap().count(),
+        0,
+        "privy wrote onto the host through a symlink"
+    );
     assert_no_trace(&w, &b, &s);
 }
 
@@ -197,7 +259,10 @@ fn failing_source_stops_the_container_and_names_the_cause(rt: &str) {
     let err = text(&out.stderr).replace("\\\"", "\"");
     assert!(!out.status.success());
     assert!(!text(&out.stdout).contains("STARTED"), "the container ran");
-    assert!(err.contains("source \"broken\": unavailable: backend is down"), "{err}");
+    assert!(
+        err.contains("source \"broken\": unavailable: backend is down"),
+        "{err}"
+    );
     assert_no_trace(&w, &b, &s);
     assert_no_run_dir(&b);
 }
@@ -212,7 +277,10 @@ fn file_over_the_limit_stops_the_container(rt: &str) {
     let err = text(&out.stderr);
     assert!(!out.status.success());
     assert!(!text(&out.stdout).contains("STARTED"));
-    assert!(err.contains("too-big.key") && err.contains("limits.max_file_bytes (16)"), "{err}");
+    assert!(
+        err.contains("too-big.key") && err.contains("limits.max_file_bytes (16)"),
+        "{err}"
+    );
     assert!(!util::contains(&out.stderr, &s));
     assert_no_trace(&w, &b, &s);
 }
@@ -227,7 +295,10 @@ fn optional_failing_source_is_skipped(rt: &str) {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains(&sha256_hex(&s)));
     let log = text(&w.log());
-    assert!(log.contains("optional source failed") && log.contains("CPU limit"), "{log}");
+    assert!(
+        log.contains("optional source failed") && log.contains("CPU limit"),
+        "{log}"
+    );
 }
 
 fn no_source_files_means_no_mount_and_no_trace(rt: &str) {

@@ -18,16 +18,32 @@ fn host() -> &'static PluginHost {
 
 fn component() -> &'static Component {
     static C: OnceLock<Component> = OnceLock::new();
-    C.get_or_init(|| host().load(&PluginRef::Embedded("host-dir".into())).unwrap())
+    C.get_or_init(|| {
+        host()
+            .load(&PluginRef::Embedded("host-dir".into()))
+            .unwrap()
+    })
 }
 
 fn fetch(dir: &Path, grant_dir: &Path) -> Result<Vec<RawFile>, PluginError> {
-    let grant = Grant { dirs: vec![grant_dir.to_owned()], ..Grant::default() };
+    let grant = Grant {
+        dirs: vec![grant_dir.to_owned()],
+        ..Grant::default()
+    };
     let config: BTreeMap<String, String> = [("dir".to_string(), dir.display().to_string())].into();
     let limits = Limits::default();
     let req = crate::sandbox::request();
-    let call = Call { source: "host-dir", grant: &grant, config: &config, limits: &limits, request: &req };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let call = Call {
+        source: "host-dir",
+        grant: &grant,
+        config: &config,
+        limits: &limits,
+        request: &req,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(host().fetch(component(), call))
 }
 
@@ -45,8 +61,10 @@ fn returns_every_regular_file_recursively_with_clean_modes() {
     write(&d.path().join("tool"), b"#!", 0o4755);
     std::os::unix::fs::symlink("entitlement/cert.pem", d.path().join("alias.pem")).unwrap();
     let files = fetch(d.path(), d.path()).unwrap();
-    let got: Vec<(String, Vec<u8>, Option<u32>)> =
-        files.iter().map(|f| (f.path.clone(), f.data.expose().to_vec(), f.mode)).collect();
+    let got: Vec<(String, Vec<u8>, Option<u32>)> = files
+        .iter()
+        .map(|f| (f.path.clone(), f.data.expose().to_vec(), f.mode))
+        .collect();
     assert_eq!(
         got,
         vec![

@@ -21,7 +21,11 @@ fn host() -> &'static PluginHost {
 
 fn hostile() -> &'static Component {
     static C: OnceLock<Component> = OnceLock::new();
-    C.get_or_init(|| host().load_bytes(&std::fs::read(util::guest("hostile")).unwrap()).unwrap())
+    C.get_or_init(|| {
+        host()
+            .load_bytes(&std::fs::read(util::guest("hostile")).unwrap())
+            .unwrap()
+    })
 }
 
 pub fn request() -> PluginRequest {
@@ -38,17 +42,36 @@ pub fn request() -> PluginRequest {
 }
 
 fn small_limits() -> Limits {
-    Limits { plugin_memory_bytes: 32 << 20, plugin_cpu_ms: 300, plugin_timeout_ms: 5000, ..Limits::default() }
+    Limits {
+        plugin_memory_bytes: 32 << 20,
+        plugin_cpu_ms: 300,
+        plugin_timeout_ms: 5000,
+        ..Limits::default()
+    }
 }
 
-fn run_mode(mode: &str, limits: &Limits, grant: &Grant, extra: &[(&str, &str)]) -> Result<Vec<RawFile>, PluginError> {
+fn run_mode(
+    mode: &str,
+    limits: &Limits,
+    grant: &Grant,
+    extra: &[(&str, &str)],
+) -> Result<Vec<RawFile>, PluginError> {
     let mut config: BTreeMap<String, String> = [("mode".to_string(), mode.to_string())].into();
     for (k, v) in extra {
         config.insert(k.to_string(), v.to_string());
     }
     let req = request();
-    let call = Call { source: "hostile", grant, config: &config, limits, request: &req };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let call = Call {
+        source: "hostile",
+        grant,
+        config: &config,
+        limits,
+        request: &req,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(host().fetch(hostile(), call))
 }
 
@@ -58,12 +81,21 @@ fn run(mode: &str) -> Result<Vec<RawFile>, PluginError> {
 
 /// After any misbehaviour, the same host still serves a good call.
 fn host_still_healthy() {
-    let files = run_mode("ok", &small_limits(), &Grant::default(), &[("count", "3")]).expect("healthy call after a hostile one");
+    let files = run_mode("ok", &small_limits(), &Grant::default(), &[("count", "3")])
+        .expect("healthy call after a hostile one");
     assert_eq!(files.len(), 3);
 }
 
 fn checked(files: Vec<RawFile>) -> Result<(), CheckError> {
-    check(vec![Fetched { source: "hostile".into(), precedence: Precedence::Operator, files }], &Limits::default()).map(|_| ())
+    check(
+        vec![Fetched {
+            source: "hostile".into(),
+            precedence: Precedence::Operator,
+            files,
+        }],
+        &Limits::default(),
+    )
+    .map(|_| ())
 }
 
 #[test]
@@ -88,7 +120,10 @@ fn deep_recursion_is_a_trap_not_a_crash() {
     let e = run("recursion").unwrap_err();
     let m = e.to_string();
     assert!(matches!(e, PluginError::Trap(_)), "{m}");
-    assert!(m.contains("stack overflow") || m.contains("deep recursion"), "{m}");
+    assert!(
+        m.contains("stack overflow") || m.contains("deep recursion"),
+        "{m}"
+    );
     host_still_healthy();
 }
 
@@ -104,10 +139,16 @@ fn panic_is_a_trap_with_one_clear_line() {
 fn read_outside_the_grant_fails() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("inside"), "x").unwrap();
-    let grant = Grant { dirs: vec![d.path().to_owned()], ..Grant::default() };
+    let grant = Grant {
+        dirs: vec![d.path().to_owned()],
+        ..Grant::default()
+    };
     let dir = d.path().to_str().unwrap();
     let e = run_mode("escape-read", &small_limits(), &grant, &[("dir", dir)]).unwrap_err();
-    assert!(matches!(&e, PluginError::Source { kind: "denied", .. }), "{e}");
+    assert!(
+        matches!(&e, PluginError::Source { kind: "denied", .. }),
+        "{e}"
+    );
     host_still_healthy();
 }
 
@@ -116,7 +157,10 @@ fn output_over_the_cap_is_refused() {
     // With memory to build it, 64 MiB of output passes the sandbox and is
     // refused by the check stage; with the default 64 MiB memory cap the
     // plugin cannot even build it.
-    let roomy = Limits { plugin_memory_bytes: 512 << 20, ..small_limits() };
+    let roomy = Limits {
+        plugin_memory_bytes: 512 << 20,
+        ..small_limits()
+    };
     let files = run_mode("big-output", &roomy, &Grant::default(), &[]).unwrap();
     let e = checked(files).unwrap_err();
     assert!(matches!(e, CheckError::TotalTooBig { .. }), "{e}");
@@ -126,11 +170,26 @@ fn output_over_the_cap_is_refused() {
 
 #[test]
 fn too_many_files_are_refused() {
-    let roomy = Limits { plugin_memory_bytes: 256 << 20, plugin_cpu_ms: 20_000, plugin_timeout_ms: 60_000, ..Limits::default() };
+    let roomy = Limits {
+        plugin_memory_bytes: 256 << 20,
+        plugin_cpu_ms: 20_000,
+        plugin_timeout_ms: 60_000,
+        ..Limits::default()
+    };
     let files = run_mode("many-files", &roomy, &Grant::default(), &[]).unwrap();
     assert_eq!(files.len(), 100_000);
     let e = checked(files).unwrap_err();
-    assert!(matches!(e, CheckError::SourceTooMany { count: 100_000, limit: 1024, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            CheckError::SourceTooMany {
+                count: 100_000,
+                limit: 1024,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -138,7 +197,10 @@ fn escaping_and_malformed_paths_are_refused_by_check() {
     for mode in ["dotdot", "absolute", "nul", "long"] {
         let files = run(mode).unwrap();
         let e = checked(files).unwrap_err();
-        assert!(matches!(&e, CheckError::Path { name, .. } if name == "hostile"), "{mode}: {e}");
+        assert!(
+            matches!(&e, CheckError::Path { name, .. } if name == "hostile"),
+            "{mode}: {e}"
+        );
     }
 }
 
@@ -167,7 +229,11 @@ fn source_error_is_reported_with_its_kind() {
 
 #[test]
 fn wall_clock_timeout_applies_even_within_cpu_budget() {
-    let slow = Limits { plugin_cpu_ms: 60_000, plugin_timeout_ms: 200, ..small_limits() };
+    let slow = Limits {
+        plugin_cpu_ms: 60_000,
+        plugin_timeout_ms: 200,
+        ..small_limits()
+    };
     let e = run_mode("spin", &slow, &Grant::default(), &[]).unwrap_err();
     assert!(matches!(e, PluginError::Timeout(200)), "{e}");
     host_still_healthy();
@@ -186,6 +252,12 @@ fn a_component_of_another_world_is_refused() {
 fn nothing_ambient_env_is_empty() {
     // The `ok` mode works without any grant at all: the sandbox gives it
     // nothing and it needs nothing.
-    let files = run_mode("ok", &small_limits(), &Grant::default(), &[("count", "1"), ("size", "5")]).unwrap();
+    let files = run_mode(
+        "ok",
+        &small_limits(),
+        &Grant::default(),
+        &[("count", "1"), ("size", "5")],
+    )
+    .unwrap();
     assert_eq!(files[0].data.expose(), b"aaaaa");
 }

@@ -42,10 +42,14 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut hits = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
-            let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
             if m.is_dir() {
                 stack.push(p);
             } else if m.is_file() && std::fs::read(&p).is_ok_and(|b| contains(&b, needle)) {
@@ -60,7 +64,11 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique container id for this test process.
 pub fn unique_id(prefix: &str) -> String {
-    format!("privy-test-{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "privy-test-{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A component cache shared by every test in this process, so each plugin
@@ -87,7 +95,10 @@ pub struct World {
 impl World {
     /// A world whose config is the default `host-dir` source plus `extra` TOML.
     pub fn new(extra_top: &str, extra_sources: &str) -> World {
-        let dir = tempfile::Builder::new().prefix("privy-world-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("privy-world-")
+            .tempdir()
+            .unwrap();
         let private_d = dir.path().join("private.d");
         std::fs::create_dir_all(&private_d).unwrap();
         let config = dir.path().join("privy.toml");
@@ -101,7 +112,11 @@ impl World {
             pd = private_d,
         );
         std::fs::write(&config, text).unwrap();
-        World { dir, private_d, config }
+        World {
+            dir,
+            private_d,
+            config,
+        }
     }
 
     /// Put a private file in the host directory.
@@ -120,7 +135,10 @@ impl World {
 
     /// Run `privy --config <ours> ARGS`.
     pub fn privy(&self, args: &[&str]) -> Output {
-        privy_with_stdin(&[&["--config", self.config.to_str().unwrap()], args].concat(), b"")
+        privy_with_stdin(
+            &[&["--config", self.config.to_str().unwrap()], args].concat(),
+            b"",
+        )
     }
 }
 
@@ -145,7 +163,9 @@ pub fn text(b: &[u8]) -> String {
 /// Is `name` on PATH?
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
     })
 }
 
@@ -179,7 +199,10 @@ pub fn e2e_ready(runtime: &str) -> bool {
 }
 
 pub fn busybox() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"].iter().map(PathBuf::from).find(|p| p.is_file())
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 /// An OCI bundle with a busybox rootfs that runs `script` under `sh -c`.
@@ -190,11 +213,27 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn new(script: &str) -> Bundle {
-        let dir = tempfile::Builder::new().prefix("privy-bundle-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("privy-bundle-")
+            .tempdir()
+            .unwrap();
         let rootfs = dir.path().join("rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
         std::fs::copy(busybox().unwrap(), rootfs.join("bin/busybox")).unwrap();
-        for app in ["sh", "cat", "ls", "stat", "grep", "echo", "sha256sum", "touch", "id", "sleep", "test", "head"] {
+        for app in [
+            "sh",
+            "cat",
+            "ls",
+            "stat",
+            "grep",
+            "echo",
+            "sha256sum",
+            "touch",
+            "id",
+            "sleep",
+            "test",
+            "head",
+        ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(app)).unwrap();
         }
         let spec = serde_json::json!({
@@ -220,8 +259,15 @@ impl Bundle {
                 "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]
             }
         });
-        std::fs::write(dir.path().join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
-        Bundle { dir, id: unique_id("c") }
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&spec).unwrap(),
+        )
+        .unwrap();
+        Bundle {
+            dir,
+            id: unique_id("c"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -243,7 +289,11 @@ impl Bundle {
     /// `privy install --bundle` with the world's config.
     pub fn install(&self, w: &World) {
         let out = w.privy(&["install", "--bundle", self.path().to_str().unwrap()]);
-        assert!(out.status.success(), "install failed: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "install failed: {}",
+            text(&out.stderr)
+        );
     }
 
     /// `RUNTIME run` (foreground), bounded to 120 s.
@@ -256,7 +306,9 @@ impl Bundle {
             .output()
             .unwrap();
         // A container that failed to start may leave state behind.
-        let _ = Command::new(runtime).args(["delete", "-f", &self.id]).output();
+        let _ = Command::new(runtime)
+            .args(["delete", "-f", &self.id])
+            .output();
         out
     }
 }

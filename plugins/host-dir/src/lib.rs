@@ -22,7 +22,11 @@ impl Source for HostDir {
         let root = Path::new(&dir);
         match fs::metadata(root) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(SourceError::InvalidConfig(format!("{dir} is not a directory"))),
+            Ok(_) => {
+                return Err(SourceError::InvalidConfig(format!(
+                    "{dir} is not a directory"
+                )))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // No directory means no host files: an empty set, not an error.
                 privy_plugin::debug(&format!("{dir} does not exist; nothing to inject"));
@@ -37,14 +41,19 @@ impl Source for HostDir {
         let mut out = Vec::new();
         walk(root, "", 0, &mut out)?;
         if !req.names.is_empty() {
-            out.retain(|f| req.names.iter().any(|n| *n == f.path));
+            out.retain(|f| req.names.contains(&f.path));
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
 }
 
-fn walk(dir: &Path, rel: &str, depth: usize, out: &mut Vec<PrivateFile>) -> Result<(), SourceError> {
+fn walk(
+    dir: &Path,
+    rel: &str,
+    depth: usize,
+    out: &mut Vec<PrivateFile>,
+) -> Result<(), SourceError> {
     if depth > MAX_DEPTH {
         return Err(SourceError::Other(format!(
             "{rel}: nested deeper than {MAX_DEPTH} directories (symlink loop?)"
@@ -54,7 +63,8 @@ fn walk(dir: &Path, rel: &str, depth: usize, out: &mut Vec<PrivateFile>) -> Resu
         .map_err(|e| SourceError::Unavailable(format!("cannot list {}: {e}", dir.display())))?;
     let mut names: Vec<String> = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| SourceError::Unavailable(format!("cannot list {}: {e}", dir.display())))?;
+        let entry = entry
+            .map_err(|e| SourceError::Unavailable(format!("cannot list {}: {e}", dir.display())))?;
         match entry.file_name().into_string() {
             Ok(n) => names.push(n),
             Err(n) => {
@@ -68,7 +78,11 @@ fn walk(dir: &Path, rel: &str, depth: usize, out: &mut Vec<PrivateFile>) -> Resu
     names.sort();
     for name in names {
         let path = dir.join(&name);
-        let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        let child = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
         let lmeta = fs::symlink_metadata(&path)
             .map_err(|e| SourceError::Unavailable(format!("{child}: {e}")))?;
         let meta = if lmeta.file_type().is_symlink() {
@@ -89,11 +103,16 @@ fn walk(dir: &Path, rel: &str, depth: usize, out: &mut Vec<PrivateFile>) -> Resu
         if meta.is_dir() {
             walk(&path, &child, depth + 1, out)?;
         } else if meta.is_file() {
-            let data = fs::read(&path).map_err(|e| SourceError::Unavailable(format!("{child}: {e}")))?;
+            let data =
+                fs::read(&path).map_err(|e| SourceError::Unavailable(format!("{child}: {e}")))?;
             let host_path = path.to_str().unwrap_or_default();
             let mode = privy_plugin::file_mode(host_path)
                 .map_err(|e| SourceError::Unavailable(format!("{child}: {e}")))?;
-            out.push(PrivateFile { path: child, data, mode: Some(mode & 0o666) });
+            out.push(PrivateFile {
+                path: child,
+                data,
+                mode: Some(mode & 0o666),
+            });
         } else {
             privy_plugin::debug(&format!("{child}: not a regular file; skipped"));
         }

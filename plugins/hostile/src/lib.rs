@@ -6,7 +6,11 @@ use privy_plugin::{PrivateFile, Request, Source, SourceError};
 struct Hostile;
 
 fn file(path: &str, data: Vec<u8>) -> PrivateFile {
-    PrivateFile { path: path.into(), data, mode: None }
+    PrivateFile {
+        path: path.into(),
+        data,
+        mode: None,
+    }
 }
 
 #[inline(never)]
@@ -24,9 +28,15 @@ impl Source for Hostile {
         match mode.as_str() {
             // Well-behaved: `count` files of `size` bytes, named f0, f1, ...
             "ok" => {
-                let count: usize = privy_plugin::config("count").and_then(|v| v.parse().ok()).unwrap_or(3);
-                let size: usize = privy_plugin::config("size").and_then(|v| v.parse().ok()).unwrap_or(64);
-                Ok((0..count).map(|i| file(&format!("f{i}"), vec![b'a' + (i % 26) as u8; size])).collect())
+                let count: usize = privy_plugin::config("count")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(3);
+                let size: usize = privy_plugin::config("size")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(64);
+                Ok((0..count)
+                    .map(|i| file(&format!("f{i}"), vec![b'a' + (i % 26) as u8; size]))
+                    .collect())
             }
             "spin" => {
                 let mut x: u64 = 0;
@@ -48,20 +58,32 @@ impl Source for Hostile {
             }
             "escape-read" => {
                 let dir = privy_plugin::config("dir").unwrap_or_else(|| "/".into());
-                for p in [format!("{dir}/../../../../etc/passwd"), "/etc/passwd".to_string()] {
+                for p in [
+                    format!("{dir}/../../../../etc/passwd"),
+                    "/etc/passwd".to_string(),
+                ] {
                     if let Ok(data) = std::fs::read(&p) {
                         return Ok(vec![file("stolen", data)]);
                     }
                 }
-                Err(SourceError::Denied("could not read outside the grant".into()))
+                Err(SourceError::Denied(
+                    "could not read outside the grant".into(),
+                ))
             }
-            "big-output" => Ok((0..64).map(|i| file(&format!("big{i}"), vec![7u8; 1 << 20])).collect()),
-            "many-files" => Ok((0..100_000).map(|i| file(&format!("t{i}"), vec![1])).collect()),
+            "big-output" => Ok((0..64)
+                .map(|i| file(&format!("big{i}"), vec![7u8; 1 << 20]))
+                .collect()),
+            "many-files" => Ok((0..100_000)
+                .map(|i| file(&format!("t{i}"), vec![1]))
+                .collect()),
             "dotdot" => Ok(vec![file("../escape", b"x".to_vec())]),
             "absolute" => Ok(vec![file("/etc/escape", b"x".to_vec())]),
             "nul" => Ok(vec![file("a\0b", b"x".to_vec())]),
             "long" => Ok(vec![file(&"a/".repeat(2100), b"x".to_vec())]),
-            "dup" => Ok(vec![file("same", b"1".to_vec()), file("same", b"2".to_vec())]),
+            "dup" => Ok(vec![
+                file("same", b"1".to_vec()),
+                file("same", b"2".to_vec()),
+            ]),
             "log-flood" => {
                 for i in 0..1_000_000u32 {
                     privy_plugin::info(&format!("line {i}"));
@@ -69,8 +91,12 @@ impl Source for Hostile {
                 Ok(vec![])
             }
             "panic" => panic!("hostile plugin panicked on purpose"),
-            "fail" => Err(SourceError::Unavailable("backend is down (on purpose)".into())),
-            other => Err(SourceError::InvalidConfig(format!("unknown mode {other:?}"))),
+            "fail" => Err(SourceError::Unavailable(
+                "backend is down (on purpose)".into(),
+            )),
+            other => Err(SourceError::InvalidConfig(format!(
+                "unknown mode {other:?}"
+            ))),
         }
     }
 }
