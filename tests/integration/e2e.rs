@@ -28,6 +28,7 @@ on_both_runtimes!(
     file_over_the_limit_stops_the_container,
     optional_failing_source_is_skipped,
     no_source_files_means_no_mount_and_no_trace,
+    user_namespace_container_gets_files_owned_through_its_mappings,
 );
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -308,5 +309,45 @@ fn no_source_files_means_no_mount_and_no_trace(rt: &str) {
     let out = b.run(rt);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("ABSENT"));
+    assert_no_run_dir(&b);
+}
+
+fn user_namespace_container_gets_files_owned_through_its_mappings(rt: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new("", "");
+    let s = util::secret("userns");
+    w.put("k", &s, 0o600);
+    let b = Bundle::new("stat -c '%u %g %a' /run/private/k /run/private; sha256sum /run/private/k; grep ' /run/private ' /proc/self/mountinfo");
+    // The container's root is host uid 100000: it must be able to reach the rootfs.
+    std::fs::set_permissions(b.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    b.edit(|v| {
+        v["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        v["linux"]["uidMappings"] =
+            serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        v["linux"]["gidMappings"] =
+            serde_json::json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    });
+    b.install(&w);
+    let out = b.run(rt);
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{rt}: {}", text(&out.stderr));
+    assert!(
+        so.lines().any(|l| l == "1000 1000 600"),
+        "file not owned by the container user: {so}"
+    );
+    assert!(
+        so.lines().any(|l| l == "1000 1000 700"),
+        "tmpfs root not owned by the container user: {so}"
+    );
+    assert!(so.contains(&sha256_hex(&s)));
+    assert!(
+        so.contains("uid=101000,gid=201000"),
+        "tmpfs not owned by the mapped host ids: {so}"
+    );
+    assert_no_trace(&w, &b, &s);
     assert_no_run_dir(&b);
 }

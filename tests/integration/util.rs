@@ -218,7 +218,9 @@ impl Bundle {
             .tempdir()
             .unwrap();
         let rootfs = dir.path().join("rootfs");
-        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        for d in ["bin", "proc", "dev"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
         std::fs::copy(busybox().unwrap(), rootfs.join("bin/busybox")).unwrap();
         for app in [
             "sh",
