@@ -101,13 +101,34 @@ pub fn record(auditor: &Auditor, req: &Request, checked: &Checked) -> serde_json
     })
 }
 
+/// Where the hook's time went, reported with the audit event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// Parsing, planning, loading and running the plugins.
+    pub fetch: std::time::Duration,
+    /// Entering the namespace and building the mount.
+    pub materialize: std::time::Duration,
+    /// Everything up to the audit event.
+    pub total: std::time::Duration,
+}
+
 /// Emit the one audit event for this injection.
-pub fn emit(auditor: &Auditor, req: &Request, checked: &Checked, target: &str) {
+pub fn emit(auditor: &Auditor, req: &Request, checked: &Checked, target: &str, timing: Timing) {
     for o in &checked.overrides {
         tracing::info!(target: "privy::audit", container = %req.container_id, path = %o.path, winner = %o.winner, loser = %o.loser, "override");
     }
     let rec = record(auditor, req, checked);
-    tracing::info!(target: "privy::audit", container = %req.container_id, stage = req.stage.as_str(), target = target, injection = %rec, "injected");
+    tracing::info!(
+        target: "privy::audit",
+        container = %req.container_id,
+        stage = req.stage.as_str(),
+        target = target,
+        injection = %rec,
+        fetch_us = timing.fetch.as_micros() as u64,
+        materialize_us = timing.materialize.as_micros() as u64,
+        total_us = timing.total.as_micros() as u64,
+        "injected"
+    );
 }
 
 #[cfg(test)]

@@ -166,10 +166,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let host = PluginHost::new(&cfg.cache_dir)?;
             for s in &cfg.sources {
                 let p = crate::plan::plan_source(s, &cfg.limits);
-                let c = host
-                    .load(&p.plugin)
-                    .with_context(|| format!("source {:?}", s.name))?;
-                host.check_component(&c)
+                host.load(&p.plugin)
                     .with_context(|| format!("source {:?}", s.name))?;
             }
             print!("{}", cfg.effective_toml());
@@ -184,10 +181,7 @@ fn warm_cache(cfg: &Config) -> Result<()> {
     let host = PluginHost::new(&cfg.cache_dir)?;
     for s in &cfg.sources {
         let p = crate::plan::plan_source(s, &cfg.limits);
-        let c = host
-            .load(&p.plugin)
-            .with_context(|| format!("source {:?}", s.name))?;
-        host.check_component(&c)
+        host.load(&p.plugin)
             .with_context(|| format!("source {:?}", s.name))?;
     }
     Ok(())

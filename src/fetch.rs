@@ -31,7 +31,7 @@ pub async fn fetch_one(
         name: src.name.clone(),
         error,
     };
-    let component = host.load(&src.plugin).map_err(wrap)?;
+    let plugin = host.load(&src.plugin).map_err(wrap)?;
     let call = Call {
         source: &src.name,
         grant: &src.grant,
@@ -39,7 +39,7 @@ pub async fn fetch_one(
         limits: &src.limits,
         request: req,
     };
-    let files = host.fetch(&component, call).await.map_err(wrap)?;
+    let files = host.fetch(&plugin, call).await.map_err(wrap)?;
     Ok(Fetched {
         source: src.name.clone(),
         precedence: src.precedence,

@@ -113,6 +113,7 @@ pub fn report_error(line: &str) {
 
 /// The `createRuntime` hook.
 pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> {
+    let started = std::time::Instant::now();
     let state = State::parse(stdin)?;
     if !valid_id(&state.id) {
         return Err(HookError::BadId(state.id));
@@ -131,6 +132,7 @@ pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> 
         .map_err(HookError::Runtime)?;
     let fetched = rt.block_on(fetch::fetch_all(&host, &planned, &preq))?;
     drop(rt);
+    let fetched_at = started.elapsed();
     let checked = check::check(fetched, &cfg.limits)?;
     if checked.files.is_empty() {
         tracing::info!(target: "privy::audit", container = %req.container_id, "no private files to inject");
@@ -142,6 +144,7 @@ pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> 
     })?;
     let pid = req.pid.ok_or(HookError::NoPid)?;
     let created = materialize::inject_into(pid, &req.root, &cfg.target, &checked.files, owner)?;
+    let materialized_at = started.elapsed();
     if !created.is_empty() {
         write_state(
             cfg,
@@ -153,7 +156,12 @@ pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> 
         )?;
     }
     let auditor = Auditor::load_or_create(&cfg.audit_key);
-    audit::emit(&auditor, &req, &checked, &cfg.target);
+    let timing = audit::Timing {
+        fetch: fetched_at,
+        materialize: materialized_at - fetched_at,
+        total: started.elapsed(),
+    };
+    audit::emit(&auditor, &req, &checked, &cfg.target, timing);
     Ok(Outcome {
         files: checked.files.len(),
         bytes: checked.total_bytes(),

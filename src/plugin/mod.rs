@@ -133,6 +133,34 @@ pub struct Call<'a> {
     pub request: &'a PluginRequest,
 }
 
+/// A source component, compiled, type-checked and linked against the host:
+/// ready to instantiate once per call.
+pub struct Plugin {
+    pre: bindings::SourcePluginPre<HostState>,
+    imports: Vec<String>,
+}
+
+impl Plugin {
+    /// The interfaces the component imports (WASI and privy's host).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+}
+
+/// Whether a component built for contract version `v` runs on this host:
+/// the same minor version while the major is 0, the same major after.
+pub fn compatible(v: &str) -> bool {
+    let parse = |s: &str| -> Option<(u64, u64)> {
+        let mut it = s.split('.');
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    match (parse(v), parse(WIT_VERSION)) {
+        (Some((0, a)), Some((0, b))) => a == b,
+        (Some((a, _)), Some((b, _))) => a == b,
+        _ => false,
+    }
+}
+
 /// The engine, the linker and the component cache.
 pub struct PluginHost {
     engine: Engine,
@@ -148,6 +176,9 @@ pub fn engine_config() -> Config {
     c.epoch_interruption(true);
     c.wasm_component_model(true);
     c.max_wasm_stack(512 << 10);
+    c.async_stack_size(1 << 20);
+    c.memory_reservation(1 << 30);
+    c.memory_guard_size(64 << 10);
     c
 }
 
@@ -175,46 +206,75 @@ impl PluginHost {
         &self.engine
     }
 
-    /// The component for `plugin`: verified against its digest, from the
-    /// cache or compiled into it.
-    pub fn load(&self, plugin: &PluginRef) -> Result<Component, PluginError> {
-        match plugin {
+    /// The plugin for `plugin`: verified against its digest, compiled code
+    /// from the cache (or compiled into it), and type-checked against the
+    /// host once, so each call only instantiates.
+    pub fn load(&self, plugin: &PluginRef) -> Result<Plugin, PluginError> {
+        let component = match plugin {
             PluginRef::Embedded(name) => {
                 let p = embedded(name).ok_or_else(|| PluginError::Load {
                     path: name.clone(),
                     msg: "no such embedded plugin".into(),
                 })?;
-                self.cache.get_or_compile(p.wasm, p.sha256)
+                self.cache.get_or_compile(p.wasm, p.sha256)?
             }
             PluginRef::File { path, sha256 } => {
                 let bytes = read_pinned(path, sha256)?;
-                self.cache.get_or_compile(&bytes, sha256)
+                self.cache.get_or_compile(&bytes, sha256)?
+            }
+        };
+        self.prepare(component)
+    }
+
+    /// The plugin for raw wasm bytes (`privy plugin run`, tests): hashed,
+    /// then taken from the cache or compiled into it.
+    pub fn load_bytes(&self, wasm: &[u8]) -> Result<Plugin, PluginError> {
+        use sha2::Digest;
+        let component = self
+            .cache
+            .get_or_compile(wasm, &hex::encode(sha2::Sha256::digest(wasm)))?;
+        self.prepare(component)
+    }
+
+    /// Check that `component` is a source for this host, with a clear
+    /// message for a contract version mismatch, and pre-link it.
+    fn prepare(&self, component: Component) -> Result<Plugin, PluginError> {
+        let ty = component.component_type();
+        let names: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .chain(ty.exports(&self.engine).map(|(n, _)| n.to_string()))
+            .collect();
+        for n in &names {
+            if let Some(v) = n
+                .strip_prefix("privy:source/")
+                .and_then(|r| r.split_once('@'))
+                .map(|(_, v)| v)
+            {
+                if !compatible(v) {
+                    return Err(PluginError::Incompatible(format!(
+                        "built for privy:source@{v}; this privy implements privy:source@{WIT_VERSION}"
+                    )));
+                }
             }
         }
-    }
-
-    /// The component for raw wasm bytes (`privy plugin run`, tests): hashed,
-    /// then taken from the cache or compiled into it.
-    pub fn load_bytes(&self, wasm: &[u8]) -> Result<Component, PluginError> {
-        use sha2::Digest;
-        self.cache
-            .get_or_compile(wasm, &hex::encode(sha2::Sha256::digest(wasm)))
-    }
-
-    /// Check that `component` is a source for this host: every import is one
-    /// privy provides, and it exports the `source` interface of our version.
-    pub fn check_component(&self, component: &Component) -> Result<(), PluginError> {
         let pre = self
             .linker
-            .instantiate_pre(component)
+            .instantiate_pre(&component)
             .map_err(|e| PluginError::Incompatible(one_line(&e)))?;
-        bindings::SourcePluginPre::new(pre).map_err(|e| {
+        let pre = bindings::SourcePluginPre::new(pre).map_err(|e| {
             PluginError::Incompatible(format!(
                 "{} (a source exports privy:source/source@{WIT_VERSION})",
                 one_line(&e)
             ))
         })?;
-        Ok(())
+        Ok(Plugin {
+            pre,
+            imports: ty
+                .imports(&self.engine)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+        })
     }
 
     fn start_ticker(&self) {
@@ -236,7 +296,7 @@ impl PluginHost {
     /// Run one `fetch` in a fresh store under `call.limits`.
     pub async fn fetch(
         &self,
-        component: &Component,
+        plugin: &Plugin,
         call: Call<'_>,
     ) -> Result<Vec<RawFile>, PluginError> {
         self.start_ticker();
@@ -261,13 +321,8 @@ impl PluginHost {
         });
         let req = to_wit(call.request);
         let run = async {
-            let pre = self
-                .linker
-                .instantiate_pre(component)
-                .map_err(|e| PluginError::Incompatible(one_line(&e)))?;
-            let pre = bindings::SourcePluginPre::new(pre)
-                .map_err(|e| PluginError::Incompatible(one_line(&e)))?;
-            let inst = pre
+            let inst = plugin
+                .pre
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|e| classify(&e, &store, limits))?;

@@ -2,12 +2,11 @@
 
 use privy::config::{Grant, Limits};
 use privy::plan::PluginRef;
-use privy::plugin::{Call, PluginError, PluginHost, RawFile};
+use privy::plugin::{Call, Plugin, PluginError, PluginHost, RawFile};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::OnceLock;
-use wasmtime::component::Component;
 
 use crate::util;
 
@@ -16,8 +15,8 @@ fn host() -> &'static PluginHost {
     H.get_or_init(|| PluginHost::new(util::shared_cache()).unwrap())
 }
 
-fn component() -> &'static Component {
-    static C: OnceLock<Component> = OnceLock::new();
+fn component() -> &'static Plugin {
+    static C: OnceLock<Plugin> = OnceLock::new();
     C.get_or_init(|| {
         host()
             .load(&PluginRef::Embedded("host-dir".into()))

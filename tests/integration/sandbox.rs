@@ -6,11 +6,10 @@ use privy::check::{check, CheckError};
 use privy::config::{Grant, Limits};
 use privy::fetch::Fetched;
 use privy::plan::Precedence;
-use privy::plugin::{Call, PluginError, PluginHost, PluginRequest, RawFile};
+use privy::plugin::{Call, Plugin, PluginError, PluginHost, PluginRequest, RawFile};
 use privy::request::Stage;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use wasmtime::component::Component;
 
 use crate::util;
 
@@ -19,8 +18,8 @@ fn host() -> &'static PluginHost {
     H.get_or_init(|| PluginHost::new(util::shared_cache()).unwrap())
 }
 
-fn hostile() -> &'static Component {
-    static C: OnceLock<Component> = OnceLock::new();
+fn hostile() -> &'static Plugin {
+    static C: OnceLock<Plugin> = OnceLock::new();
     C.get_or_init(|| {
         host()
             .load_bytes(&std::fs::read(util::guest("hostile")).unwrap())
@@ -240,12 +239,19 @@ fn wall_clock_timeout_applies_even_within_cpu_budget() {
 }
 
 #[test]
-fn a_component_of_another_world_is_refused() {
-    // A plain WASI component is not a privy source.
-    let e = host().check_component(hostile()).map(|_| ());
-    assert!(e.is_ok());
-    let not_a_component = host().load_bytes(b"\0asm\x01\0\0\0");
-    assert!(not_a_component.is_err());
+fn a_module_that_is_not_a_component_is_refused() {
+    let e = host()
+        .load_bytes(b"\0asm\x01\0\0\0")
+        .err()
+        .expect("refused");
+    assert!(matches!(e, PluginError::Incompatible(_)), "{e}");
+}
+
+#[test]
+fn contract_versions_follow_the_written_policy() {
+    use privy::plugin::compatible;
+    assert!(compatible("0.1.0") && compatible("0.1.7"));
+    assert!(!compatible("0.2.0") && !compatible("1.0.0") && !compatible("junk"));
 }
 
 #[test]
