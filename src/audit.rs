@@ -54,6 +54,22 @@ impl Auditor {
         Auditor { key }
     }
 
+    /// The host key in `path`, if it can be read; never creates it.
+    pub fn load(path: &Path) -> Option<Self> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut key[..]))
+            .ok()?;
+        Some(Auditor { key })
+    }
+
+    /// A random key for this process only.
+    pub fn ephemeral() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        getrandom::getrandom(&mut key[..]).expect("kernel random source");
+        Auditor { key }
+    }
+
     /// A fixed key, for tests.
     pub fn with_key(key: [u8; 32]) -> Self {
         Auditor {

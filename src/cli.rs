@@ -37,6 +37,63 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Write, check, run and list source plugins
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Write a ready-to-build plugin crate into ./NAME (or --dir)
+    New {
+        /// Crate name: a-z, 0-9 and `-`
+        name: String,
+        /// Where to write it [default: ./NAME]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Check that a .wasm is a privy source component of this contract version, and list its imports
+    Check { file: PathBuf },
+    /// Run a .wasm as the hook would, with the same limits; prints names, sizes and fingerprints, never values
+    Run(PluginRunArgs),
+    /// Show every configured source with its grant, limits and digest
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PluginRunArgs {
+    /// The component
+    pub file: PathBuf,
+    /// Grant a directory, read-only (repeatable)
+    #[arg(long = "grant-dir")]
+    pub grant_dirs: Vec<PathBuf>,
+    /// Grant a single file (repeatable)
+    #[arg(long = "grant-file")]
+    pub grant_files: Vec<PathBuf>,
+    /// Grant a host:port (repeatable)
+    #[arg(long = "grant-host")]
+    pub grant_hosts: Vec<String>,
+    /// A config value, key=value (repeatable)
+    #[arg(long = "config-value", short = 'c', value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// A container annotation, key=value (repeatable)
+    #[arg(long)]
+    pub annotation: Vec<String>,
+    /// The stage the request carries
+    #[arg(long, default_value = "run", value_parser = ["run", "build"])]
+    pub stage: String,
+    /// The container id the request carries
+    #[arg(long, default_value = "privy-plugin-run")]
+    pub container_id: String,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug, Clone, Copy)]
@@ -158,6 +215,10 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Plugin { command } => {
+            init_logging(None, "warn");
+            plugin_command(&cli, command)
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -173,6 +234,195 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn kv(list: &[String], what: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    list.iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("{what} {s:?}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn plugin_command(cli: &Cli, command: &PluginCommand) -> Result<()> {
+    use crate::plugin::scaffold;
+    match command {
+        PluginCommand::New { name, dir } => {
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from(name));
+            scaffold::new_plugin(&dir, name)?;
+            println!(
+                "wrote {}; build it with: cd {} && cargo build --release",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        PluginCommand::Check { file } => {
+            let cfg = load_config(cli)?;
+            let wasm = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
+            let host = PluginHost::new(&cfg.cache_dir)?;
+            let plugin = host
+                .load_bytes(&wasm)
+                .with_context(|| format!("{}", file.display()))?;
+            use sha2::Digest;
+            println!(
+                "{}: a privy source, contract privy:source@{}",
+                file.display(),
+                crate::plugin::WIT_VERSION
+            );
+            println!("sha256: {}", hex::encode(sha2::Sha256::digest(&wasm)));
+            println!("imports:");
+            for i in plugin.imports() {
+                println!("  {i}");
+            }
+            Ok(())
+        }
+        PluginCommand::Run(a) => plugin_run(cli, a),
+        PluginCommand::List { json } => {
+            let cfg = load_config(cli)?;
+            let rows: Vec<serde_json::Value> = cfg
+                .sources
+                .iter()
+                .map(|s| {
+                    let digest = match crate::plugin::embedded(&s.plugin) {
+                        Some(e) => format!("sha256:{} (embedded)", e.sha256),
+                        None => format!("sha256:{}", s.sha256.as_deref().unwrap_or("?")),
+                    };
+                    serde_json::json!({
+                        "name": s.name, "plugin": s.plugin, "digest": digest, "required": s.required,
+                        "when": s.when, "grant": s.grant, "config_keys": s.config.keys().collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            if *json {
+                let out = serde_json::json!({"sources": rows, "limits": cfg.limits, "target": cfg.target});
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(());
+            }
+            let l = &cfg.limits;
+            println!(
+                "target {}; limits: {} B/file, {} B total, {} files; plugin memory {} B, CPU {} ms, timeout {} ms",
+                cfg.target, l.max_file_bytes, l.max_total_bytes, l.max_files, l.plugin_memory_bytes, l.plugin_cpu_ms, l.plugin_timeout_ms
+            );
+            for (s, r) in cfg.sources.iter().zip(&rows) {
+                println!(
+                    "{}  plugin={}  {}  required={}",
+                    s.name,
+                    s.plugin,
+                    r["digest"].as_str().unwrap_or(""),
+                    s.required
+                );
+                if let Some(w) = &s.when {
+                    println!("    when: {}", serde_json::to_string(w)?);
+                }
+                let g = &s.grant;
+                let show = |v: &[PathBuf]| {
+                    v.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!(
+                    "    grant: dirs [{}] files [{}] hosts [{}]",
+                    show(&g.dirs),
+                    show(&g.files),
+                    g.hosts.join(", ")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
+    use crate::config::Grant;
+    use crate::plugin::{Call, PluginRequest};
+    let cfg = load_config(cli)?;
+    let wasm = std::fs::read(&a.file).with_context(|| format!("{}", a.file.display()))?;
+    let host = PluginHost::new(&cfg.cache_dir)?;
+    let name = a
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let plugin = host
+        .load_bytes(&wasm)
+        .with_context(|| format!("source {name:?}"))?;
+    let grant = Grant {
+        dirs: a.grant_dirs.clone(),
+        files: a.grant_files.clone(),
+        hosts: a.grant_hosts.clone(),
+    };
+    let config = kv(&a.config, "--config-value")?;
+    let req = PluginRequest {
+        container_id: a.container_id.clone(),
+        stage: if a.stage == "build" {
+            crate::request::Stage::Build
+        } else {
+            crate::request::Stage::Run
+        },
+        annotations: kv(&a.annotation, "--annotation")?,
+        image: None,
+        names: vec![],
+        uid: 0,
+        gid: 0,
+        additional_gids: vec![],
+    };
+    let call = Call {
+        source: &name,
+        grant: &grant,
+        config: &config,
+        limits: &cfg.limits,
+        request: &req,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let files = rt
+        .block_on(host.fetch(&plugin, call))
+        .map_err(|e| crate::fetch::FetchError {
+            name: name.clone(),
+            error: e,
+        })?;
+    let fetched = crate::fetch::Fetched {
+        source: name.clone(),
+        precedence: crate::plan::Precedence::Operator,
+        files,
+    };
+    let checked = crate::check::check(vec![fetched], &cfg.limits)?;
+    let (auditor, keyed) = match crate::audit::Auditor::load(&cfg.audit_key) {
+        Some(a) => (a, "host audit key"),
+        None => (crate::audit::Auditor::ephemeral(), "a one-off key"),
+    };
+    if a.json {
+        let files: Vec<serde_json::Value> = checked
+            .files
+            .iter()
+            .map(|f| {
+                serde_json::json!({"path": f.path.as_str(), "size": f.data.len(), "mode": format!("{:o}", f.mode),
+                    "fingerprint": auditor.fingerprint(f.data.expose())})
+            })
+            .collect();
+        let out = serde_json::json!({"source": name, "count": checked.files.len(), "bytes": checked.total_bytes(), "files": files});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "source {name:?}: {} files, {} bytes (fingerprints under {keyed})",
+            checked.files.len(),
+            checked.total_bytes()
+        );
+        for f in &checked.files {
+            println!(
+                "  {:04o} {:>8}  {}  {}",
+                f.mode,
+                f.data.len(),
+                auditor.fingerprint(f.data.expose()),
+                f.path
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Precompile every configured plugin into the cache, so the first

@@ -10,6 +10,7 @@
 
 mod cache;
 mod host;
+pub mod scaffold;
 
 use crate::config::{Grant, Limits};
 use crate::plan::PluginRef;

@@ -267,3 +267,107 @@ fn nothing_ambient_env_is_empty() {
     .unwrap();
     assert_eq!(files[0].data.expose(), b"aaaaa");
 }
+
+#[test]
+fn symlink_following_read_out_of_the_grant_fails() {
+    let d = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
+    let grant = Grant {
+        dirs: vec![d.path().to_owned()],
+        ..Grant::default()
+    };
+    let e = run_mode(
+        "symlink-read",
+        &small_limits(),
+        &grant,
+        &[("dir", d.path().to_str().unwrap())],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Source { kind: "denied", .. }),
+        "{e}"
+    );
+    host_still_healthy();
+}
+
+#[test]
+fn connecting_to_a_host_not_granted_fails() {
+    // A listener that would accept, so only the sandbox can refuse.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = l.local_addr().unwrap().to_string();
+    let e = run_mode(
+        "connect",
+        &small_limits(),
+        &Grant::default(),
+        &[("to", &to)],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Source { kind: "denied", .. }),
+        "{e}"
+    );
+    l.set_nonblocking(true).unwrap();
+    assert!(l.accept().is_err(), "the plugin reached the listener");
+}
+
+#[test]
+fn invalid_utf8_path_is_refused_at_the_boundary() {
+    let e = run("bad-utf8").unwrap_err().to_string();
+    assert!(e.contains("utf-8") || e.contains("UTF-8"), "{e}");
+    host_still_healthy();
+}
+
+#[test]
+fn a_component_of_another_world_is_refused() {
+    // Exports a plain function, not privy:source/source.
+    let wasm = wat::parse_str(
+        r#"(component
+             (core module $m (func (export "f")))
+             (core instance $i (instantiate $m))
+             (func (export "hello") (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
+    let e = host().load_bytes(&wasm).err().expect("refused");
+    assert!(matches!(e, PluginError::Incompatible(_)), "{e}");
+    assert!(e.to_string().contains("privy:source/source@0.1.0"), "{e}");
+}
+
+#[test]
+fn a_component_built_for_another_contract_version_is_refused_with_both_versions() {
+    let wasm = wat::parse_str(
+        r#"(component
+             (import "privy:source/host@0.2.0" (instance)))"#,
+    )
+    .unwrap();
+    let e = host().load_bytes(&wasm).err().expect("refused").to_string();
+    assert!(
+        e.contains("privy:source@0.2.0") && e.contains("privy:source@0.1.0"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_component_that_traps_while_instantiating_is_contained() {
+    // Right world and exports, so it loads; its static constructor traps
+    // during instantiation, before `fetch` is ever called.
+    let plugin = host()
+        .load_bytes(&std::fs::read(util::guest("trap_init")).unwrap())
+        .unwrap();
+    let req = request();
+    let (grant, config, limits) = (Grant::default(), BTreeMap::new(), small_limits());
+    let call = Call {
+        source: "trap-init",
+        grant: &grant,
+        config: &config,
+        limits: &limits,
+        request: &req,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let e = rt.block_on(host().fetch(&plugin, call)).unwrap_err();
+    assert!(matches!(e, PluginError::Trap(_)), "{e}");
+    assert!(e.to_string().contains("unreachable"), "{e}");
+    host_still_healthy();
+}

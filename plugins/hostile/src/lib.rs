@@ -70,6 +70,27 @@ impl Source for Hostile {
                     "could not read outside the grant".into(),
                 ))
             }
+            "symlink-read" => {
+                // `link` in the granted dir points outside it.
+                let dir = privy_plugin::config("dir").unwrap_or_default();
+                match std::fs::read(format!("{dir}/link")) {
+                    Ok(data) => Ok(vec![file("stolen", data)]),
+                    Err(e) => Err(SourceError::Denied(format!("symlink read refused: {e}"))),
+                }
+            }
+            "connect" => {
+                // No grant.hosts: the sandbox has no network at all.
+                let to = privy_plugin::config("to").unwrap_or_else(|| "127.0.0.1:1".into());
+                match std::net::TcpStream::connect(to.as_str()) {
+                    Ok(_) => Ok(vec![file("connected", b"yes".to_vec())]),
+                    Err(e) => Err(SourceError::Denied(format!("connect to {to} refused: {e}"))),
+                }
+            }
+            "bad-utf8" => {
+                // SAFETY: deliberately invalid UTF-8, to prove the host refuses it.
+                let path = unsafe { String::from_utf8_unchecked(vec![b'a', 0xff, 0xfe]) };
+                Ok(vec![file(&path, b"x".to_vec())])
+            }
             "big-output" => Ok((0..64)
                 .map(|i| file(&format!("big{i}"), vec![7u8; 1 << 20]))
                 .collect()),
