@@ -81,7 +81,7 @@ pub struct PluginRunArgs {
     pub grant_hosts: Vec<String>,
     /// A config value, key=value (repeatable)
     #[arg(long = "config-value", short = 'c', value_name = "KEY=VALUE")]
-    pub config: Vec<String>,
+    pub config_values: Vec<String>,
     /// A container annotation, key=value (repeatable)
     #[arg(long)]
     pub annotation: Vec<String>,
@@ -354,7 +354,7 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
         files: a.grant_files.clone(),
         hosts: a.grant_hosts.clone(),
     };
-    let config = kv(&a.config, "--config-value")?;
+    let config = kv(&a.config_values, "--config-value")?;
     let req = PluginRequest {
         container_id: a.container_id.clone(),
         stage: if a.stage == "build" {

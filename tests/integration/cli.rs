@@ -139,3 +139,205 @@ fn hook_with_garbage_state_fails_with_one_line() {
     assert!(err.starts_with("privy: OCI state on stdin:"), "{err}");
     assert_eq!(err.lines().count(), 1);
 }
+
+fn write_config(dir: &std::path::Path, sources: &str) -> std::path::PathBuf {
+    let cfg = dir.join("privy.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "cache_dir = {:?}\naudit_key = {:?}\nlog_file = \"\"\n{sources}",
+            util::shared_cache(),
+            dir.join("audit.key")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn plugin_check_lists_imports_of_a_source() {
+    let out = privy_with_stdin(
+        &["plugin", "check", util::guest("hostile").to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(
+        o.contains("a privy source, contract privy:source@0.1.0"),
+        "{o}"
+    );
+    assert!(o.contains("privy:source/host@0.1.0"), "{o}");
+    assert!(o.contains("sha256: "), "{o}");
+}
+
+#[test]
+fn plugin_check_refuses_a_component_of_another_world() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("wrong.wasm");
+    let wasm = wat::parse_str(
+        r#"(component (core module $m (func (export "f"))) (core instance $i (instantiate $m))
+             (func (export "hello") (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
+    std::fs::write(&f, wasm).unwrap();
+    let out = privy_with_stdin(&["plugin", "check", f.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("not a privy source component") && e.lines().count() == 1,
+        "{e}"
+    );
+}
+
+#[test]
+fn plugin_run_prints_names_sizes_and_fingerprints_never_values() {
+    let wasm = util::guest("hostile");
+    let args = [
+        "plugin",
+        "run",
+        wasm.to_str().unwrap(),
+        "-c",
+        "mode=ok",
+        "-c",
+        "count=2",
+        "-c",
+        "size=7",
+    ];
+    let out = privy_with_stdin(&args, b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(
+        o.contains("2 files, 14 bytes")
+            && o.contains(" f0")
+            && o.contains(" f1")
+            && o.contains("hmac-sha256:"),
+        "{o}"
+    );
+    assert!(
+        !o.contains("aaaaaaa") && !o.contains("bbbbbbb"),
+        "values printed: {o}"
+    );
+    let out = privy_with_stdin(&[&args[..], &["--json"]].concat(), b"");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["count"], 2);
+    assert_eq!(v["files"][0]["size"], 7);
+    assert_eq!(v["files"][0]["mode"], "400");
+}
+
+#[test]
+fn plugin_run_fails_closed_with_one_line_naming_the_source() {
+    let wasm = util::guest("hostile");
+    let out = privy_with_stdin(
+        &["plugin", "run", wasm.to_str().unwrap(), "-c", "mode=spin"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert_eq!(
+        e.trim(),
+        "privy: source \"hostile\": CPU limit of 2000 ms exceeded"
+    );
+}
+
+#[test]
+fn plugin_list_shows_sources_with_grant_and_digest() {
+    let d = tempfile::tempdir().unwrap();
+    let wasm = util::guest("hostile");
+    let cfg = write_config(
+        d.path(),
+        &format!(
+            "[[source]]\nname = \"hd\"\nplugin = \"host-dir\"\ngrant.dirs = [\"/srv/x\"]\n\
+             [[source]]\nname = \"ext\"\nplugin = {wasm:?}\nsha256 = \"{}\"\nrequired = false\nwhen = {{ annotation = \"a\" }}\n",
+            util::sha256_file(&wasm)
+        ),
+    );
+    let out = privy_with_stdin(&["--config", cfg.to_str().unwrap(), "plugin", "list"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    let embedded = privy::plugin::embedded("host-dir").unwrap().sha256;
+    assert!(
+        o.contains(&format!(
+            "hd  plugin=host-dir  sha256:{embedded} (embedded)"
+        )),
+        "{o}"
+    );
+    assert!(
+        o.contains("grant: dirs [/srv/x]") && o.contains("required=false"),
+        "{o}"
+    );
+    assert!(o.contains(&util::sha256_file(&wasm)), "{o}");
+}
+
+#[test]
+fn wasm_plugin_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let copy = d.path().join("p.wasm");
+    std::fs::copy(util::guest("hostile"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let cfg = write_config(
+        d.path(),
+        &format!(
+            "[[source]]\nname = \"p\"\nplugin = {copy:?}\nsha256 = \"{}\"\n",
+            util::sha256_file(&copy)
+        ),
+    );
+    let out = privy_with_stdin(&["--config", cfg.to_str().unwrap(), "config", "check"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not writable by group or others"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn plugin_new_writes_a_crate_that_builds_outside_the_repository() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("greeter");
+    let out = privy_with_stdin(
+        &["plugin", "new", "greeter", "--dir", dir.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Reuse the guest target dir so wit-bindgen is not compiled again.
+    let target = std::path::Path::new(privy::plugin::GUEST_DIR)
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = std::process::Command::new(cargo)
+        .args(["build", "--release", "--quiet"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "the generated crate does not build: {}",
+        text(&build.stderr)
+    );
+    let wasm = target.join("wasm32-wasip2/release/greeter.wasm");
+    let out = privy_with_stdin(&["plugin", "check", wasm.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let run = [
+        "plugin",
+        "run",
+        wasm.to_str().unwrap(),
+        "-c",
+        "greeting=hello-there",
+        "--annotation",
+        "io.example.greet=1",
+    ];
+    let out = privy_with_stdin(&run, b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(
+        o.contains("1 files, 11 bytes") && o.contains("greeting.txt") && !o.contains("hello-there"),
+        "{o}"
+    );
+}
