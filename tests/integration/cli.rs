@@ -341,3 +341,46 @@ fn plugin_new_writes_a_crate_that_builds_outside_the_repository() {
         "{o}"
     );
 }
+
+#[test]
+fn example_creds_source_maps_credentials_and_fails_on_a_missing_one() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("db-password"), b"0123456789").unwrap();
+    std::fs::write(d.path().join("deploy-key"), b"abc").unwrap();
+    let wasm = util::guest("creds");
+    let dir = format!("dir={}", d.path().display());
+    let base = [
+        "plugin",
+        "run",
+        wasm.to_str().unwrap(),
+        "--grant-dir",
+        d.path().to_str().unwrap(),
+        "-c",
+        &dir,
+    ];
+    let out = privy_with_stdin(
+        &[
+            &base[..],
+            &["-c", "map=db-password:db/password,deploy-key", "--json"],
+        ]
+        .concat(),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["db/password", "deploy-key"]);
+    assert_eq!(v["files"][0]["size"], 10);
+    let out = privy_with_stdin(&[&base[..], &["-c", "map=nope"]].concat(), b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("source \"creds\": not found: credential nope is not in"),
+        "{}",
+        text(&out.stderr)
+    );
+}

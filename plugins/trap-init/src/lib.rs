@@ -16,7 +16,11 @@ struct TrapInit;
 
 impl Source for TrapInit {
     fn fetch(_req: Request) -> Result<Vec<PrivateFile>, SourceError> {
-        Ok(vec![PrivateFile { path: "never".into(), data: b"x".to_vec(), mode: None }])
+        Ok(vec![PrivateFile {
+            path: "never".into(),
+            data: b"x".to_vec(),
+            mode: None,
+        }])
     }
 }
 
