@@ -51,16 +51,7 @@ fn main() {
     let config: BTreeMap<String, String> =
         [("dir".to_string(), dir.path().display().to_string())].into();
     let limits = Limits::default();
-    let req = PluginRequest {
-        container_id: "bench".into(),
-        stage: privy::request::Stage::Run,
-        annotations: BTreeMap::new(),
-        image: None,
-        names: vec![],
-        uid: 0,
-        gid: 0,
-        additional_gids: vec![],
-    };
+    let req = PluginRequest::bare("bench", privy::request::Stage::Run);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

@@ -355,20 +355,13 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
         hosts: a.grant_hosts.clone(),
     };
     let config = kv(&a.config_values, "--config-value")?;
-    let req = PluginRequest {
-        container_id: a.container_id.clone(),
-        stage: if a.stage == "build" {
-            crate::request::Stage::Build
-        } else {
-            crate::request::Stage::Run
-        },
-        annotations: kv(&a.annotation, "--annotation")?,
-        image: None,
-        names: vec![],
-        uid: 0,
-        gid: 0,
-        additional_gids: vec![],
+    let stage = if a.stage == "build" {
+        crate::request::Stage::Build
+    } else {
+        crate::request::Stage::Run
     };
+    let mut req = PluginRequest::bare(&a.container_id, stage);
+    req.annotations = kv(&a.annotation, "--annotation")?;
     let call = Call {
         source: &name,
         grant: &grant,

@@ -28,6 +28,8 @@ pub struct HostState {
     grant_dirs: Vec<PathBuf>,
     grant_files: Vec<PathBuf>,
     max_file_bytes: u64,
+    /// Granted directories opened by `file-mode`, kept for the call.
+    grant_fds: Vec<Option<std::os::fd::OwnedFd>>,
     log_lines: u32,
     pub ticks: u64,
     pub cpu_exceeded: bool,
@@ -70,6 +72,7 @@ impl HostState {
             grant_dirs: grant.dirs.clone(),
             grant_files: grant.files.clone(),
             max_file_bytes: limits.max_file_bytes,
+            grant_fds: grant.dirs.iter().map(|_| None).collect(),
             log_lines: 0,
             ticks: 0,
             cpu_exceeded: false,
@@ -83,21 +86,25 @@ impl HostState {
         }
     }
 
-    fn grant_mode(&self, path: &str) -> Result<u32, String> {
+    fn grant_mode(&mut self, path: &str) -> Result<u32, String> {
         let p = Path::new(path);
         if self.grant_files.iter().any(|f| f == p) {
             return std::fs::metadata(p)
                 .map(|m| m.mode() & 0o7777)
                 .map_err(|e| e.to_string());
         }
-        for d in &self.grant_dirs {
+        for (i, d) in self.grant_dirs.iter().enumerate() {
             if let Ok(rel) = p.strip_prefix(d) {
-                let dir =
-                    crate::sys::open_dir_path(d).map_err(|e| format!("{}: {e}", d.display()))?;
+                if self.grant_fds[i].is_none() {
+                    let fd = crate::sys::open_dir_path(d)
+                        .map_err(|e| format!("{}: {e}", d.display()))?;
+                    self.grant_fds[i] = Some(fd);
+                }
+                let dir = self.grant_fds[i].as_ref().expect("opened above");
                 let rel = rel.to_string_lossy();
                 let rel = if rel.is_empty() { "." } else { &rel };
                 let fd = crate::sys::openat2(
-                    std::os::fd::AsRawFd::as_raw_fd(&dir),
+                    std::os::fd::AsRawFd::as_raw_fd(dir),
                     rel,
                     libc::O_PATH,
                     0,

@@ -110,6 +110,23 @@ pub struct PluginRequest {
     pub additional_gids: Vec<u32>,
 }
 
+impl PluginRequest {
+    /// A request with no annotations, names or image, for root: what
+    /// `privy plugin run`, benches and tests start from.
+    pub fn bare(container_id: &str, stage: crate::request::Stage) -> Self {
+        PluginRequest {
+            container_id: container_id.to_owned(),
+            stage,
+            annotations: BTreeMap::new(),
+            image: None,
+            names: Vec::new(),
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+        }
+    }
+}
+
 impl From<&crate::request::Request> for PluginRequest {
     fn from(r: &crate::request::Request) -> Self {
         PluginRequest {

@@ -11,8 +11,7 @@ use std::sync::OnceLock;
 use crate::util;
 
 fn host() -> &'static PluginHost {
-    static H: OnceLock<PluginHost> = OnceLock::new();
-    H.get_or_init(|| PluginHost::new(util::shared_cache()).unwrap())
+    util::plugin_host()
 }
 
 fn component() -> &'static Plugin {

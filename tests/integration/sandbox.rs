@@ -14,8 +14,7 @@ use std::sync::OnceLock;
 use crate::util;
 
 fn host() -> &'static PluginHost {
-    static H: OnceLock<PluginHost> = OnceLock::new();
-    H.get_or_init(|| PluginHost::new(util::shared_cache()).unwrap())
+    util::plugin_host()
 }
 
 fn hostile() -> &'static Plugin {
@@ -28,16 +27,7 @@ fn hostile() -> &'static Plugin {
 }
 
 pub fn request() -> PluginRequest {
-    PluginRequest {
-        container_id: "c".into(),
-        stage: Stage::Run,
-        annotations: BTreeMap::new(),
-        image: None,
-        names: vec![],
-        uid: 0,
-        gid: 0,
-        additional_gids: vec![],
-    }
+    PluginRequest::bare("c", Stage::Run)
 }
 
 fn small_limits() -> Limits {

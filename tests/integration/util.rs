@@ -84,6 +84,12 @@ pub fn shared_cache() -> &'static Path {
     })
 }
 
+/// The plugin host every in-process test shares (one engine, one cache).
+pub fn plugin_host() -> &'static privy::plugin::PluginHost {
+    static H: OnceLock<privy::plugin::PluginHost> = OnceLock::new();
+    H.get_or_init(|| privy::plugin::PluginHost::new(shared_cache()).unwrap())
+}
+
 /// One test's private world: a config whose state, log and audit key live
 /// in a temp dir, and a host private directory.
 pub struct World {

@@ -61,12 +61,15 @@ fn walk(
     }
     let entries = fs::read_dir(dir)
         .map_err(|e| SourceError::Unavailable(format!("cannot list {}: {e}", dir.display())))?;
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<(String, fs::FileType)> = Vec::new();
     for entry in entries {
         let entry = entry
             .map_err(|e| SourceError::Unavailable(format!("cannot list {}: {e}", dir.display())))?;
+        let ty = entry
+            .file_type()
+            .map_err(|e| SourceError::Unavailable(format!("cannot list {}: {e}", dir.display())))?;
         match entry.file_name().into_string() {
-            Ok(n) => names.push(n),
+            Ok(n) => names.push((n, ty)),
             Err(n) => {
                 return Err(SourceError::Other(format!(
                     "{rel}/{}: file name is not UTF-8",
@@ -75,21 +78,25 @@ fn walk(
             }
         }
     }
-    names.sort();
-    for name in names {
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, ty) in names {
         let path = dir.join(&name);
         let child = if rel.is_empty() {
             name.clone()
         } else {
             format!("{rel}/{name}")
         };
-        let lmeta = fs::symlink_metadata(&path)
-            .map_err(|e| SourceError::Unavailable(format!("{child}: {e}")))?;
-        let meta = if lmeta.file_type().is_symlink() {
+        // The directory entry's type spares a stat for the common case.
+        let is_dir = if ty.is_symlink() {
             // The sandbox resolves symlinks only inside the granted directory,
             // so a failure to follow one means it leads outside (or nowhere).
             match fs::metadata(&path) {
-                Ok(m) => m,
+                Ok(m) if m.is_dir() => true,
+                Ok(m) if m.is_file() => false,
+                Ok(_) => {
+                    privy_plugin::debug(&format!("{child}: not a regular file; skipped"));
+                    continue;
+                }
                 Err(_) => {
                     return Err(SourceError::Denied(format!(
                         "{child}: symlink points outside the granted directory {} (or is dangling); refusing",
@@ -97,12 +104,17 @@ fn walk(
                     )))
                 }
             }
+        } else if ty.is_dir() {
+            true
+        } else if ty.is_file() {
+            false
         } else {
-            lmeta
+            privy_plugin::debug(&format!("{child}: not a regular file; skipped"));
+            continue;
         };
-        if meta.is_dir() {
+        if is_dir {
             walk(&path, &child, depth + 1, out)?;
-        } else if meta.is_file() {
+        } else {
             let data =
                 fs::read(&path).map_err(|e| SourceError::Unavailable(format!("{child}: {e}")))?;
             let host_path = path.to_str().unwrap_or_default();
@@ -113,8 +125,6 @@ fn walk(
                 data,
                 mode: Some(mode & 0o666),
             });
-        } else {
-            privy_plugin::debug(&format!("{child}: not a regular file; skipped"));
         }
     }
     Ok(())
