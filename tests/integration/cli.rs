@@ -384,3 +384,93 @@ fn example_creds_source_maps_credentials_and_fails_on_a_missing_one() {
         text(&out.stderr)
     );
 }
+
+/// The C source (plugins/c-env-file), built by `.ci/run` with zig,
+/// wit-bindgen and wasm-tools into $PRIVY_C_PLUGIN (default
+/// target/c-plugin/env_file.wasm).
+fn c_plugin() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("PRIVY_C_PLUGIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/c-plugin/env_file.wasm")
+        });
+    if p.is_file() {
+        return Some(p);
+    }
+    let why = format!(
+        "{} is not built (plugins/c-env-file/build.sh needs zig, wit-bindgen, wasm-tools)",
+        p.display()
+    );
+    if std::env::var("PRIVY_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!("{why}, but PRIVY_E2E_REQUIRED=1");
+    }
+    eprintln!("SKIP: {why}");
+    None
+}
+
+#[test]
+fn c_source_proves_the_contract_is_language_neutral() {
+    let Some(wasm) = c_plugin() else { return };
+    let out = privy_with_stdin(&["plugin", "check", wasm.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let d = tempfile::tempdir().unwrap();
+    let env = d.path().join("tokens.env");
+    std::fs::write(
+        &env,
+        "# ci tokens\nexport GITHUB_TOKEN=\"ghp_0123456789\"\nNPM_TOKEN=npm-abc\n",
+    )
+    .unwrap();
+    let file = format!("file={}", env.display());
+    let w = wasm.to_str().unwrap();
+    let granted = [
+        "plugin",
+        "run",
+        w,
+        "--grant-file",
+        env.to_str().unwrap(),
+        "-c",
+        &file,
+        "--json",
+    ];
+    let out = privy_with_stdin(&granted, b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("ghp_0123456789"),
+        "value printed"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<(String, u64)> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("env/GITHUB_TOKEN".to_string(), 14),
+            ("env/NPM_TOKEN".to_string(), 7)
+        ]
+    );
+    // Without the grant, the same file does not exist for it.
+    let out = privy_with_stdin(&["plugin", "run", w, "-c", &file], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not in grant.files"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A malformed line is named by number, never by content.
+    std::fs::write(&env, "GOOD=1\nthis-is-a-secret-looking line\n").unwrap();
+    let out = privy_with_stdin(&granted, b"");
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("invalid config: line 2") && !e.contains("secret-looking"),
+        "{e}"
+    );
+}
