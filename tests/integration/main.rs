@@ -2,10 +2,12 @@
 //!
 //! - `sandbox`: hostile guest components against the real plugin host.
 //! - `hostdir`: the shipped `host-dir` source against real directories.
-//! - `cli`: the `privy` binary's errors and install safety.
+//! - `cli`: the `privy` binary: errors, install safety, `privy plugin`, the
+//!   C source (built by `.ci/run`; skipped with a reason when absent).
 //! - `e2e`: root-only, real runc and crun with a busybox rootfs. Each test
-//!   says when it skips and why; with `PRIVY_E2E_REQUIRED=1` (CI) a skip is
-//!   a failure.
+//!   says when it skips and why.
+//!
+//! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 
 mod cli;
 mod e2e;
