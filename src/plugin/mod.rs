@@ -200,11 +200,47 @@ pub fn engine_config() -> Config {
     c
 }
 
+/// The engine configuration for a long-lived host: the same settings, plus
+/// a pooling allocator with `slots` instance slots, so each call reuses
+/// reserved memory and stacks instead of mapping them afresh. `memory` is
+/// the largest linear memory a plugin may have (`limits.plugin_memory_bytes`).
+pub fn pooled_engine_config(slots: u32, memory: u64) -> Config {
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 8)
+        .total_memories(slots * 2)
+        .total_tables(slots * 8)
+        .total_stacks(slots)
+        .max_memories_per_component(2)
+        .max_memory_size(memory as usize);
+    let mut c = engine_config();
+    c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    c
+}
+
 impl PluginHost {
-    /// A host whose compiled components live in `cache_dir`.
+    /// A host whose compiled components live in `cache_dir`. Memory is
+    /// mapped per call: the cheapest start for a process that makes one
+    /// call per source, as the hook does.
     pub fn new(cache_dir: &std::path::Path) -> Result<Self, PluginError> {
-        let engine =
-            Engine::new(&engine_config()).map_err(|e| PluginError::Trap(format!("engine: {e}")))?;
+        Self::with_config(cache_dir, &engine_config())
+    }
+
+    /// A host for a process that makes many calls (the daemon, benches):
+    /// instances come from a pool of `slots`, sized for `limits`.
+    pub fn new_pooled(
+        cache_dir: &std::path::Path,
+        limits: &Limits,
+        slots: u32,
+    ) -> Result<Self, PluginError> {
+        Self::with_config(
+            cache_dir,
+            &pooled_engine_config(slots, limits.plugin_memory_bytes),
+        )
+    }
+
+    fn with_config(cache_dir: &std::path::Path, config: &Config) -> Result<Self, PluginError> {
+        let engine = Engine::new(config).map_err(|e| PluginError::Trap(format!("engine: {e}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| PluginError::Trap(format!("linker: {e}")))?;

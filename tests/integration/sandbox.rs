@@ -361,3 +361,38 @@ fn a_component_that_traps_while_instantiating_is_contained() {
     assert!(e.to_string().contains("unreachable"), "{e}");
     host_still_healthy();
 }
+
+#[test]
+fn pooled_host_keeps_the_same_limits_and_recovers() {
+    let limits = small_limits();
+    let pooled = PluginHost::new_pooled(util::shared_cache(), &limits, 2).unwrap();
+    let plugin = pooled
+        .load_bytes(&std::fs::read(util::guest("hostile")).unwrap())
+        .unwrap();
+    let req = request();
+    let grant = Grant::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let call = |mode: &str| {
+        let config: BTreeMap<String, String> = [("mode".to_string(), mode.to_string())].into();
+        let c = Call {
+            source: "hostile",
+            grant: &grant,
+            config: &config,
+            limits: &limits,
+            request: &req,
+        };
+        rt.block_on(pooled.fetch(&plugin, c))
+    };
+    assert!(matches!(
+        call("membomb").unwrap_err(),
+        PluginError::Memory(32)
+    ));
+    assert!(matches!(call("spin").unwrap_err(), PluginError::Cpu(300)));
+    // More calls than slots: each slot is returned after its call.
+    for _ in 0..5 {
+        assert_eq!(call("ok").unwrap().len(), 3);
+    }
+}
