@@ -145,11 +145,13 @@ fn init_logging(cfg: Option<&Config>, default_level: &str) {
             if let Some(d) = c.log_file.parent() {
                 let _ = std::fs::create_dir_all(d);
             }
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&c.log_file)
-                .ok()
+            // Names and fingerprints only, but still root's business.
+            std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new().create(true).append(true),
+                0o600,
+            )
+            .open(&c.log_file)
+            .ok()
         });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match file {

@@ -112,7 +112,13 @@ fn container_reads_injected_files_with_right_bytes_owner_and_mode(rt: &str) {
     assert_no_trace(&w, &b, &cert);
     assert_no_trace(&w, &b, &key);
     assert_no_run_dir(&b);
-    // One audit event naming the files, never their bytes.
+    // One audit event naming the files, never their bytes, in a log only root reads.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(w.dir.path().join("privy.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "log file mode {mode:o}");
     let log = text(&w.log());
     assert!(
         log.contains("injected")
