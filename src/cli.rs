@@ -195,7 +195,7 @@ pub fn run(cli: Cli) -> Result<()> {
             // A non-default config must be passed to the hook explicitly.
             let cfg_arg = cli.config.as_deref().map(absolute).transpose()?;
             if !args.uninstall {
-                warm_cache(&cfg)?;
+                load_all(&cfg)?;
             }
             if let Some(b) = &args.bundle {
                 install::bundle(b, &binary, cfg_arg.as_deref(), args.uninstall)?;
@@ -226,12 +226,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             init_logging(None, "warn");
             let cfg = load_config(&cli)?;
-            let host = PluginHost::new(&cfg.cache_dir)?;
-            for s in &cfg.sources {
-                let p = crate::plan::plan_source(s, &cfg.limits);
-                host.load(&p.plugin)
-                    .with_context(|| format!("source {:?}", s.name))?;
-            }
+            load_all(&cfg)?;
             print!("{}", cfg.effective_toml());
             Ok(())
         }
@@ -420,9 +415,10 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Precompile every configured plugin into the cache, so the first
-/// container start does not pay for Cranelift.
-fn warm_cache(cfg: &Config) -> Result<()> {
+/// Load every configured plugin: digest, pinning, world and version are
+/// checked, and compiled code lands in the cache, so the first container
+/// start does not pay for Cranelift (`install`, `config check`).
+fn load_all(cfg: &Config) -> Result<()> {
     let host = PluginHost::new(&cfg.cache_dir)?;
     for s in &cfg.sources {
         let p = crate::plan::plan_source(s, &cfg.limits);
@@ -453,13 +449,4 @@ fn prep(un: bool) -> &'static str {
     } else {
         "to"
     }
-}
-
-/// Fail early with a clear message rather than deep inside a command.
-pub fn require_root(what: &str) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("{what} must run as root");
-    }
-    Ok(())
 }

@@ -61,12 +61,6 @@ impl ComponentCache {
         Ok(component)
     }
 
-    /// Compile and store ahead of time (`privy install` does this).
-    pub fn warm(&self, wasm: &[u8], sha256: &str) -> Result<PathBuf, PluginError> {
-        self.get_or_compile(wasm, sha256)?;
-        Ok(self.path_for(sha256))
-    }
-
     fn store(&self, component: &Component, path: &Path) -> std::io::Result<()> {
         std::fs::DirBuilder::new()
             .recursive(true)

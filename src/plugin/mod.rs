@@ -294,12 +294,12 @@ impl PluginHost {
     /// message for a contract version mismatch, and pre-link it.
     fn prepare(&self, component: Component) -> Result<Plugin, PluginError> {
         let ty = component.component_type();
-        let names: Vec<String> = ty
+        let imports: Vec<String> = ty
             .imports(&self.engine)
             .map(|(n, _)| n.to_string())
-            .chain(ty.exports(&self.engine).map(|(n, _)| n.to_string()))
             .collect();
-        for n in &names {
+        let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string());
+        for n in imports.iter().cloned().chain(exports) {
             if let Some(v) = n
                 .strip_prefix("privy:source/")
                 .and_then(|r| r.split_once('@'))
@@ -322,13 +322,7 @@ impl PluginHost {
                 one_line(&e)
             ))
         })?;
-        Ok(Plugin {
-            pre,
-            imports: ty
-                .imports(&self.engine)
-                .map(|(n, _)| n.to_string())
-                .collect(),
-        })
+        Ok(Plugin { pre, imports })
     }
 
     fn start_ticker(&self) {

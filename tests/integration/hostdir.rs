@@ -2,7 +2,7 @@
 
 use privy::config::{Grant, Limits};
 use privy::plan::PluginRef;
-use privy::plugin::{Call, Plugin, PluginError, PluginHost, RawFile};
+use privy::plugin::{Plugin, PluginError, PluginHost, RawFile};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -29,20 +29,14 @@ fn fetch(dir: &Path, grant_dir: &Path) -> Result<Vec<RawFile>, PluginError> {
         ..Grant::default()
     };
     let config: BTreeMap<String, String> = [("dir".to_string(), dir.display().to_string())].into();
-    let limits = Limits::default();
-    let req = crate::sandbox::request();
-    let call = Call {
-        source: "host-dir",
-        grant: &grant,
-        config: &config,
-        limits: &limits,
-        request: &req,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    rt.block_on(host().fetch(component(), call))
+    util::call_plugin(
+        host(),
+        component(),
+        "host-dir",
+        &grant,
+        &config,
+        &Limits::default(),
+    )
 }
 
 fn write(p: &Path, data: &[u8], mode: u32) {

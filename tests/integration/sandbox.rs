@@ -6,8 +6,7 @@ use privy::check::{check, CheckError};
 use privy::config::{Grant, Limits};
 use privy::fetch::Fetched;
 use privy::plan::Precedence;
-use privy::plugin::{Call, Plugin, PluginError, PluginHost, PluginRequest, RawFile};
-use privy::request::Stage;
+use privy::plugin::{Plugin, PluginError, PluginHost, RawFile};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -24,10 +23,6 @@ fn hostile() -> &'static Plugin {
             .load_bytes(&std::fs::read(util::guest("hostile")).unwrap())
             .unwrap()
     })
-}
-
-pub fn request() -> PluginRequest {
-    PluginRequest::bare("c", Stage::Run)
 }
 
 fn small_limits() -> Limits {
@@ -49,19 +44,7 @@ fn run_mode(
     for (k, v) in extra {
         config.insert(k.to_string(), v.to_string());
     }
-    let req = request();
-    let call = Call {
-        source: "hostile",
-        grant,
-        config: &config,
-        limits,
-        request: &req,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    rt.block_on(host().fetch(hostile(), call))
+    util::call_plugin(host(), hostile(), "hostile", grant, &config, limits)
 }
 
 fn run(mode: &str) -> Result<Vec<RawFile>, PluginError> {
@@ -343,20 +326,8 @@ fn a_component_that_traps_while_instantiating_is_contained() {
     let plugin = host()
         .load_bytes(&std::fs::read(util::guest("trap_init")).unwrap())
         .unwrap();
-    let req = request();
     let (grant, config, limits) = (Grant::default(), BTreeMap::new(), small_limits());
-    let call = Call {
-        source: "trap-init",
-        grant: &grant,
-        config: &config,
-        limits: &limits,
-        request: &req,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let e = rt.block_on(host().fetch(&plugin, call)).unwrap_err();
+    let e = util::call_plugin(host(), &plugin, "trap-init", &grant, &config, &limits).unwrap_err();
     assert!(matches!(e, PluginError::Trap(_)), "{e}");
     assert!(e.to_string().contains("unreachable"), "{e}");
     host_still_healthy();
@@ -369,22 +340,10 @@ fn pooled_host_keeps_the_same_limits_and_recovers() {
     let plugin = pooled
         .load_bytes(&std::fs::read(util::guest("hostile")).unwrap())
         .unwrap();
-    let req = request();
     let grant = Grant::default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
     let call = |mode: &str| {
         let config: BTreeMap<String, String> = [("mode".to_string(), mode.to_string())].into();
-        let c = Call {
-            source: "hostile",
-            grant: &grant,
-            config: &config,
-            limits: &limits,
-            request: &req,
-        };
-        rt.block_on(pooled.fetch(&plugin, c))
+        util::call_plugin(&pooled, &plugin, "hostile", &grant, &config, &limits)
     };
     assert!(matches!(
         call("membomb").unwrap_err(),

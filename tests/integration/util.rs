@@ -90,6 +90,31 @@ pub fn plugin_host() -> &'static privy::plugin::PluginHost {
     H.get_or_init(|| privy::plugin::PluginHost::new(shared_cache()).unwrap())
 }
 
+/// One sandboxed `fetch` exactly as the hook makes it, on its own
+/// current-thread runtime, with a bare request for container "c".
+pub fn call_plugin(
+    host: &privy::plugin::PluginHost,
+    plugin: &privy::plugin::Plugin,
+    source: &str,
+    grant: &privy::config::Grant,
+    config: &std::collections::BTreeMap<String, String>,
+    limits: &privy::config::Limits,
+) -> Result<Vec<privy::plugin::RawFile>, privy::plugin::PluginError> {
+    let request = privy::plugin::PluginRequest::bare("c", privy::request::Stage::Run);
+    let call = privy::plugin::Call {
+        source,
+        grant,
+        config,
+        limits,
+        request: &request,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(host.fetch(plugin, call))
+}
+
 /// One test's private world: a config whose state, log and audit key live
 /// in a temp dir, and a host private directory.
 pub struct World {
