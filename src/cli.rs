@@ -64,7 +64,12 @@ pub enum Command {
 #[derive(clap::Args, Debug)]
 pub struct UploadSpecs {
     /// A private file: SRC:DEST (SRC `-` reads stdin; DEST is relative to the target) (repeatable)
-    #[arg(long = "private", short = 'p', value_name = "SRC:DEST")]
+    #[arg(
+        long = "private",
+        short = 'p',
+        value_name = "SRC:DEST",
+        allow_hyphen_values = true
+    )]
     pub private: Vec<String>,
     /// Skip the references in ~/.config/privy/privy.toml
     #[arg(long)]
@@ -675,6 +680,11 @@ fn load_all(cfg: &Config) -> Result<()> {
         let p = crate::plan::plan_source(s, &cfg.limits);
         host.load(&p.plugin)
             .with_context(|| format!("source {:?}", s.name))?;
+    }
+    // The built-in upload source runs for any container with a ticket.
+    if !cfg.sources.iter().any(|s| s.plugin == "upload") {
+        host.load(&crate::plan::PluginRef::Embedded("upload".into()))
+            .context("source \"upload\"")?;
     }
     Ok(())
 }

@@ -13,4 +13,5 @@ mod cli;
 mod e2e;
 mod hostdir;
 mod sandbox;
+mod uploads;
 mod util;
