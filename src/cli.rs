@@ -452,7 +452,10 @@ fn run_command(cli: &Cli, a: &RunArgs) -> Result<()> {
             let original = run::attach_bundle(b, &ticket, &binary, cfg_arg.as_deref())?;
             (Route::Bundle, Some((b.clone(), original)))
         }
-        None => (run::attach(&mut cmd, &ticket), None),
+        None => {
+            let annotations = run::engine(&cmd) != "docker" || run::docker_passes_annotations(&cmd);
+            (run::attach(&mut cmd, &ticket, annotations), None)
+        }
     };
     if route == Route::Env {
         eprintln!(

@@ -6,6 +6,8 @@
 //!   C source (built by `.ci/run`; skipped with a reason when absent).
 //! - `e2e`: root-only, real runc and crun with a busybox rootfs. Each test
 //!   says when it skips and why.
+//! - `uploads`: a real `privy daemon`, `privy run`, podman (crun and runc),
+//!   runc/crun bundles, a dockerd of its own through `privy shim`.
 //!
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 

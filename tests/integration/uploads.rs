@@ -1047,3 +1047,160 @@ fn systemd_units_are_hardened_and_socket_activation_works() {
         .success());
     assert!(!units.join("privy.service").exists() && !units.join("privy.socket").exists());
 }
+
+/// A dockerd of the test's own (own data root, exec root and socket, no
+/// networking), with privy's shim as the runtime `privy`.
+struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    fn start(w: &World) -> Dockerd {
+        let dir = tempfile::Builder::new().prefix("pdk-").tempdir().unwrap();
+        let conf = serde_json::json!({"runtimes": {"privy": {
+            "path": util::privy_canonical(),
+            "runtimeArgs": ["--config", w.config.to_str().unwrap(), "shim", "--runtime-path", util::which("runc").unwrap(), "--"],
+        }}});
+        std::fs::write(dir.path().join("daemon.json"), conf.to_string()).unwrap();
+        let p = |n: &str| dir.path().join(n);
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(p("data"))
+            .arg("--exec-root")
+            .arg(p("x"))
+            .arg("--pidfile")
+            .arg(p("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", p("d.sock").display()))
+            .arg("--config-file")
+            .arg(p("daemon.json"))
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(p("dockerd.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let d = Dockerd { child, dir };
+        wait_until("dockerd", 60, || d.docker(&["version"]).status.success());
+        d
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("d.sock").display())
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(["-H", &self.host()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn docker_through_the_shim_gets_host_files_and_uploads() {
+    if !util::e2e_ready("runc") {
+        return;
+    }
+    if util::which("dockerd").is_none() || util::which("docker").is_none() {
+        assert!(
+            std::env::var("PRIVY_E2E_REQUIRED").as_deref() != Ok("1"),
+            "dockerd is not installed but PRIVY_E2E_REQUIRED=1"
+        );
+        eprintln!("SKIP: dockerd is not installed; Docker through privy shim not tried");
+        return;
+    }
+    let st = Setup::new("");
+    let _d = st.daemon();
+    let host_secret = util::secret("docker-host");
+    st.w.put("entitlement.pem", &host_secret, 0o644);
+    let dk = Dockerd::start(&st.w);
+    // The busybox image, imported into this dockerd.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("bin")).unwrap();
+    std::fs::copy(util::busybox().unwrap(), root.path().join("bin/busybox")).unwrap();
+    for app in ["sh", "cat", "sha256sum", "ls"] {
+        std::os::unix::fs::symlink("busybox", root.path().join("bin").join(app)).unwrap();
+    }
+    let tar = root.path().with_extension("tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(root.path())
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let o = dk.docker(&["import", tar.to_str().unwrap(), "privy-bb:test"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Host files, with no hooks dir: the shim adds the hooks.
+    let o = dk.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--runtime",
+        "privy",
+        "privy-bb:test",
+        "sha256sum",
+        "/run/private/entitlement.pem",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(&sha256_hex(&host_secret)));
+    // A per-run upload through privy run, and the same engine.
+    let up = util::secret("docker-upload");
+    let src = st.user_file("k", &up, 0o600);
+    let host = dk.host();
+    let out = st.privy(&s(&[
+        "run",
+        "-p",
+        &format!("{}:k", src.display()),
+        "--",
+        "docker",
+        "-H",
+        &host,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--runtime",
+        "privy",
+        "privy-bb:test",
+        "sha256sum",
+        "/run/private/k",
+    ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&sha256_hex(&up)));
+    // Without privy's runtime, nothing is injected (and nothing breaks).
+    let o = dk.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "privy-bb:test",
+        "ls",
+        "/run",
+    ]);
+    assert!(!text(&o.stdout).contains("private"));
+}
