@@ -143,7 +143,8 @@ pub struct Grant {
     /// Single host files, read through the `read-file` host import.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<PathBuf>,
-    /// `host:port` pairs the plugin may reach through the host. None by default.
+    /// `host:port` pairs the plugin may reach through the `http` host import
+    /// (a name, an IPv4 address, or an IPv6 address in brackets). None by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
 }
@@ -347,13 +348,10 @@ impl Config {
                 }
             }
             for (j, h) in s.grant.hosts.iter().enumerate() {
-                let ok = h.rsplit_once(':').is_some_and(|(host, port)| {
-                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-                });
-                if !ok {
+                if let Err(e) = crate::plugin::net::parse_grant_host(h) {
                     return Err(invalid(
                         key(&format!("grant.hosts[{j}]")),
-                        "must be host:port",
+                        format!("{e}; must be host:port"),
                     ));
                 }
             }
