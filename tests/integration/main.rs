@@ -9,8 +9,11 @@
 //!
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 
+mod bao;
 mod cli;
 mod e2e;
 mod hostdir;
+mod network;
 mod sandbox;
 mod util;
+mod vault;
