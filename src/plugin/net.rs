@@ -244,6 +244,22 @@ pub fn connectable(ip: IpAddr) -> bool {
     !(ip.is_unspecified() || ip.is_multicast() || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()))
 }
 
+/// Plain `http://` only to loopback: a token never crosses a network in
+/// clear. Checked on the addresses actually connected to.
+pub fn check_cleartext(t: &Target, addrs: &[SocketAddr]) -> Result<(), NetError> {
+    if t.tls {
+        return Ok(());
+    }
+    match addrs.iter().find(|a| !a.ip().to_canonical().is_loopback()) {
+        Some(a) => Err(NetError::Denied(format!(
+            "{}: plain http only to loopback, and {} is not; use https",
+            t.address(),
+            a.ip()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The network side of one plugin call: its grant, its budget, and the
 /// names it has resolved so far.
 pub struct Net {
@@ -318,14 +334,7 @@ impl Net {
         }
         let headers = check_headers(&req.headers)?;
         let addrs = self.resolve(&target).await?;
-        if !target.tls {
-            if let Some(a) = addrs.iter().find(|a| !a.ip().to_canonical().is_loopback()) {
-                return Err(NetError::Denied(format!(
-                    "{address}: plain http only to loopback, and {} is not; use https",
-                    a.ip()
-                )));
-            }
-        }
+        check_cleartext(&target, &addrs)?;
         let tls = if target.tls {
             Some(self.tls_config(req.ca_file.as_deref(), &address)?)
         } else {
@@ -801,6 +810,21 @@ mod tests {
         );
         assert!(!ok("https://vault.example.evil:443/"));
         assert!(!ok("http://[::ffff:127.0.0.1]:8200/"));
+    }
+
+    #[test]
+    fn plain_http_goes_only_to_loopback_addresses() {
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let http = parse_url("http://vault.example:8200/").unwrap();
+        let https = parse_url("https://vault.example:8200/").unwrap();
+        assert!(check_cleartext(&http, &[a("127.0.0.1:8200"), a("[::1]:8200")]).is_ok());
+        assert!(check_cleartext(&http, &[a("[::ffff:127.0.0.1]:8200")]).is_ok());
+        let e = check_cleartext(&http, &[a("127.0.0.1:8200"), a("192.0.2.7:8200")]).unwrap_err();
+        assert!(
+            matches!(&e, NetError::Denied(m) if m.contains("192.0.2.7")),
+            "{e}"
+        );
+        assert!(check_cleartext(&https, &[a("192.0.2.7:8200")]).is_ok());
     }
 
     #[test]
