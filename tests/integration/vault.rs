@@ -13,6 +13,49 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// Every tracing event of this test process, at trace level, as text: the
+/// in-process host logs here what the hook would log to its file.
+fn traced() -> &'static std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex};
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        struct W(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let w = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_writer(move || W(w.clone()))
+            .try_init();
+        buf
+    })
+}
+
+/// Neither the token nor any value in any trace-level log line so far,
+/// and the log is really on: it shows this test's exchanges.
+fn assert_not_traced(b: &Bao, values: &[&[u8]]) {
+    let log = traced().lock().unwrap();
+    assert!(
+        util::contains(&log, format!("127.0.0.1:{}", b.port).as_bytes()),
+        "the trace log shows no exchange with this server"
+    );
+    assert!(
+        !util::contains(&log, b.token.as_bytes()),
+        "the token is in a log line"
+    );
+    for v in values {
+        assert!(!util::contains(&log, v), "a value is in a log line");
+    }
+}
+
 fn vault() -> &'static Plugin {
     static P: OnceLock<Plugin> = OnceLock::new();
     P.get_or_init(|| {
@@ -56,6 +99,7 @@ impl Src {
     }
 
     fn fetch(&self, annotation: &str) -> Result<BTreeMap<String, Vec<u8>>, PluginError> {
+        traced();
         self.fetch_with(annotation, &Limits::default())
     }
 
@@ -157,6 +201,7 @@ fn kv2_keys_become_files_with_the_right_bytes_and_versions_pin() {
     let got = src.fetch("ci/deploy-key#token, deploy/prod/eu").unwrap();
     assert_eq!(got["deploy/prod/eu/cert.pem"], d);
     assert_eq!(got["ci/deploy-key/token"], t2);
+    assert_not_traced(&b, &[&k1, &t1, &k2, &t2, &d]);
 }
 
 #[test]
@@ -177,6 +222,7 @@ fn kv1_mount_reads_and_refuses_a_version_pin() {
         e.contains("denied") && e.contains("needs a KV v2 mount"),
         "{e}"
     );
+    assert_not_traced(&b, &[&v]);
 }
 
 #[test]
@@ -297,6 +343,7 @@ fn each_failure_is_one_clear_line_without_token_or_values() {
         e.contains("invalid config: config key `allow` is required"),
         "{e}"
     );
+    assert_not_traced(&b, &[&v]);
 }
 
 #[test]
@@ -381,6 +428,7 @@ fn server_stopped_fails_fast_naming_the_address() {
         )),
         "{e}"
     );
+    assert_not_traced(&b, &[&v]);
 }
 
 #[test]
@@ -410,6 +458,7 @@ fn tls_against_dev_tls_with_its_granted_ca_file() {
         e.contains("unavailable") && e.contains("TLS: invalid peer certificate"),
         "{e}"
     );
+    assert_not_traced(&b, &[&v]);
 }
 
 // ---- end to end: real containers ---------------------------------------
