@@ -129,16 +129,20 @@ impl Src {
             .collect())
     }
 
-    /// The TOML of this source for a World.
+    /// The TOML of this source for a World, for containers annotated
+    /// `io.privy.vault`.
     fn toml(&self, required: bool) -> String {
+        self.toml_when(required, "when = { annotation = \"io.privy.vault\" }\n")
+    }
+
+    fn toml_when(&self, required: bool, when: &str) -> String {
         let config: Vec<String> = self
             .config
             .iter()
             .map(|(k, v)| format!("{k} = {v:?}"))
             .collect();
         format!(
-            "[[source]]\nname = \"vault\"\nplugin = \"vault\"\nrequired = {required}\n\
-             when = {{ annotation = \"io.privy.vault\" }}\n\
+            "[[source]]\nname = \"vault\"\nplugin = \"vault\"\nrequired = {required}\n{when}\
              [source.grant]\nhosts = {:?}\nfiles = {:?}\n[source.config]\n{}\n",
             self.grant.hosts,
             self.grant.files,
@@ -723,4 +727,79 @@ fn podman_container_reads_kv2_keys_through_hooks_d() {
         said.contains("source \"vault\": denied: path admin/x is not allowed"),
         "{said}"
     );
+}
+
+#[test]
+fn podman_build_run_step_reads_a_secret_and_the_image_keeps_no_trace() {
+    if !util::e2e_ready("podman") || !bao_ready() {
+        return;
+    }
+    let b = Bao::start();
+    let v = util::secret("build");
+    b.put("secret", "ci/build", &[("token", &v)]);
+    // A build step carries no annotation: the operator's `paths` names
+    // what build steps get, still under `allow`. (`podman build` takes
+    // `--hooks-dir` after `build`; the global flag does not reach buildah.)
+    let src = Src::new(&b, "ci/*").set("paths", "ci/build");
+    let w = World::new("", &src.toml_when(true, ""));
+    let hooks = w.dir.path().join("hooks.d");
+    let out = w.privy(&["install", "--hooks-dir", hooks.to_str().unwrap()]);
+    assert!(out.status.success(), "install: {}", text(&out.stderr));
+    let ctx = w.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        format!(
+            "FROM {}\nRUN sha256sum /run/private/ci/build/token && echo BUILD-STEP-DONE\n",
+            podman_image()
+        ),
+    )
+    .unwrap();
+    let tag = format!("localhost/{}:latest", util::unique_id("vault-build"));
+    let out = std::process::Command::new("timeout")
+        .args(["300", "podman", "build", "--hooks-dir"])
+        .arg(&hooks)
+        .args(["--no-cache", "-t", &tag])
+        .arg(&ctx)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "podman build: {all}\nlog: {}",
+        text(&w.log())
+    );
+    assert!(
+        all.contains(&format!("{}  /run/private/ci/build/token", sha256_hex(&v))),
+        "{all}"
+    );
+    assert!(!util::contains(all.as_bytes(), &v));
+    // The image holds neither the bytes nor the token.
+    let tar = w.dir.path().join("image.tar");
+    let saved = std::process::Command::new("podman")
+        .args(["save", "-o"])
+        .arg(&tar)
+        .arg(&tag)
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("podman")
+        .args(["rmi", "-f", &tag])
+        .output();
+    assert!(
+        saved.status.success(),
+        "podman save: {}",
+        text(&saved.stderr)
+    );
+    let image = std::fs::read(&tar).unwrap();
+    let _ = std::fs::remove_file(&tar);
+    assert!(
+        !util::contains(&image, &v),
+        "the secret is in the built image"
+    );
+    assert!(
+        !util::contains(&image, b.token.as_bytes()),
+        "the token is in the built image"
+    );
+    assert!(!util::contains(&w.log(), &v) && !util::contains(&w.log(), b.token.as_bytes()));
 }

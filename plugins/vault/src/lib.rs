@@ -26,6 +26,7 @@
 //! | `ca_file` | PEM CA certificates for `https://`, itself in `grant.files` (default: the system bundle) |
 //! | `namespace` | sent as `X-Vault-Namespace` |
 //! | `annotation` | the annotation to read, default `io.privy.vault` |
+//! | `paths` | what to fetch for a container without that annotation (a build step, say), in the same syntax; still subject to `allow` |
 
 use privy_plugin::{
     Header, HttpError, HttpRequest, HttpResponse, PrivateFile, Request, Source, SourceError,
@@ -166,7 +167,8 @@ fn valid_path(p: &str) -> bool {
 }
 
 /// Parse the annotation value: `path[@version][#key]`, comma-separated.
-fn parse_wanted(annotation: &str, value: &str) -> Result<Vec<Wanted>, SourceError> {
+/// `origin` names where the value came from, for errors.
+fn parse_wanted(origin: &str, value: &str) -> Result<Vec<Wanted>, SourceError> {
     let items: Vec<&str> = value
         .split(',')
         .map(str::trim)
@@ -174,7 +176,7 @@ fn parse_wanted(annotation: &str, value: &str) -> Result<Vec<Wanted>, SourceErro
         .collect();
     if items.is_empty() {
         return Err(SourceError::Denied(format!(
-            "annotation {annotation} is empty: name at least one secret path"
+            "{origin} is empty: name at least one secret path"
         )));
     }
     items
@@ -182,7 +184,7 @@ fn parse_wanted(annotation: &str, value: &str) -> Result<Vec<Wanted>, SourceErro
         .map(|item| {
             let bad = || {
                 SourceError::Denied(format!(
-                    "annotation {annotation}: {:?} is not path[@version][#key]",
+                    "{origin}: {:?} is not path[@version][#key]",
                     item.chars().take(100).collect::<String>()
                 ))
             };
@@ -494,11 +496,17 @@ fn read_credential(path: &str, key: &str) -> Result<String, SourceError> {
 impl Source for Vault {
     fn fetch(req: Request) -> Result<Vec<PrivateFile>, SourceError> {
         let s = settings()?;
-        let Some(value) = req.annotation(&s.annotation) else {
-            privy_plugin::debug(&format!("no {} annotation; nothing to fetch", s.annotation));
-            return Ok(Vec::new());
+        // The container's annotation; else the operator's `paths` (for
+        // containers that cannot carry annotations, such as build steps).
+        let (what, value) = match (req.annotation(&s.annotation), cfg("paths")) {
+            (Some(v), _) => (format!("annotation {}", s.annotation), v.to_string()),
+            (None, Some(p)) => ("config key `paths`".to_string(), p),
+            (None, None) => {
+                privy_plugin::debug(&format!("no {} annotation; nothing to fetch", s.annotation));
+                return Ok(Vec::new());
+            }
         };
-        let wanted = parse_wanted(&s.annotation, value)?;
+        let wanted = parse_wanted(&what, &value)?;
         for w in &wanted {
             if !allowed(&s.allow, &w.path) {
                 return Err(SourceError::Denied(format!(
@@ -609,7 +617,7 @@ mod tests {
 
     #[test]
     fn annotation_items_parse_versions_and_keys() {
-        let w = parse_wanted("a", " ci/x@3 , deploy/y#id ,").unwrap();
+        let w = parse_wanted("annotation a", " ci/x@3 , deploy/y#id ,").unwrap();
         assert_eq!(
             w,
             vec![
