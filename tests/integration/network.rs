@@ -227,14 +227,18 @@ fn user_info_tricks_and_other_schemes_are_refused() {
 
 #[test]
 fn a_server_that_never_answers_fails_within_the_budget_naming_the_address() {
+    // Accepted (by the kernel) but never answered. The network budget is 90%
+    // of the plugin's wall-clock limit, so the error names the address
+    // instead of the plugin being cut off.
     let silent = Untouched::new();
     let url = format!("http://127.0.0.1:{}/", silent.port());
+    hostile(); // compiled before the clock starts
     let start = Instant::now();
     let e = ask(
         "http",
         &url,
         &[format!("127.0.0.1:{}", silent.port())],
-        &limits(1000),
+        &limits(3000),
     )
     .unwrap_err()
     .to_string();
@@ -242,11 +246,11 @@ fn a_server_that_never_answers_fails_within_the_budget_naming_the_address() {
     assert!(
         e.contains("Unavailable")
             && e.contains(&format!("127.0.0.1:{}", silent.port()))
-            && e.contains("900 ms"),
+            && e.contains("network budget of 2700 ms"),
         "{e}"
     );
-    assert!(took < Duration::from_millis(1000), "took {took:?}");
-    assert!(took >= Duration::from_millis(850), "took {took:?}");
+    assert!(took >= Duration::from_millis(2650), "took {took:?}");
+    assert!(took < Duration::from_millis(3500), "took {took:?}");
 }
 
 #[test]

@@ -539,7 +539,7 @@ impl Source for Vault {
                 true
             }
         };
-        let result = collect(&client, &wanted, &req);
+        let result = collect(&client, &wanted);
         if approle {
             client.revoke();
         }
@@ -556,11 +556,7 @@ impl Source for Vault {
     }
 }
 
-fn collect(
-    client: &Client<'_>,
-    wanted: &[Wanted],
-    _req: &Request,
-) -> Result<Vec<PrivateFile>, SourceError> {
+fn collect(client: &Client<'_>, wanted: &[Wanted]) -> Result<Vec<PrivateFile>, SourceError> {
     let mut files = Vec::new();
     for w in wanted {
         let data = client.read(w)?;
