@@ -803,3 +803,54 @@ fn podman_build_run_step_reads_a_secret_and_the_image_keeps_no_trace() {
     );
     assert!(!util::contains(&w.log(), &v) && !util::contains(&w.log(), b.token.as_bytes()));
 }
+
+#[test]
+fn plugin_run_with_grant_host_fetches_and_shows_no_value() {
+    if !bao_ready() {
+        return;
+    }
+    let b = Bao::start();
+    let v = util::secret("cli");
+    b.put("secret", "ci/cli", &[("api.key", &v)]);
+    let w = World::new("", "");
+    let wasm = util::guest("vault");
+    let token = b.token_file();
+    let run = |grant_host: &str| {
+        w.privy(&[
+            "plugin",
+            "run",
+            wasm.to_str().unwrap(),
+            "--grant-host",
+            grant_host,
+            "--grant-file",
+            token.to_str().unwrap(),
+            "-c",
+            &format!("address={}", b.address()),
+            "-c",
+            &format!("token_file={}", token.display()),
+            "-c",
+            "allow=ci/*",
+            "--annotation",
+            "io.privy.vault=ci/cli",
+        ])
+    };
+    let out = run(&b.host());
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        so.contains(&format!("{}  hmac-sha256:", v.len())) && so.contains("ci/cli/api.key"),
+        "{so}"
+    );
+    // Another port of the same host is another grant.
+    let out = run(&format!("127.0.0.1:{}", b.port + 1));
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("source \"vault\": denied") && err.contains("is not in grant.hosts"),
+        "{err}"
+    );
+    for o in [&out.stdout, &out.stderr] {
+        assert!(!util::contains(o, &v) && !util::contains(o, b.token.as_bytes()));
+    }
+}
