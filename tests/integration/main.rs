@@ -6,6 +6,11 @@
 //!   C source (built by `.ci/run`; skipped with a reason when absent).
 //! - `e2e`: root-only, real runc and crun with a busybox rootfs. Each test
 //!   says when it skips and why.
+//! - `network`: the `privy:source/http` host import against loopback
+//!   servers; the hostile fixture asks for un-granted hosts and redirects.
+//! - `vault`: the embedded `vault` source against a real OpenBao (`bao`
+//!   dev servers from `bao.rs`, plain and TLS), in-process, under runc,
+//!   podman and a podman build RUN step.
 //!
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 
