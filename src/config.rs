@@ -188,7 +188,8 @@ pub struct Grant {
     /// Single host files, read through the `read-file` host import.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<PathBuf>,
-    /// `host:port` pairs the plugin may reach through the host. None by default.
+    /// `host:port` pairs the plugin may reach through the `http` host import
+    /// (a name, an IPv4 address, or an IPv6 address in brackets). None by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
     /// May claim per-run uploads from `privy daemon` (the `upload` source).
@@ -413,14 +414,14 @@ impl Config {
                     }
                 }
             }
+            if s.plugin == "vault" {
+                check_vault(s, &key)?;
+            }
             for (j, h) in s.grant.hosts.iter().enumerate() {
-                let ok = h.rsplit_once(':').is_some_and(|(host, port)| {
-                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-                });
-                if !ok {
+                if let Err(e) = crate::plugin::net::parse_grant_host(h) {
                     return Err(invalid(
                         key(&format!("grant.hosts[{j}]")),
-                        "must be host:port",
+                        format!("{e}; must be host:port"),
                     ));
                 }
             }
@@ -439,6 +440,38 @@ impl Config {
         }
         toml::to_string_pretty(&shown).expect("config serializes")
     }
+}
+
+/// The embedded `vault` source would fail on every start if its address or
+/// credential files were outside its grant: say so at `config check`.
+fn check_vault(s: &SourceConfig, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    let address = s
+        .config
+        .get("address")
+        .ok_or_else(|| invalid(key("config.address"), "required by the vault plugin"))?;
+    let target = crate::plugin::net::parse_url(address.trim())
+        .map_err(|e| invalid(key("config.address"), e.to_string()))?;
+    let granted = s.grant.hosts.iter().any(|h| {
+        crate::plugin::net::parse_grant_host(h)
+            .is_ok_and(|(host, port)| host == target.host && port == target.port)
+    });
+    if !granted {
+        return Err(invalid(
+            key("config.address"),
+            format!("{} is not in grant.hosts", target.address()),
+        ));
+    }
+    for k in ["token_file", "secret_id_file", "ca_file"] {
+        if let Some(f) = s.config.get(k) {
+            if !s.grant.files.iter().any(|g| g.as_os_str() == f.as_str()) {
+                return Err(invalid(
+                    key(&format!("config.{k}")),
+                    format!("{f:?} is not in grant.files"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_abs_clean(key: &str, p: &Path) -> Result<(), ConfigError> {
@@ -535,11 +568,26 @@ mod tests {
             ("[[source]]\nname='a'\nplugin='host-dir'\nwhen={stage='later'}", "source[0].when.stage"),
             ("[[source]]\nname='a'\nplugin='host-dir'\nwhen={value='x'}", "source[0].when.value"),
             ("[[source]]\nname='a'\nplugin='host-dir'\ngrant.dirs=['/srv/a']\nconfig={dir='/etc'}", "source[0].config.dir"),
+            ("[[source]]\nname='v'\nplugin='vault'\ngrant.hosts=['127.0.0.1:8200']", "source[0].config.address"),
+            ("[[source]]\nname='v'\nplugin='vault'\ngrant.hosts=['127.0.0.1:8200']\nconfig={address='http://127.0.0.1:8201'}", "source[0].config.address"),
+            ("[[source]]\nname='v'\nplugin='vault'\ngrant.hosts=['127.0.0.1:8200']\nconfig={address='http://127.0.0.1:8200',token_file='/t'}", "source[0].config.token_file"),
+            ("[[source]]\nname='a'\nplugin='host-dir'\ngrant.hosts=['::1:80']", "source[0].grant.hosts[0]"),
         ];
         for (text, key) in cases {
             let e = parse(text).expect_err(text).to_string();
             assert!(e.contains(&format!("`{key}`")), "{text:?} gave {e}");
         }
+    }
+
+    #[test]
+    fn vault_source_with_its_address_and_files_granted_is_accepted() {
+        let c = parse(
+            "[[source]]\nname='vault'\nplugin='vault'\nwhen={annotation='io.privy.vault'}\n\
+             grant.hosts=['vault.example:8200']\ngrant.files=['/etc/privy/t','/etc/privy/ca.pem']\n\
+             config={address='https://Vault.example:8200/',token_file='/etc/privy/t',ca_file='/etc/privy/ca.pem',allow='ci/*'}\n",
+        )
+        .unwrap();
+        assert_eq!(c.sources[0].plugin, "vault");
     }
 
     #[test]

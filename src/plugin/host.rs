@@ -1,8 +1,9 @@
 //! The per-call store state and the `privy:source/host` imports: logging
 //! (capped), the source's config values, and the grant-checked `file-mode`
-//! and `read-file`.
+//! and `read-file`; plus `privy:source/http`, which [`super::net`] does.
 
 use super::bindings::privy::source::host::{self as wit_host, Level};
+use super::bindings::privy::source::http as wit_http;
 use super::bindings::privy::source::tickets as wit_tickets;
 use super::bindings::privy::source::types as wit_types;
 use super::{sanitize, PluginError};
@@ -32,6 +33,8 @@ pub struct HostState {
     /// Granted directories opened by `file-mode`, kept for the call.
     grant_fds: Vec<Option<std::os::fd::OwnedFd>>,
     log_lines: u32,
+    /// The network grant and budget of this call.
+    net: super::net::Net,
     pub ticks: u64,
     pub cpu_exceeded: bool,
     /// Set only for a source granted `daemon = true`.
@@ -69,6 +72,7 @@ impl HostState {
             b.preopened_dir(dir, &guest, FsPerms::ReadOnly)
                 .map_err(|e| PluginError::Grant(format!("cannot open {}: {e}", dir.display())))?;
         }
+        let net = super::net::Net::new(source, grant, limits).map_err(PluginError::Grant)?;
         let limits_store = StoreLimitsBuilder::new()
             .memory_size(limits.plugin_memory_bytes as usize)
             .table_elements(1 << 20)
@@ -88,6 +92,7 @@ impl HostState {
             max_file_bytes: limits.max_file_bytes,
             grant_fds: grant.dirs.iter().map(|_| None).collect(),
             log_lines: 0,
+            net,
             ticks: 0,
             cpu_exceeded: false,
             daemon: daemon.filter(|_| grant.daemon),
@@ -233,6 +238,39 @@ impl wit_tickets::Host for HostState {
                 _ => E::Other(message),
             }),
             Err(e) => Err(E::Unavailable(e.to_string())),
+        }
+    }
+}
+
+impl wit_http::Host for HostState {
+    async fn send(
+        &mut self,
+        req: wit_http::HttpRequest,
+    ) -> Result<wit_http::HttpResponse, wit_http::HttpError> {
+        use super::net::{NetError, NetRequest};
+        let req = NetRequest {
+            method: req.method,
+            url: req.url,
+            headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: req.body,
+            ca_file: req.ca_file,
+        };
+        match self.net.send(req).await {
+            Ok(r) => Ok(wit_http::HttpResponse {
+                status: r.status,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| wit_http::Header { name, value })
+                    .collect(),
+                body: r.body,
+            }),
+            Err(e) => Err(match e {
+                NetError::Invalid(m) => wit_http::HttpError::InvalidRequest(m),
+                NetError::Denied(m) => wit_http::HttpError::Denied(m),
+                NetError::Unavailable(m) => wit_http::HttpError::Unavailable(m),
+                NetError::BadResponse(m) => wit_http::HttpError::BadResponse(m),
+            }),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod cache;
 mod host;
+pub mod net;
 pub mod scaffold;
 
 use crate::config::{Grant, Limits};
@@ -29,6 +30,7 @@ mod bindings {
         world: "source-plugin",
         path: "wit",
         exports: { default: async },
+        imports: { "privy:source/http.send": async },
     });
 }
 

@@ -8,12 +8,20 @@
 //!   says when it skips and why.
 //! - `uploads`: a real `privy daemon`, `privy run`, podman (crun and runc),
 //!   runc/crun bundles, a dockerd of its own through `privy shim`.
+//! - `network`: the `privy:source/http` host import against loopback
+//!   servers; the hostile fixture asks for un-granted hosts and redirects.
+//! - `vault`: the embedded `vault` source against a real OpenBao (`bao`
+//!   dev servers from `bao.rs`, plain and TLS), in-process, under runc,
+//!   podman and a podman build RUN step.
 //!
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 
+mod bao;
 mod cli;
 mod e2e;
 mod hostdir;
+mod network;
 mod sandbox;
 mod uploads;
 mod util;
+mod vault;

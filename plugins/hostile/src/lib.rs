@@ -86,6 +86,29 @@ impl Source for Hostile {
                     Err(e) => Err(SourceError::Denied(format!("connect to {to} refused: {e}"))),
                 }
             }
+            "http" | "http-follow" => {
+                // Ask the host for `url`, whatever the grant says; with
+                // `http-follow`, also follow one redirect wherever it points.
+                let mut url = privy_plugin::config("url").unwrap_or_default();
+                for _ in 0..2 {
+                    let req = privy_plugin::HttpRequest {
+                        method: "GET".into(),
+                        url: url.clone(),
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                        ca_file: None,
+                    };
+                    let r = privy_plugin::http_send(&req)
+                        .map_err(|e| SourceError::Denied(format!("{e:?}")))?;
+                    match r.header("location") {
+                        Some(loc) if mode == "http-follow" && (300..400).contains(&r.status) => {
+                            url = loc.to_string();
+                        }
+                        _ => return Ok(vec![file("reached", r.body)]),
+                    }
+                }
+                Err(SourceError::Other("redirected twice".into()))
+            }
             "bad-utf8" => {
                 // SAFETY: deliberately invalid UTF-8, to prove the host refuses it.
                 let path = unsafe { String::from_utf8_unchecked(vec![b'a', 0xff, 0xfe]) };

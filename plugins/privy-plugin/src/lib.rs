@@ -91,3 +91,35 @@ pub fn read_file(path: &str) -> Result<Vec<u8>, String> {
 pub fn claim_ticket(ticket: &str) -> Result<Vec<PrivateFile>, SourceError> {
     bindings::privy::source::tickets::claim(ticket)
 }
+
+pub use bindings::privy::source::http::{Header, HttpError, HttpRequest, HttpResponse};
+
+/// Send one HTTP request through the host, which allows only the
+/// `host:port` pairs in the source's `grant.hosts`, resolves names itself,
+/// never follows redirects, and bounds the time and response size. A
+/// source that never calls this does not import `privy:source/http`.
+pub fn http_send(req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+    bindings::privy::source::http::send(req)
+}
+
+impl HttpError {
+    /// The message, whatever the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            HttpError::InvalidRequest(m)
+            | HttpError::Denied(m)
+            | HttpError::Unavailable(m)
+            | HttpError::BadResponse(m) => m,
+        }
+    }
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+}
