@@ -50,6 +50,17 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM, and the daemon's exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        c.wait().unwrap()
+    }
+
     /// `privy ARGS` against this daemon's config.
     pub fn privy(&self, args: &[&str]) -> Output {
         Command::new(util::PRIVY)
@@ -721,7 +732,7 @@ fn privy_run_errors_are_one_line_and_exit_codes_pass_through() {
         "{e}"
     );
     assert_eq!(e.lines().count(), 1, "{e}");
-    let _d = st.daemon();
+    let mut d = st.daemon();
     for (args, want) in [
         (
             s(&["run", "-p", "/nonexistent/key:k", "--", "true"]),
@@ -782,6 +793,9 @@ fn privy_run_errors_are_one_line_and_exit_codes_pass_through() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["files"][0]["path"], "from-stdin");
     assert_eq!(v["files"][0]["size"], 5);
+    // SIGTERM: a clean exit that takes the socket with it.
+    assert!(d.stop().success());
+    assert!(!st.socket.exists(), "the daemon removes its socket");
 }
 
 #[test]
