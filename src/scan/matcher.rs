@@ -176,7 +176,10 @@ impl Table {
                 MatchKind::Hex | MatchKind::HexUpper if !b.contains(&b' ') => 2,
                 _ => 1,
             };
-            let stride = if natural > 1 && step % natural != 0 && natural * step + W - 1 <= f_min {
+            let stride = if natural > 1
+                && !step.is_multiple_of(natural)
+                && natural * step + W - 1 <= f_min
+            {
                 natural
             } else {
                 1
