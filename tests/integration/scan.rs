@@ -795,3 +795,56 @@ fn real_image_via_containers_storage_and_podman_save() {
     ]);
     assert_one_error_line(&out, "privy-no-such-image");
 }
+
+#[test]
+fn sources_flag_scans_for_what_the_configured_sources_return_for_the_request() {
+    let t = tempfile::tempdir().unwrap();
+    let ci_dir = t.path().join("ci.d");
+    std::fs::create_dir_all(&ci_dir).unwrap();
+    let w = util::World::new(
+        "",
+        &format!(
+            "[[source]]\nname = \"ci\"\nplugin = \"host-dir\"\ngrant.dirs = [{ci_dir:?}]\n\
+             when = {{ annotation = \"io.privy.ci\", value = \"1\", stage = \"build\" }}\n"
+        ),
+    );
+    let (npmrc, ci_key) = (secret("npmrc"), secret("ci"));
+    w.put("npmrc", &npmrc, 0o600);
+    std::fs::write(ci_dir.join("deploy.key"), &ci_key).unwrap();
+    let tar = t.path().join("img.tar");
+    std::fs::write(
+        &tar,
+        layer_tar(&[("home/.npmrc", &npmrc), ("etc/deploy.key", &ci_key)]),
+    )
+    .unwrap();
+    let tars = tar.to_str().unwrap();
+    let sources_of = |extra: &[&str]| {
+        let out = w.privy(&[&["scan", "--sources", "--format", "json"], extra, &[tars]].concat());
+        assert_eq!(out.status.code(), Some(1), "{}", util::text(&out.stderr));
+        assert_never_printed(&out, &npmrc);
+        assert_never_printed(&out, &ci_key);
+        let mut s: Vec<String> = findings(&out)
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f["source"].as_str().unwrap(),
+                    f["path"].as_str().unwrap()
+                )
+            })
+            .collect();
+        s.sort();
+        s
+    };
+    // A run request: only the unscoped host-dir source applies.
+    assert_eq!(sources_of(&[]), vec!["host-dir/npmrc home/.npmrc"]);
+    // A build request with the annotation: the scoped source too.
+    assert_eq!(
+        sources_of(&["--stage", "build", "--annotation", "io.privy.ci=1"]),
+        vec!["ci/deploy.key etc/deploy.key", "host-dir/npmrc home/.npmrc"]
+    );
+    // No source returns anything: an error, not a clean scan.
+    let empty = util::World::new("", "");
+    let out = empty.privy(&["scan", "--sources", tars]);
+    assert_one_error_line(&out, "no configured source returned a file");
+}
