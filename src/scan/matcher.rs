@@ -151,18 +151,32 @@ struct Table {
     occ: Vec<(u32, u32)>,
 }
 
+/// Overwrite the windows (secret bytes) in index entries; volatile so the
+/// stores are not elided before the memory is freed.
+fn wipe_keys<T>(v: &mut [(u64, T, T)]) {
+    for k in v.iter_mut() {
+        // SAFETY: `k.0` is a valid, aligned u64 we hold a unique borrow of.
+        unsafe { std::ptr::write_volatile(&mut k.0, 0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
 impl Drop for Table {
     fn drop(&mut self) {
-        for k in &mut self.keys {
-            k.0 = 0;
-        }
+        wipe_keys(&mut self.keys);
         self.occ.zeroize();
     }
 }
 
 impl Table {
     fn build(forms: &[Form], members: &[u32], step: usize) -> Table {
-        let mut entries: Vec<(u64, u32, u32)> = Vec::new();
+        // Sized up front: a growing Vec would free copies of secret
+        // windows without wiping them.
+        let cap: usize = members
+            .iter()
+            .map(|&f| (forms[f as usize].bytes.len() + 1).saturating_sub(W))
+            .sum();
+        let mut entries: Vec<(u64, u32, u32)> = Vec::with_capacity(cap);
         for &f in members {
             let b = &forms[f as usize].bytes;
             if b.len() < W {
@@ -190,7 +204,7 @@ impl Table {
         }
         entries.sort_unstable();
         entries.dedup();
-        let mut keys: Vec<(u64, u32, u32)> = Vec::new();
+        let mut keys: Vec<(u64, u32, u32)> = Vec::with_capacity(entries.len());
         let mut occ: Vec<(u32, u32)> = Vec::with_capacity(entries.len());
         let mut i = 0;
         while i < entries.len() {
@@ -205,9 +219,7 @@ impl Table {
             }
             i = j;
         }
-        for e in &mut entries {
-            e.0 = 0;
-        }
+        wipe_keys(&mut entries);
         drop(entries);
         let mut bloom = Bloom::new(keys.len());
         let dir_len = (keys.len() / 2).next_power_of_two().max(16);

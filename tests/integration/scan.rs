@@ -848,3 +848,46 @@ fn sources_flag_scans_for_what_the_configured_sources_return_for_the_request() {
     let out = empty.privy(&["scan", "--sources", tars]);
     assert_one_error_line(&out, "no configured source returned a file");
 }
+
+#[test]
+fn oci_layout_reference_selects_one_image() {
+    let t = tempfile::tempdir().unwrap();
+    let s = secret("ref");
+    let sf = write_secret(t.path(), "k", &s);
+    let img = t.path().join("layout");
+    oci_layout(
+        &img,
+        &[(
+            layer_tar(&[("leak", &s)]),
+            "application/vnd.oci.image.layer.v1.tar",
+        )],
+        &config(&[], &[]),
+    );
+    // A second, clean image in the same layout; name both.
+    let clean_layer = layer_tar(&[("ok", b"fine")]);
+    let cfg = serde_json::to_vec(&config(&[], &[])).unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put_blob(&img, &cfg), "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": put_blob(&img, &clean_layer), "size": clean_layer.len()}],
+    }))
+    .unwrap();
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(img.join("index.json")).unwrap()).unwrap();
+    let ms = index["manifests"].as_array_mut().unwrap();
+    ms[0]["annotations"] = json!({"org.opencontainers.image.ref.name": "leaky"});
+    ms.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put_blob(&img, &manifest),
+        "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "clean"}}));
+    std::fs::write(img.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let sfs = sf.to_str().unwrap();
+    let code = |r: &str| {
+        scan(&["--secret-file", sfs, &format!("oci:{}{r}", img.display())])
+            .status
+            .code()
+    };
+    assert_eq!(code(""), Some(1));
+    assert_eq!(code(":leaky"), Some(1));
+    assert_eq!(code(":clean"), Some(0));
+    let out = scan(&["--secret-file", sfs, &format!("oci:{}:nope", img.display())]);
+    assert_one_error_line(&out, "\"nope\"");
+}
