@@ -438,6 +438,17 @@ fn bad_input_is_one_line_and_exit_2_never_clean() {
         "corrupt.tar.gz",
     );
 
+    // A bad CRC in the gzip trailer, after an intact tar.
+    let mut bad_crc = gz(&good);
+    let n = bad_crc.len();
+    bad_crc[n - 6] ^= 0xff;
+    let p = t.path().join("crc.tar.gz");
+    std::fs::write(&p, &bad_crc).unwrap();
+    assert_one_error_line(
+        &scan(&["--secret-file", sfs, p.to_str().unwrap()]),
+        "checksum",
+    );
+
     // Truncated gzip.
     let p = t.path().join("short.tar.gz");
     std::fs::write(&p, &gz(&good)[..100]).unwrap();
