@@ -327,3 +327,66 @@ impl<R: TarInput> TarReader<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl TarInput for &[u8] {}
+
+    fn build(gnu: bool, files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, d) in files {
+            let mut h = if gnu {
+                tar::Header::new_gnu()
+            } else {
+                tar::Header::new_ustar()
+            };
+            h.set_size(d.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, p, *d).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn list(t: &[u8]) -> Result<Vec<(String, Vec<u8>)>, TarError> {
+        let mut r = TarReader::new(t);
+        let mut out = Vec::new();
+        while let Some(e) = r.next_entry()? {
+            if e.meta.is_some() {
+                continue;
+            }
+            let mut data = vec![0u8; e.size as usize];
+            let mut n = 0;
+            while n < data.len() {
+                n += r.read_data(&mut data[n..])?;
+            }
+            out.push((e.path, data));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn long_names_gnu_and_ustar_prefix() {
+        let long = format!("{}/{}", "d".repeat(90), "f".repeat(60));
+        for gnu in [true, false] {
+            let t = build(gnu, &[("a", b"1"), (&long, b"22")]);
+            let got = list(&t).unwrap();
+            assert_eq!(got[1], (long.clone(), b"22".to_vec()), "gnu {gnu}");
+        }
+    }
+
+    #[test]
+    fn damage_is_an_error_never_a_short_listing() {
+        let t = build(true, &[("a", &[7u8; 3000]), ("b", b"x")]);
+        assert_eq!(list(&t).unwrap().len(), 2);
+        // Cut inside data, inside a header, and right after the last entry.
+        for cut in [1000, 512 * 7 + 100, 512 * 9] {
+            let e = list(&t[..cut]).unwrap_err();
+            assert!(matches!(e, TarError::Truncated(_)), "cut {cut}: {e}");
+        }
+        let mut bad = t.clone();
+        bad[512 * 7 + 10] ^= 1; // a byte of the second header
+        assert!(matches!(list(&bad).unwrap_err(), TarError::Corrupt(_)));
+    }
+}

@@ -902,3 +902,46 @@ fn oci_layout_reference_selects_one_image() {
     let out = scan(&["--secret-file", sfs, &format!("oci:{}:nope", img.display())]);
     assert_one_error_line(&out, "\"nope\"");
 }
+
+#[test]
+fn matches_across_the_parallel_range_boundaries_are_found_once() {
+    // A 20 MiB file is cut into 8 MiB ranges scanned by different threads;
+    // plant copies straddling, starting and ending at the cuts.
+    let t = tempfile::tempdir().unwrap();
+    let s = secret("cut").repeat(20); // ~1.4 KB
+    let sf = write_secret(t.path(), "k", &s);
+    let mut big = vec![b'.'; 20 << 20];
+    let cut = 8 << 20; // ranges start at the first entry's data
+    let spots = [
+        cut - s.len() / 2,
+        cut + 4000,
+        cut - s.len() - 3000,
+        2 * cut - 1,
+        5,
+    ];
+    for &at in &spots {
+        big[at..at + s.len()].copy_from_slice(&s);
+    }
+    let tar = t.path().join("big.tar");
+    std::fs::write(&tar, layer_tar(&[("big.bin", &big)])).unwrap();
+    for threads in ["1", "2", "3"] {
+        let out = scan(&[
+            "--format",
+            "json",
+            "--threads",
+            threads,
+            "--secret-file",
+            sf.to_str().unwrap(),
+            tar.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let mut got: Vec<(u64, u64)> = findings(&out)
+            .iter()
+            .map(|f| (f["offset"].as_u64().unwrap(), f["length"].as_u64().unwrap()))
+            .collect();
+        got.sort();
+        let mut want: Vec<(u64, u64)> = spots.iter().map(|&a| (a as u64, s.len() as u64)).collect();
+        want.sort();
+        assert_eq!(got, want, "threads {threads}");
+    }
+}
