@@ -101,6 +101,20 @@ pub fn json(r: &Report) -> String {
     serde_json::to_string_pretty(&v).expect("report serializes")
 }
 
+/// A relative URI reference for a path: unreserved bytes, `/` and `!`
+/// kept, everything else percent-encoded.
+fn uri_path(p: &str) -> String {
+    let mut s = String::with_capacity(p.len());
+    for &b in p.trim_start_matches("./").as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!".contains(&b) {
+            s.push(b as char);
+        } else {
+            let _ = write!(s, "%{b:02X}");
+        }
+    }
+    s
+}
+
 fn fingerprint(f: &Finding) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
@@ -123,7 +137,7 @@ pub fn sarif(r: &Report) -> String {
         .iter()
         .map(|f| {
             let uri = match f.section {
-                Section::Layer if !f.path.is_empty() => f.path.clone(),
+                Section::Layer if !f.path.is_empty() => uri_path(&f.path),
                 Section::Layer => "layer-blob".to_string(),
                 Section::Config | Section::History => "image-config.json".to_string(),
                 Section::Manifest => "image-manifest.json".to_string(),
@@ -184,4 +198,15 @@ pub fn sarif(r: &Report) -> String {
         }]
     });
     serde_json::to_string_pretty(&v).expect("report serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sarif_uris_are_percent_encoded_relative_paths() {
+        assert_eq!(
+            super::uri_path("./a b/c%d.tar.gz!/k"),
+            "a%20b/c%25d.tar.gz!/k"
+        );
+    }
 }
