@@ -57,6 +57,9 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_MIN_MATCH: usize = 32;
 /// Smallest accepted `min_match`: shorter substrings say nothing.
 pub const MIN_MIN_MATCH: usize = 8;
+/// Largest total size of all secrets: the index holds every 8-byte window
+/// of every encoded form (about 300 bytes of memory per secret byte).
+pub const MAX_SECRET_BYTES: usize = 2 << 20;
 
 /// One secret to look for: its bytes and the name findings report (a file
 /// path, or `source/path` for files a plugin returned). Never printed.
@@ -304,6 +307,8 @@ pub enum ScanError {
     SecretFile { path: PathBuf, why: String },
     #[error("--min-match {0} is too small (at least {MIN_MIN_MATCH})")]
     MinMatch(usize),
+    #[error("the secrets total {0} bytes; at most {MAX_SECRET_BYTES} can be indexed")]
+    TooLarge(usize),
     #[error("{0}: no such file, directory or image")]
     NotFound(String),
     #[error("{what}: {error}")]
@@ -348,6 +353,10 @@ pub fn scan(target: &Target, needles: &[Needle], opts: &ScanOptions) -> Result<R
     }
     if opts.min_match < MIN_MIN_MATCH {
         return Err(ScanError::MinMatch(opts.min_match));
+    }
+    let total: usize = needles.iter().map(Needle::len).sum();
+    if total > MAX_SECRET_BYTES {
+        return Err(ScanError::TooLarge(total));
     }
     let matcher = matcher::Matcher::new(needles, opts.min_match);
     let mut report = engine::run(target, &matcher, needles, opts)?;

@@ -515,6 +515,15 @@ fn bad_input_is_one_line_and_exit_2_never_clean() {
         "gone.key",
     );
     assert_one_error_line(&scan(&[tar.to_str().unwrap()]), "--secret-file");
+    let huge = write_secret(t.path(), "huge", &vec![b'h'; 3 << 20]);
+    assert_one_error_line(
+        &scan(&[
+            "--secret-file",
+            huge.to_str().unwrap(),
+            tar.to_str().unwrap(),
+        ]),
+        "at most",
+    );
     // The good tar itself is clean.
     assert_eq!(
         scan(&["--secret-file", sfs, tar.to_str().unwrap()])
