@@ -169,7 +169,9 @@ impl Drop for Table {
 }
 
 impl Table {
-    fn build(forms: &[Form], members: &[u32], step: usize) -> Table {
+    /// Index `members`' windows; `indexed[f]` is set for each form with at
+    /// least one window kept.
+    fn build(forms: &[Form], members: &[u32], step: usize, indexed: &mut [bool]) -> Table {
         // Sized up front: a growing Vec would free copies of secret
         // windows without wiping them.
         let cap: usize = members
@@ -214,6 +216,9 @@ impl Table {
                 j += 1;
             }
             if (j - i) as u32 <= MAX_REPEAT {
+                for e in &entries[i..j] {
+                    indexed[e.1 as usize] = true;
+                }
                 keys.push((k, occ.len() as u32, (j - i) as u32));
                 occ.extend(entries[i..j].iter().map(|e| (e.1, e.2)));
             }
@@ -392,12 +397,20 @@ impl Matcher {
             }
         }
         let mut tables = Vec::new();
+        let mut indexed = vec![false; forms.len()];
         if !long.is_empty() {
-            tables.push(Table::build(&forms, &long, min - W + 1));
+            tables.push(Table::build(&forms, &long, min - W + 1, &mut indexed));
         }
         if !short.is_empty() {
             let m = short.iter().map(|&f| forms[f as usize].min).min().unwrap();
-            tables.push(Table::build(&forms, &short, m - W + 1));
+            tables.push(Table::build(&forms, &short, m - W + 1, &mut indexed));
+        }
+        // A secret that is one short pattern repeated (all its windows
+        // dropped as repeats) is still searched for whole.
+        for (i, f) in forms.iter().enumerate() {
+            if !indexed[i] && f.min >= W && f.kind == MatchKind::Substring {
+                tiny.push(i as u32);
+            }
         }
         Matcher {
             forms,

@@ -241,3 +241,13 @@ fn needle_debug_never_shows_the_bytes() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_secret_of_one_repeated_pattern_is_still_found_whole() {
+    let s = b"ab".repeat(500);
+    let m = Matcher::new(&[Needle::new("rep", s.clone())], 32);
+    let mut hay = noise(40, 5000);
+    plant(&mut hay, 1234, &s);
+    let got = find(&m, &hay);
+    assert!(got.contains(&(MatchKind::Exact, 1234, 1000)), "{got:?}");
+}
