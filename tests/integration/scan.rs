@@ -726,13 +726,15 @@ fn real_image_via_containers_storage_and_podman_save() {
     let leaky = Image::import("privy-scan-leak", &[("etc/pki/entitlement.pem", &s)]);
     let clean = Image::import("privy-scan-clean", &[]);
 
-    let out = scan(&[
-        "--format",
-        "json",
-        "--secret-file",
-        sfs,
-        &format!("containers-storage:{}", leaky.0),
-    ]);
+    // A private TMPDIR, so the export directory can be checked for.
+    let tmpdir = t.path().join("tmp");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let out = Command::new(PRIVY)
+        .args(["scan", "--format", "json", "--secret-file", sfs])
+        .arg(format!("containers-storage:{}", leaky.0))
+        .env("TMPDIR", &tmpdir)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", util::text(&out.stderr));
     assert_never_printed(&out, &s);
     let f = findings(&out);
@@ -741,12 +743,20 @@ fn real_image_via_containers_storage_and_podman_save() {
     assert!(f[0]["layer"].as_str().unwrap().starts_with("sha256:"));
     let layer = f[0]["layer"].clone();
     // No export directory is left behind.
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+    let left: Vec<_> = std::fs::read_dir(&tmpdir)
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("privy-scan-"))
+        .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    // ... and the export really goes there: an unusable TMPDIR fails.
+    let out = Command::new(PRIVY)
+        .args(["scan", "--secret-file", sfs])
+        .arg(format!("containers-storage:{}", leaky.0))
+        .env("TMPDIR", t.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_one_error_line(&out, "missing");
 
     let docker = t.path().join("docker.tar");
     let oci = t.path().join("oci.tar");
