@@ -385,7 +385,9 @@ impl Matcher {
             // `od -A n -t x1`, `hexdump -C`: hex bytes separated by spaces.
             add(MatchKind::Hex, encode::hex_spaced(s), 3 * min - 1);
         }
-        let margin = forms.iter().map(|f| f.bytes.len()).max().unwrap_or(0);
+        // A match in the data can be longer than its form where whitespace
+        // was skipped (line wraps): allow twice the longest form.
+        let margin = 2 * forms.iter().map(|f| f.bytes.len()).max().unwrap_or(0) + 64;
         let (mut long, mut short, mut tiny) = (Vec::new(), Vec::new(), Vec::new());
         for (i, f) in forms.iter().enumerate() {
             if f.min >= min {

@@ -251,3 +251,40 @@ fn a_secret_of_one_repeated_pattern_is_still_found_whole() {
     let got = find(&m, &hay);
     assert!(got.contains(&(MatchKind::Exact, 1234, 1000)), "{got:?}");
 }
+
+#[test]
+fn a_wrapped_encoding_longer_than_its_form_is_reported_once_across_regions() {
+    // `od -A n -t x1` output: 16 bytes a line, " xx" each: the match in
+    // the data is longer than the spaced-hex form (newlines added).
+    let s = noise(50, 1000);
+    let m = Matcher::new(&[Needle::new("s", s.clone())], 32);
+    let od: Vec<u8> = s
+        .chunks(16)
+        .flat_map(|c| {
+            let mut l: Vec<u8> = c
+                .iter()
+                .flat_map(|b| format!(" {b:02x}").into_bytes())
+                .collect();
+            l.push(b'\n');
+            l
+        })
+        .collect();
+    let mut hay = noise(51, 4000);
+    hay.extend_from_slice(&od);
+    hay.extend(noise(52, 4000));
+    for cut in [4100u64, 5000, 6500, 7000] {
+        let mut hits: Vec<Hit> = Vec::new();
+        let margin = m.margin as u64 + 8;
+        for (from, to) in [(0u64, cut), (cut, hay.len() as u64)] {
+            let lo = from.saturating_sub(margin) as usize;
+            let hi = ((to + margin) as usize).min(hay.len());
+            m.scan(&hay[lo..hi], lo as u64, from, to, &mut hits);
+        }
+        let full: Vec<_> = hits
+            .iter()
+            .filter(|h| h.len as usize >= od.len() - 2)
+            .collect();
+        assert_eq!(full.len(), 1, "cut {cut}: {hits:?}");
+        assert_eq!(full[0].pos, 4001, "cut {cut}");
+    }
+}
