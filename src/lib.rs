@@ -20,6 +20,7 @@ pub mod plan;
 pub mod plugin;
 pub mod request;
 pub mod run;
+pub mod scan;
 pub mod secret;
 pub mod shim;
 pub mod sys;

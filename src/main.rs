@@ -1,4 +1,5 @@
-//! `privy`: flags in, one-line errors out. Exit status 1 on failure.
+//! `privy`: flags in, one-line errors out. Exit status 1 on failure (2 for
+//! `privy scan`, whose 1 means a leak).
 
 use clap::Parser;
 
@@ -17,6 +18,12 @@ fn main() {
     }
     let cli = privy::cli::Cli::parse_from(args);
     let is_hook = matches!(cli.command, privy::cli::Command::Hook { .. });
+    // `privy scan` documents 2 for errors (1 means a leak was found).
+    let code = if matches!(cli.command, privy::cli::Command::Scan(_)) {
+        2
+    } else {
+        1
+    };
     if let Err(e) = privy::cli::run(cli) {
         let line = format!("privy: {}", format!("{e:#}").replace('\n', " "));
         if is_hook {
@@ -24,6 +31,6 @@ fn main() {
         } else {
             eprintln!("{line}");
         }
-        std::process::exit(1);
+        std::process::exit(code);
     }
 }

@@ -4,6 +4,8 @@
 //! - `hostdir`: the shipped `host-dir` source against real directories.
 //! - `cli`: the `privy` binary: errors, install safety, `privy plugin`, the
 //!   C source (built by `.ci/run`; skipped with a reason when absent).
+//! - `scan`: `privy scan` on synthetic layouts, archives and tars, bad
+//!   input, output shapes; a real image via podman (root; skips say why).
 //! - `e2e`: root-only, real runc and crun with a busybox rootfs. Each test
 //!   says when it skips and why.
 //! - `uploads`: a real `privy daemon`, `privy run`, podman (crun and runc),
@@ -22,6 +24,7 @@ mod e2e;
 mod hostdir;
 mod network;
 mod sandbox;
+mod scan;
 mod uploads;
 mod util;
 mod vault;
