@@ -122,15 +122,33 @@ pub fn hooks_dir(
         }
         return Ok(files);
     }
+    write_hooks_d(dir, binary, config, &[])?;
+    Ok(files)
+}
+
+/// Write privy's two hooks.d entries into `dir`, each hook run with exactly
+/// `env` (`KEY=VALUE`; a runtime passes a hook nothing else). `privy build`
+/// writes a per-build directory this way; `dir` is created 0700 if missing.
+pub fn write_hooks_d(
+    dir: &Path,
+    binary: &Path,
+    config: Option<&Path>,
+    env: &[String],
+) -> Result<Vec<PathBuf>, InstallError> {
     check_binary(binary)?;
     std::fs::create_dir_all(dir).map_err(|e| ferr(dir, e))?;
+    let files: Vec<PathBuf> = HOOKS_D_FILES.iter().map(|f| dir.join(f)).collect();
     for (f, (stage, arg)) in files.iter().zip([
         ("createRuntime", "create-runtime"),
         ("poststop", "poststop"),
     ]) {
+        let mut hook = json!({ "path": binary.display().to_string(), "args": hook_args(arg, config), "timeout": 30 });
+        if !env.is_empty() {
+            hook["env"] = json!(env);
+        }
         let entry = json!({
             "version": "1.0.0",
-            "hook": { "path": binary.display().to_string(), "args": hook_args(arg, config), "timeout": 30 },
+            "hook": hook,
             "when": { "always": true },
             "stages": [stage],
         });
