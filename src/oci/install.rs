@@ -237,4 +237,19 @@ mod tests {
         hooks_dir(&d.path().join("hooks.d"), &bin, None, true).unwrap();
         assert!(!files[0].exists() && !files[1].exists());
     }
+
+    #[test]
+    fn per_build_entries_give_both_hooks_exactly_the_env_asked_for() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = fake_binary(d.path());
+        let env = vec![r#"PRIVY_HOOK_ANNOTATIONS={"io.privy.stage":"build"}"#.to_string()];
+        let files = write_hooks_d(&d.path().join("b"), &bin, None, &env).unwrap();
+        for f in &files {
+            let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+            assert_eq!(v["hook"]["env"], json!(env));
+        }
+        let plain = hooks_dir(&d.path().join("p"), &bin, None, false).unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(&plain[0]).unwrap()).unwrap();
+        assert!(v["hook"].get("env").is_none());
+    }
 }
