@@ -42,6 +42,38 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Scan an image, archive, tar or directory for private file contents (exit 0 clean, 1 leak, 2 error)
+    Scan(ScanArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    /// oci:DIR, oci-archive:FILE, docker-archive:FILE, containers-storage:IMAGE, a tar (.tar, .tar.gz, .tar.zst) or a directory
+    pub target: String,
+    /// A secret to look for (repeatable); its path names it in findings
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_files: Vec<PathBuf>,
+    /// Also look for what the configured sources return for this request (--annotation, --stage)
+    #[arg(long)]
+    pub sources: bool,
+    /// A request annotation for --sources, key=value (repeatable)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+    /// The request stage for --sources
+    #[arg(long, default_value = "run", value_parser = ["run", "build"])]
+    pub stage: String,
+    /// Shortest substring of a secret (bytes) that counts; shorter secrets match whole only
+    #[arg(long, default_value_t = crate::scan::DEFAULT_MIN_MATCH)]
+    pub min_match: usize,
+    /// Output format
+    #[arg(long, default_value = "text", value_parser = ["text", "json", "sarif"])]
+    pub format: String,
+    /// Worker threads [default: one per core]
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print wall time and peak memory to stderr
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -221,6 +253,16 @@ pub fn run(cli: Cli) -> Result<()> {
             init_logging(None, "warn");
             plugin_command(&cli, command)
         }
+        Command::Scan(args) => {
+            init_logging(None, "warn");
+            let code = scan_command(&cli, args)?;
+            if code != 0 {
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -230,6 +272,68 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", cfg.effective_toml());
             Ok(())
         }
+    }
+}
+
+/// `privy scan`: returns the exit code (0 clean, 1 leak, 2 incomplete);
+/// errors (exit 2) are returned.
+fn scan_command(cli: &Cli, a: &ScanArgs) -> Result<i32> {
+    use crate::scan::{self, Needle, ScanOptions, Target};
+    use std::io::IsTerminal;
+    let started = std::time::Instant::now();
+    if a.secret_files.is_empty() && !a.sources {
+        bail!("no secrets to scan for: give --secret-file FILE or --sources");
+    }
+    let mut needles = Vec::new();
+    for f in &a.secret_files {
+        needles.push(Needle::from_file(f)?);
+    }
+    if a.sources {
+        let cfg = load_config(cli)?;
+        let stage = if a.stage == "build" {
+            crate::request::Stage::Build
+        } else {
+            crate::request::Stage::Run
+        };
+        let got =
+            scan::sources::needles_from_sources(&cfg, kv(&a.annotation, "--annotation")?, stage)?;
+        if got.is_empty() && needles.is_empty() {
+            bail!("--sources: no configured source returned a file for this request");
+        }
+        needles.extend(got);
+    }
+    let target = Target::parse(&a.target)?;
+    let opts = ScanOptions {
+        min_match: a.min_match,
+        threads: a.threads,
+        progress: a.format == "text" && std::io::stderr().is_terminal(),
+        ..Default::default()
+    };
+    let report = scan::scan(&target, &needles, &opts)?;
+    let out = match a.format.as_str() {
+        "json" => scan::output::json(&report) + "\n",
+        "sarif" => scan::output::sarif(&report) + "\n",
+        _ => scan::output::text(&report),
+    };
+    print!("{out}");
+    if a.stats {
+        eprintln!(
+            "privy scan: {:.3} s wall, peak RSS {} MiB, {} bytes scanned",
+            started.elapsed().as_secs_f64(),
+            peak_rss_kib() / 1024,
+            report.bytes
+        );
+    }
+    Ok(report.exit_code())
+}
+
+/// Peak resident set size of this process, in KiB.
+fn peak_rss_kib() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru.ru_maxrss as u64
     }
 }
 

@@ -18,5 +18,6 @@ pub mod oci;
 pub mod plan;
 pub mod plugin;
 pub mod request;
+pub mod scan;
 pub mod secret;
 pub mod sys;
