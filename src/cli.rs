@@ -44,6 +44,9 @@ pub enum Command {
     },
     /// Scan an image, archive, tar or directory for private file contents (exit 0 clean, 1 leak, 2 error)
     Scan(ScanArgs),
+    /// Run `podman build` or `buildah bud` with the private files in every
+    /// RUN step, then scan the image: exit 1 on a leak, the engine's status otherwise
+    Build(BuildArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +77,19 @@ pub struct ScanArgs {
     /// Print wall time and peak memory to stderr
     #[arg(long)]
     pub stats: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    /// A file for this build's RUN steps: SRC (a path, or `-` for stdin) at DEST under the target (repeatable)
+    #[arg(long, value_name = "SRC:DEST")]
+    pub private: Vec<String>,
+    /// Remove the image when the scan finds a leak
+    #[arg(long)]
+    pub rm_on_leak: bool,
+    /// The engine command: `podman build ARGS...` or `buildah bud ARGS...`
+    #[arg(last = true, required = true, value_name = "ENGINE")]
+    pub engine: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -262,6 +278,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 std::process::exit(code);
             }
             Ok(())
+        }
+        Command::Build(args) => {
+            init_logging(None, "warn");
+            build_command(&cli, args)
         }
         Command::Config {
             command: ConfigCommand::Check,
@@ -552,5 +572,35 @@ fn prep(un: bool) -> &'static str {
         "from"
     } else {
         "to"
+    }
+}
+
+/// `privy build`: errors before the engine ran or after it succeeded mean
+/// privy could not check the image: exit 2, as `privy scan` does.
+fn build_command(cli: &Cli, args: &BuildArgs) -> Result<()> {
+    use crate::build::{self, Exit};
+    let checked = (|| -> Result<i32> {
+        let cfg = load_config(cli)?;
+        let private = args
+            .private
+            .iter()
+            .map(|p| build::PrivateArg::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let opts = build::BuildOptions {
+            private,
+            rm_on_leak: args.rm_on_leak,
+            engine: args.engine.clone(),
+            binary: std::env::current_exe()?.canonicalize()?,
+            config_path: cli.config.as_deref().map(absolute).transpose()?,
+        };
+        Ok(build::run(&cfg, &opts)?)
+    })();
+    match checked {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(Exit(code).into()),
+        Err(e) => {
+            eprintln!("privy: build: {}", format!("{e:#}").replace('\n', " "));
+            Err(Exit(2).into())
+        }
     }
 }

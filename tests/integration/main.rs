@@ -4,11 +4,14 @@
 //! - `hostdir`: the shipped `host-dir` source against real directories.
 //! - `cli`: the `privy` binary: errors, install safety, `privy plugin`, the
 //!   C source (built by `.ci/run`; skipped with a reason when absent).
+//! - `build`: root-only, real `podman build` and `buildah bud` through
+//!   privy's hooks and `privy build`; every layer searched byte for byte.
 //! - `e2e`: root-only, real runc and crun with a busybox rootfs. Each test
 //!   says when it skips and why.
 //!
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 
+mod build;
 mod cli;
 mod e2e;
 mod hostdir;
