@@ -25,12 +25,12 @@ fn ready() -> bool {
     ["podman", "buildah", "skopeo"].iter().all(|t| e2e_ready(t))
 }
 
-/// `localhost/privy-test-busybox:<digest of busybox>`, imported once.
+/// `localhost/privy-build-busybox:<digest of busybox>`, imported once.
 fn base_image() -> &'static str {
     static IMG: OnceLock<String> = OnceLock::new();
     IMG.get_or_init(|| {
         let bb = busybox().unwrap();
-        let tag = format!("localhost/privy-test-busybox:{}", &sha256_file(&bb)[..16]);
+        let tag = format!("localhost/privy-build-busybox:{}", &sha256_file(&bb)[..16]);
         let exists = Command::new("podman")
             .args(["image", "exists", &tag])
             .status()
