@@ -398,8 +398,17 @@ fn plain_buildah_bud_with_privys_hooks_dir_is_a_build_stage_and_leaves_no_trace(
     let control = control(&bw);
     let hooks = bw.hooks_dir();
     let img = Image::new();
+    // `--annotation` labels the image; it does not reach the RUN step's
+    // config.json, so the `annotated` source must not match (this is why
+    // `privy build` passes annotations through the hook's env instead).
     let out = Command::new("buildah")
-        .args(["bud", "--no-cache", "--hooks-dir"])
+        .args([
+            "bud",
+            "--no-cache",
+            "--annotation",
+            "io.privy.stage=build",
+            "--hooks-dir",
+        ])
         .arg(&hooks)
         .args(["-t", &img.0, bw.ctx()])
         .stdin(Stdio::null())
