@@ -467,6 +467,30 @@ impl Drop for PrivateDir {
     }
 }
 
+/// SIGINT and SIGQUIT ignored in this process until dropped.
+struct IgnoreTerminalSignals;
+
+impl IgnoreTerminalSignals {
+    fn new() -> Self {
+        // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        }
+        IgnoreTerminalSignals
+    }
+}
+
+impl Drop for IgnoreTerminalSignals {
+    fn drop(&mut self) {
+        // SAFETY: restoring the default disposition has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+        }
+    }
+}
+
 /// Run the engine with stdin and stderr passed through and stdout copied
 /// through line by line; returns its exit status (128+signal when killed)
 /// and its last non-empty stdout line.
@@ -483,6 +507,11 @@ fn run_engine(argv: &[String]) -> Result<(i32, String), BuildError> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(spawn_err)?;
+    // Ctrl-C reaches the engine too (same process group): let it stop and
+    // report, then clean up after it, rather than die first and leave the
+    // per-build hooks directory behind. Set after the spawn, so the engine
+    // keeps the default dispositions.
+    let _quiet = IgnoreTerminalSignals::new();
     let mut last = String::new();
     let mut out = std::io::stdout().lock();
     let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
