@@ -16,6 +16,12 @@
 //! other hook still runs. Plain builds without `privy build` are recognised
 //! by the hook itself ([`crate::request::is_buildah_step`]).
 //!
+//! Where the ticket is while the build runs (never in the image): in the
+//! per-build hooks.d files (a 0700 directory, removed afterwards), in each
+//! RUN step's `config.json` hook entry (buildah's bundle, 0600 root, gone
+//! with the step) and in the hook's environment (`/proc/PID/environ` is
+//! owner-only). Not on any command line.
+//!
 //! Then: the image id (from `--iidfile`, or the engine's last output line)
 //! is scanned as `containers-storage:ID` for the same private files the
 //! build was given: what the configured sources return for a build-stage
