@@ -175,12 +175,29 @@ fn progress_line(done: &AtomicU64, total: u64, finished: &AtomicBool) {
 }
 
 /// Sort, merge adjacent pieces of one match (base64 wrapped in lines) and
-/// drop duplicates found through equal forms (base64 vs base64url of text
-/// without `+/`, hex vs HEX of digits only).
+/// drop what another finding of the same secret in the same file already
+/// covers (base64 runs inside a base64url match of text without `+/`, hex
+/// inside HEX of digits only, a part seen through two forms).
 fn tidy(f: &mut Vec<Finding>) {
     f.sort_by(|a, b| {
-        (&a.layer, &a.path, a.section, &a.source, a.offset, a.kind)
-            .cmp(&(&b.layer, &b.path, b.section, &b.source, b.offset, b.kind))
+        (
+            &a.layer,
+            &a.path,
+            a.section,
+            &a.source,
+            a.offset,
+            std::cmp::Reverse(a.length),
+            a.kind,
+        )
+            .cmp(&(
+                &b.layer,
+                &b.path,
+                b.section,
+                &b.source,
+                b.offset,
+                std::cmp::Reverse(b.length),
+                b.kind,
+            ))
     });
     let mut out: Vec<Finding> = Vec::with_capacity(f.len());
     for x in f.drain(..) {
@@ -189,16 +206,16 @@ fn tidy(f: &mut Vec<Finding>) {
                 && p.path == x.path
                 && p.section == x.section
                 && p.source == x.source;
-            if same_place && p.offset == x.offset && p.length == x.length {
-                continue; // same bytes, a lower-priority kind
+            let p_end = p.offset + p.length;
+            if same_place && x.offset + x.length <= p_end {
+                continue; // covered
             }
             if same_place
                 && p.kind == x.kind
                 && p.compressed == x.compressed
-                && x.offset <= p.offset + p.length + 2
+                && x.offset <= p_end + 2
             {
-                let end = (x.offset + x.length).max(p.offset + p.length);
-                p.length = end - p.offset;
+                p.length = x.offset + x.length - p.offset;
                 continue;
             }
         }

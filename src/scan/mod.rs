@@ -361,3 +361,6 @@ pub fn scan(target: &Target, needles: &[Needle], opts: &ScanOptions) -> Result<R
     report.min_match = opts.min_match;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,8 @@
 //!   C source (built by `.ci/run`; skipped with a reason when absent).
 //! - `build`: root-only, real `podman build` and `buildah bud` through
 //!   privy's hooks and `privy build`; every layer searched byte for byte.
+//! - `scan`: `privy scan` on synthetic layouts, archives and tars, bad
+//!   input, output shapes; a real image via podman (root; skips say why).
 //! - `e2e`: root-only, real runc and crun with a busybox rootfs. Each test
 //!   says when it skips and why.
 //!
@@ -16,4 +18,5 @@ mod cli;
 mod e2e;
 mod hostdir;
 mod sandbox;
+mod scan;
 mod util;
