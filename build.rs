@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Plugins shipped inside the binary: (name, crate file stem).
-const EMBEDDED: &[(&str, &str)] = &[("host-dir", "host_dir")];
+const EMBEDDED: &[(&str, &str)] = &[("host-dir", "host_dir"), ("upload", "upload")];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

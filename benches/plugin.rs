@@ -57,6 +57,7 @@ fn warm_call(
             config,
             limits: &limits,
             request: &req,
+            daemon: None,
         };
         assert_eq!(rt.block_on(host.fetch(plugin, c)).unwrap().len(), 3);
     };

@@ -322,7 +322,7 @@ pub fn build_annotations(ticket: Option<&str>) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
     a.insert(request::STAGE_ANNOTATION.to_string(), "build".to_string());
     if let Some(t) = ticket {
-        a.insert(request::TICKET_ANNOTATION.to_string(), t.to_string());
+        a.insert(crate::plan::TICKET_ANNOTATION.to_string(), t.to_string());
     }
     a
 }

@@ -47,6 +47,23 @@ pub enum Command {
     /// Run `podman build` or `buildah bud` with the private files in every
     /// RUN step, then scan the image: exit 1 on a leak, the engine's status otherwise
     Build(BuildArgs),
+    /// Hold per-run uploads in memory and hand them to the hook (as root)
+    Daemon {
+        /// Unix socket [default: daemon.socket from the config, /run/privy/privy.sock]
+        #[arg(long, env = "PRIVY_SOCKET")]
+        socket: Option<PathBuf>,
+    },
+    /// Upload private files for one container, then run CMD with the ticket attached
+    Run(RunArgs),
+    /// Upload private files and print the ticket (for scripts)
+    Upload(UploadArgs),
+    /// Look at or drop one of your tickets
+    Ticket {
+        #[command(subcommand)]
+        command: TicketCommand,
+    },
+    /// OCI runtime wrapper: add privy's hooks to the bundle, then exec the real runtime
+    Shim(ShimArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -90,6 +107,73 @@ pub struct BuildArgs {
     /// The engine command: `podman build ARGS...` or `buildah bud ARGS...`
     #[arg(last = true, required = true, value_name = "ENGINE")]
     pub engine: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UploadSpecs {
+    /// A private file: SRC:DEST (SRC `-` reads stdin; DEST is relative to the target) (repeatable)
+    #[arg(long = "private", short = 'p', value_name = "SRC:DEST")]
+    pub private: Vec<String>,
+    /// Skip the references in ~/.config/privy/privy.toml
+    #[arg(long)]
+    pub no_references: bool,
+    /// Seconds the upload waits for a container to claim it [default: daemon.ticket_ttl_secs]
+    #[arg(long, value_name = "SECS")]
+    pub ttl: Option<u64>,
+    /// The daemon's socket [default: daemon.socket from the config]
+    #[arg(long, env = "PRIVY_SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub specs: UploadSpecs,
+    /// An OCI bundle: the ticket (and privy's hooks, if missing) go into its
+    /// config.json for the command's run, and config.json is restored after
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// The command: podman|docker run|create ..., buildah run ..., runc run ..., or anything (gets $PRIVY_TICKET)
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UploadArgs {
+    #[command(flatten)]
+    pub specs: UploadSpecs,
+    /// The ticket is for every RUN step of one build (it outlives each step's container)
+    #[arg(long)]
+    pub build: bool,
+    /// Print the daemon's answer as JSON (ticket, names, sizes)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TicketCommand {
+    /// Names, sizes, expiry and containers of a ticket (never contents)
+    Info {
+        ticket: String,
+        #[arg(long, env = "PRIVY_SOCKET")]
+        socket: Option<PathBuf>,
+    },
+    /// Drop a ticket now; its files are zeroized
+    Rm {
+        ticket: String,
+        #[arg(long, env = "PRIVY_SOCKET")]
+        socket: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ShimArgs {
+    /// The real OCI runtime
+    #[arg(long, default_value = "runc", env = "PRIVY_RUNTIME_PATH")]
+    pub runtime_path: PathBuf,
+    /// The runtime's arguments, passed through unchanged
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,7 +237,7 @@ pub enum HookStage {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("where").required(true).args(["bundle", "hooks_dir"])))]
+#[command(group(clap::ArgGroup::new("where").required(true).multiple(true).args(["bundle", "hooks_dir", "systemd"])))]
 pub struct InstallArgs {
     /// OCI bundle whose config.json gets createRuntime and poststop hooks (runc, crun)
     #[arg(long)]
@@ -161,6 +245,12 @@ pub struct InstallArgs {
     /// hooks.d directory for podman, buildah and CRI-O (e.g. /usr/share/containers/oci/hooks.d)
     #[arg(long)]
     pub hooks_dir: Option<PathBuf>,
+    /// systemd units for the daemon (privy.socket, privy.service), in --unit-dir
+    #[arg(long)]
+    pub systemd: bool,
+    /// Where --systemd writes the units
+    #[arg(long, default_value = "/etc/systemd/system")]
+    pub unit_dir: PathBuf,
     /// Path the hooks will run [default: this binary]
     #[arg(long)]
     pub binary: Option<PathBuf>,
@@ -254,6 +344,25 @@ pub fn run(cli: Cli) -> Result<()> {
                     b.join("config.json").display()
                 );
             }
+            if args.systemd {
+                let socket = cfg.daemon.socket_path();
+                for f in install::systemd(
+                    &args.unit_dir,
+                    &binary,
+                    cfg_arg.as_deref(),
+                    &socket,
+                    args.uninstall,
+                )? {
+                    println!(
+                        "{} {}",
+                        if args.uninstall { "removed" } else { "wrote" },
+                        f.display()
+                    );
+                }
+                if !args.uninstall {
+                    println!("enable it with: systemctl daemon-reload && systemctl enable --now privy.socket");
+                }
+            }
             if let Some(d) = &args.hooks_dir {
                 for f in install::hooks_dir(d, &binary, cfg_arg.as_deref(), args.uninstall)? {
                     println!(
@@ -282,6 +391,64 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Build(args) => {
             init_logging(None, "warn");
             build_command(&cli, args)
+        }
+        Command::Daemon { socket } => {
+            let cfg = load_config(&cli)?;
+            init_logging(None, "info");
+            let listen = match crate::daemon::Listen::from_systemd() {
+                Some(l) if socket.is_none() => l,
+                _ => crate::daemon::Listen::Path(
+                    socket.clone().unwrap_or_else(|| cfg.daemon.socket_path()),
+                ),
+            };
+            crate::daemon::run(&cfg, listen)?;
+            Ok(())
+        }
+        Command::Run(a) => {
+            init_logging(None, "warn");
+            run_command(&cli, a)
+        }
+        Command::Upload(a) => {
+            init_logging(None, "warn");
+            let cfg = load_config(&cli)?;
+            let client = client_for(&cfg, a.specs.socket.as_deref());
+            let files = collect_files(&cfg, &a.specs)?;
+            if files.is_empty() {
+                bail!("nothing to upload: give --private SRC:DEST (or references in ~/.config/privy/privy.toml)");
+            }
+            let scope = if a.build {
+                crate::daemon::Scope::Build
+            } else {
+                crate::daemon::Scope::Run
+            };
+            let created = crate::run::upload(&client, &files, scope, a.specs.ttl)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&created)?);
+            } else {
+                println!("{}", created.ticket);
+            }
+            Ok(())
+        }
+        Command::Ticket { command } => {
+            init_logging(None, "warn");
+            let cfg = load_config(&cli)?;
+            match command {
+                TicketCommand::Info { ticket, socket } => {
+                    let info = client_for(&cfg, socket.as_deref()).info(ticket)?;
+                    println!("{}", serde_json::to_string_pretty(&info)?);
+                }
+                TicketCommand::Rm { ticket, socket } => {
+                    client_for(&cfg, socket.as_deref()).delete(ticket)?;
+                }
+            }
+            Ok(())
+        }
+        Command::Shim(a) => {
+            init_logging(None, "warn");
+            let binary = std::env::current_exe()?.canonicalize()?;
+            let cfg_arg = cli.config.as_deref().map(absolute).transpose()?;
+            crate::shim::exec(&a.runtime_path, &a.args, &binary, cfg_arg.as_deref())?;
+            Ok(())
         }
         Command::Config {
             command: ConfigCommand::Check,
@@ -355,6 +522,88 @@ fn peak_rss_kib() -> u64 {
         libc::getrusage(libc::RUSAGE_SELF, &mut ru);
         ru.ru_maxrss as u64
     }
+}
+
+/// How long the CLI waits for the daemon.
+const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn client_for(cfg: &Config, socket: Option<&Path>) -> crate::daemon::client::Client {
+    let socket = socket
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| cfg.daemon.socket_path());
+    crate::daemon::client::Client::new(socket, CLIENT_TIMEOUT)
+}
+
+/// `--private` flags over the user's references, read as the calling user.
+fn collect_files(cfg: &Config, specs: &UploadSpecs) -> Result<Vec<crate::daemon::client::OutFile>> {
+    use crate::run;
+    let flags = specs
+        .private
+        .iter()
+        .map(|s| run::Spec::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs = match (specs.no_references, run::references_path()) {
+        (false, Some(p)) => run::load_references(&p)?,
+        _ => Vec::new(),
+    };
+    let merged = run::merge(flags, refs)?;
+    Ok(run::read_all(&merged, cfg.limits.max_file_bytes)?)
+}
+
+/// `privy run`: upload, attach the ticket, run, pass the exit status on.
+fn run_command(cli: &Cli, a: &RunArgs) -> Result<()> {
+    use crate::run::{self, Route};
+    let cfg = load_config(cli)?;
+    let files = collect_files(&cfg, &a.specs)?;
+    let mut cmd = a.cmd.clone();
+    if files.is_empty() {
+        // Nothing private: run the command as it is.
+        run::exit_like(run::run_child(&cmd, None)?);
+    }
+    let client = client_for(&cfg, a.specs.socket.as_deref());
+    let created = run::upload(&client, &files, crate::daemon::Scope::Run, a.specs.ttl)?;
+    drop(files);
+    let ticket = created.ticket;
+    let (route, restore) = match &a.bundle {
+        Some(b) => {
+            let binary = std::env::current_exe()?.canonicalize()?;
+            let cfg_arg = cli.config.as_deref().map(absolute).transpose()?;
+            let original = run::attach_bundle(b, &ticket, &binary, cfg_arg.as_deref())?;
+            (Route::Bundle, Some((b.clone(), original)))
+        }
+        None => (run::attach(&mut cmd, &ticket), None),
+    };
+    if route == Route::Env {
+        eprintln!(
+            "privy: {} takes no annotation that privy knows; the ticket is in $PRIVY_TICKET: pass it to the container as the annotation {}=$PRIVY_TICKET",
+            cmd[0],
+            crate::plan::TICKET_ANNOTATION
+        );
+    }
+    let status = run::run_child(&cmd, Some((run::TICKET_ENV, &ticket)));
+    if let Some((b, original)) = restore {
+        if let Err(e) = run::restore_bundle(&b, &original) {
+            eprintln!("privy: {e}");
+        }
+    }
+    let status = status?;
+    // The container is gone with the command: so is its ticket. Otherwise
+    // it lives while the container exists (restarts re-inject the files).
+    let gone = match route {
+        Route::Args { ephemeral } => ephemeral,
+        Route::Bundle => run::is_foreground_runtime_run(&cmd),
+        Route::Env => false,
+    };
+    if gone {
+        match client.delete(&ticket) {
+            Ok(()) => {}
+            Err(crate::daemon::client::ClientError::Api {
+                status: 404 | 410, ..
+            }) => {}
+            Err(e) => eprintln!("privy: could not drop the ticket: {e}"),
+        }
+    }
+    run::exit_like(status)
 }
 
 fn kv(list: &[String], what: &str) -> Result<std::collections::BTreeMap<String, String>> {
@@ -474,6 +723,7 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
         dirs: a.grant_dirs.clone(),
         files: a.grant_files.clone(),
         hosts: a.grant_hosts.clone(),
+        daemon: false,
     };
     let config = kv(&a.config_values, "--config-value")?;
     let stage = if a.stage == "build" {
@@ -489,6 +739,7 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
         config: &config,
         limits: &cfg.limits,
         request: &req,
+        daemon: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -57,9 +57,54 @@ pub struct Config {
     /// File holding the key for audit fingerprints (created, mode 0600, if missing).
     #[serde(default = "default_audit_key")]
     pub audit_key: PathBuf,
+    /// The daemon that holds per-run uploads, and how the hook reaches it.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
     /// The sources, in order. Later sources beat earlier ones of the same precedence.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+}
+
+/// Where `privy daemon` listens and how long it keeps uploads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// The Unix socket (`PRIVY_SOCKET` overrides it for clients and the daemon).
+    pub socket: PathBuf,
+    /// Seconds an upload waits for a container to claim it; also how long
+    /// a build's ticket lives after its last claim.
+    pub ticket_ttl_secs: u64,
+    /// Seconds any ticket lives at most, claimed or not.
+    pub ticket_max_age_secs: u64,
+    /// Bytes one uid may hold in the daemon across all its tickets.
+    pub max_bytes_per_uid: u64,
+    /// Seconds between sweeps for expired tickets and removed containers.
+    pub sweep_secs: u64,
+}
+
+/// The daemon's socket unless the config names another.
+pub const DEFAULT_SOCKET: &str = "/run/privy/privy.sock";
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            socket: DEFAULT_SOCKET.into(),
+            ticket_ttl_secs: 600,
+            ticket_max_age_secs: 86_400,
+            max_bytes_per_uid: 64 << 20,
+            sweep_secs: 2,
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// The socket, with `PRIVY_SOCKET` taking precedence.
+    pub fn socket_path(&self) -> PathBuf {
+        match std::env::var_os("PRIVY_SOCKET") {
+            Some(s) if !s.is_empty() => s.into(),
+            _ => self.socket.clone(),
+        }
+    }
 }
 
 /// Limits on what a container gets and on what a plugin may use.
@@ -146,6 +191,9 @@ pub struct Grant {
     /// `host:port` pairs the plugin may reach through the host. None by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// May claim per-run uploads from `privy daemon` (the `upload` source).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub daemon: bool,
 }
 
 fn default_target() -> String {
@@ -182,6 +230,7 @@ impl Config {
             state_dir: default_state_dir(),
             log_file: default_log_file(),
             audit_key: default_audit_key(),
+            daemon: DaemonConfig::default(),
             sources: vec![SourceConfig {
                 name: "host-dir".into(),
                 plugin: "host-dir".into(),
@@ -273,6 +322,24 @@ impl Config {
             return Err(invalid(
                 "limits.plugin_memory_bytes",
                 "must be at most 4 GiB",
+            ));
+        }
+        let d = &self.daemon;
+        check_abs_clean("daemon.socket", &d.socket)?;
+        for (key, v) in [
+            ("daemon.ticket_ttl_secs", d.ticket_ttl_secs),
+            ("daemon.ticket_max_age_secs", d.ticket_max_age_secs),
+            ("daemon.max_bytes_per_uid", d.max_bytes_per_uid),
+            ("daemon.sweep_secs", d.sweep_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if d.max_bytes_per_uid < l.max_total_bytes {
+            return Err(invalid(
+                "daemon.max_bytes_per_uid",
+                "must be at least limits.max_total_bytes",
             ));
         }
         let mut names = std::collections::BTreeSet::new();

@@ -38,6 +38,7 @@ pub async fn fetch_one(
         config: &src.config,
         limits: &src.limits,
         request: req,
+        daemon: src.daemon.as_deref(),
     };
     let files = host.fetch(&plugin, call).await.map_err(wrap)?;
     Ok(Fetched {

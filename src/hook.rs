@@ -62,7 +62,7 @@ pub struct Outcome {
     pub created: Vec<String>,
 }
 
-fn valid_id(id: &str) -> bool {
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 1024
         && id != "."
@@ -103,12 +103,58 @@ pub fn report_error(line: &str) {
         return;
     }
     let ppid = std::os::unix::process::parent_id();
+    // Under podman, crun's own errors go to the file its `--log` names, and
+    // podman shows what that file says: put the cause there too.
+    if let Some((path, json)) = runtime_log(ppid) {
+        let entry = if json {
+            let mut e = serde_json::to_string(&serde_json::json!({"level": "error", "msg": line}))
+                .expect("json");
+            e.push('\n');
+            e
+        } else {
+            format!("{line}\n")
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&path) {
+            let _ = f.write_all(entry.as_bytes());
+        }
+    }
     let theirs = format!("/proc/{ppid}/fd/2");
     if std::fs::metadata(&theirs).is_ok_and(|m| !devnull(&m)) {
         if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&theirs) {
             let _ = writeln!(f, "{line}");
         }
     }
+}
+
+/// The runtime's `--log FILE` and whether `--log-format` is json, from its
+/// command line.
+fn runtime_log(ppid: u32) -> Option<(PathBuf, bool)> {
+    let raw = std::fs::read(format!("/proc/{ppid}/cmdline")).ok()?;
+    let args: Vec<&str> = raw
+        .split(|b| *b == 0)
+        .filter_map(|a| std::str::from_utf8(a).ok())
+        .collect();
+    let mut log = None;
+    let mut json = false;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        if a == "--log" {
+            log = args.get(i + 1).map(PathBuf::from);
+            i += 1;
+        } else if let Some(v) = a.strip_prefix("--log=") {
+            log = Some(PathBuf::from(v));
+        } else if a == "--log-format" {
+            json = args.get(i + 1) == Some(&"json");
+            i += 1;
+        } else if a == "--log-format=json" {
+            json = true;
+        }
+        i += 1;
+    }
+    // Only an existing regular file: never create one where the runtime did not.
+    let path = log.filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))?;
+    Some((path, json))
 }
 
 /// The `createRuntime` hook.

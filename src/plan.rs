@@ -38,6 +38,8 @@ pub struct PlannedSource {
     pub grant: Grant,
     pub config: BTreeMap<String, String>,
     pub limits: Limits,
+    /// The daemon's socket, when the grant has `daemon = true`.
+    pub daemon: Option<std::path::PathBuf>,
 }
 
 /// Whether `src` applies to `req`.
@@ -83,16 +85,59 @@ pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
         grant: src.grant.clone(),
         config: src.config.clone(),
         limits: limits.clone(),
+        daemon: None,
     }
 }
 
-/// The sources that run for `req`, in config order.
+/// The annotation that carries a per-run upload's ticket.
+pub const TICKET_ANNOTATION: &str = "io.privy.ticket";
+
+/// The `upload` source that serves a ticket when the config names none.
+pub fn builtin_upload() -> SourceConfig {
+    SourceConfig {
+        name: "upload".into(),
+        plugin: "upload".into(),
+        sha256: None,
+        required: true,
+        when: Some(crate::config::When {
+            annotation: Some(TICKET_ANNOTATION.into()),
+            ..Default::default()
+        }),
+        grant: Grant {
+            daemon: true,
+            ..Grant::default()
+        },
+        config: BTreeMap::new(),
+    }
+}
+
+/// The sources that run for `req`, in config order. A container that
+/// carries a ticket always gets an `upload` source (the built-in one unless
+/// the config names its own), so an upload can never be silently ignored.
 pub fn plan(cfg: &Config, req: &Request) -> Vec<PlannedSource> {
-    cfg.sources
+    let mut out: Vec<PlannedSource> = cfg
+        .sources
         .iter()
         .filter(|s| matches(s, req))
         .map(|s| plan_source(s, &cfg.limits))
-        .collect()
+        .collect();
+    if req.annotations.contains_key(TICKET_ANNOTATION)
+        && !out
+            .iter()
+            .any(|p| p.plugin == PluginRef::Embedded("upload".into()))
+    {
+        let mut up = builtin_upload();
+        if out.iter().any(|p| p.name == up.name) {
+            up.name = "privy-upload".into();
+        }
+        out.push(plan_source(&up, &cfg.limits));
+    }
+    for p in &mut out {
+        if p.grant.daemon {
+            p.daemon = Some(cfg.daemon.socket_path());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -8,8 +8,6 @@ use std::path::PathBuf;
 
 /// Annotation that marks a build step explicitly (`build`).
 pub const STAGE_ANNOTATION: &str = "io.privy.stage";
-/// Annotation carrying a build's upload ticket.
-pub const TICKET_ANNOTATION: &str = "io.privy.ticket";
 /// Annotation listing the names a container asks for (comma-separated).
 pub const NAMES_ANNOTATION: &str = "io.privy.names";
 
@@ -96,6 +94,21 @@ impl Request {
         // runtime's copy. Merge, the state winning on conflict.
         let mut annotations = spec.annotations;
         annotations.extend(state.annotations);
+        // Engines without annotations (`buildah run`) carry a ticket in the
+        // container's environment instead; an annotation wins.
+        if !annotations.contains_key(crate::plan::TICKET_ANNOTATION) {
+            let env = spec
+                .process
+                .as_ref()
+                .map(|p| p.env.as_slice())
+                .unwrap_or_default();
+            if let Some(t) = env
+                .iter()
+                .find_map(|e| e.strip_prefix(concat!("PRIVY_TICKET", "=")))
+            {
+                annotations.insert(crate::plan::TICKET_ANNOTATION.into(), t.to_owned());
+            }
+        }
         let stage = if annotations.get(STAGE_ANNOTATION).map(String::as_str) == Some("build")
             || is_buildah_step(&state.id, &state.bundle)
         {

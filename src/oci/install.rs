@@ -166,6 +166,121 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
     std::fs::rename(&tmp, path).map_err(|e| ferr(path, e))
 }
 
+/// systemd unit files privy owns.
+pub const SYSTEMD_UNITS: [&str; 2] = ["privy.socket", "privy.service"];
+
+/// The socket and service units for `privy daemon`, socket-activated.
+pub fn systemd_units(
+    binary: &Path,
+    config: Option<&Path>,
+    socket: &Path,
+) -> [(&'static str, String); 2] {
+    let mut exec = binary.display().to_string();
+    if let Some(c) = config {
+        exec.push_str(&format!(" --config {}", c.display()));
+    }
+    let socket_unit = format!(
+        r#"# Written by `privy install --systemd`.
+[Unit]
+Description=privy daemon socket (per-run private file uploads)
+Documentation=man:privy(1) https://github.com/privy/privy
+
+[Socket]
+ListenStream={socket}
+# Every uid may upload; the daemon scopes each ticket to the uploader's uid.
+SocketMode=0666
+DirectoryMode=0755
+RemoveOnStop=yes
+
+[Install]
+WantedBy=sockets.target
+"#,
+        socket = socket.display()
+    );
+    let service_unit = format!(
+        r#"# Written by `privy install --systemd`.
+[Unit]
+Description=privy daemon: per-run private file uploads, held in memory only
+Requires=privy.socket
+After=privy.socket
+
+[Service]
+Type=simple
+ExecStart={exec} daemon
+# Uploads live in this process's memory and nowhere else (leak rule L1):
+# locked against swap, no core dumps, no writable disk.
+LimitMEMLOCK=infinity
+LimitCORE=0
+MemorySwapMax=0
+ProtectSystem=strict
+# Read-only, not hidden: a rootless container's bundle lives under /home,
+# and the daemon checks that it still exists.
+ProtectHome=read-only
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateNetwork=yes
+RestrictAddressFamilies=AF_UNIX
+NoNewPrivileges=yes
+# The daemon runs no WebAssembly, so nothing needs writable code pages.
+MemoryDenyWriteExecute=yes
+CapabilityBoundingSet=CAP_IPC_LOCK CAP_DAC_READ_SEARCH
+LockPersonality=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+UMask=0077
+# A restart loses every upload, by design: containers that need one fail closed.
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+"#
+    );
+    [
+        (SYSTEMD_UNITS[0], socket_unit),
+        (SYSTEMD_UNITS[1], service_unit),
+    ]
+}
+
+/// Write (or remove) the systemd units in `dir`.
+pub fn systemd(
+    dir: &Path,
+    binary: &Path,
+    config: Option<&Path>,
+    socket: &Path,
+    uninstall: bool,
+) -> Result<Vec<PathBuf>, InstallError> {
+    let units = systemd_units(binary, config, socket);
+    let files: Vec<PathBuf> = units.iter().map(|(n, _)| dir.join(n)).collect();
+    if uninstall {
+        for f in &files {
+            match std::fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ferr(f, e)),
+            }
+        }
+        return Ok(files);
+    }
+    check_binary(binary)?;
+    std::fs::create_dir_all(dir).map_err(|e| ferr(dir, e))?;
+    for (f, (_, text)) in files.iter().zip(units.iter()) {
+        write_atomic(f, text.as_bytes())?;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| ferr(f, e))?;
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,6 +62,8 @@ pub struct Root {
 pub struct Process {
     #[serde(default)]
     pub user: User,
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 //! and `read-file`.
 
 use super::bindings::privy::source::host::{self as wit_host, Level};
+use super::bindings::privy::source::tickets as wit_tickets;
 use super::bindings::privy::source::types as wit_types;
 use super::{sanitize, PluginError};
 use crate::config::{Grant, Limits};
@@ -33,6 +34,18 @@ pub struct HostState {
     log_lines: u32,
     pub ticks: u64,
     pub cpu_exceeded: bool,
+    /// Set only for a source granted `daemon = true`.
+    daemon: Option<DaemonLink>,
+    timeout: std::time::Duration,
+}
+
+/// How a source granted `daemon = true` reaches `privy daemon`, and for
+/// which container it claims.
+#[derive(Debug, Clone)]
+pub struct DaemonLink {
+    pub socket: PathBuf,
+    pub container_id: String,
+    pub bundle: PathBuf,
 }
 
 impl HostState {
@@ -41,6 +54,7 @@ impl HostState {
         grant: &Grant,
         config: &BTreeMap<String, String>,
         limits: &Limits,
+        daemon: Option<DaemonLink>,
     ) -> Result<Self, PluginError> {
         let mut b = WasiCtxBuilder::new();
         // Sync file operations on the calling thread: no blocking pool.
@@ -76,6 +90,8 @@ impl HostState {
             log_lines: 0,
             ticks: 0,
             cpu_exceeded: false,
+            daemon: daemon.filter(|_| grant.daemon),
+            timeout: std::time::Duration::from_millis(limits.plugin_timeout_ms),
         })
     }
 
@@ -183,5 +199,40 @@ impl wit_host::Host for HostState {
 
     fn read_file(&mut self, path: String) -> Result<Vec<u8>, String> {
         self.grant_read(&path)
+    }
+}
+
+impl wit_tickets::Host for HostState {
+    fn claim(
+        &mut self,
+        ticket: String,
+    ) -> Result<Vec<wit_types::PrivateFile>, wit_types::SourceError> {
+        use crate::daemon::client::{Client, ClientError};
+        use wit_types::SourceError as E;
+        let Some(link) = &self.daemon else {
+            return Err(E::Denied(
+                "this source's grant does not include `daemon = true`".into(),
+            ));
+        };
+        let client = Client::new(&link.socket, self.timeout);
+        match client.claim(&ticket, &link.container_id, &link.bundle) {
+            Ok(files) => Ok(files
+                .into_iter()
+                .map(|f| wit_types::PrivateFile {
+                    path: f.path,
+                    // Moved into the guest's memory; the host copy zeroizes on drop.
+                    data: f.data.expose().to_vec(),
+                    mode: Some(f.mode),
+                })
+                .collect()),
+            Err(e @ ClientError::NotRunning(_)) => Err(E::Unavailable(e.to_string())),
+            Err(ClientError::Api { status, message }) => Err(match status {
+                403 => E::Denied(message),
+                404 | 410 => E::NotFound(message),
+                400 => E::Denied(message),
+                _ => E::Other(message),
+            }),
+            Err(e) => Err(E::Unavailable(e.to_string())),
+        }
     }
 }

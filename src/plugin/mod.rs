@@ -108,6 +108,9 @@ pub struct PluginRequest {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
+    /// The container's bundle (not shown to plugins: the daemon keeps a
+    /// claimed ticket while it exists).
+    pub bundle: Option<std::path::PathBuf>,
 }
 
 impl PluginRequest {
@@ -123,6 +126,7 @@ impl PluginRequest {
             uid: 0,
             gid: 0,
             additional_gids: Vec::new(),
+            bundle: None,
         }
     }
 }
@@ -138,6 +142,7 @@ impl From<&crate::request::Request> for PluginRequest {
             uid: r.user.uid,
             gid: r.user.gid,
             additional_gids: r.user.additional_gids.clone(),
+            bundle: Some(r.bundle.clone()),
         }
     }
 }
@@ -149,6 +154,8 @@ pub struct Call<'a> {
     pub config: &'a BTreeMap<String, String>,
     pub limits: &'a Limits,
     pub request: &'a PluginRequest,
+    /// The daemon's socket, for a source granted `daemon = true`.
+    pub daemon: Option<&'a std::path::Path>,
 }
 
 /// A source component, compiled, type-checked and linked against the host:
@@ -349,7 +356,12 @@ impl PluginHost {
     ) -> Result<Vec<RawFile>, PluginError> {
         self.start_ticker();
         let limits = call.limits;
-        let state = HostState::new(call.source, call.grant, call.config, limits)?;
+        let link = call.daemon.map(|socket| host::DaemonLink {
+            socket: socket.to_owned(),
+            container_id: call.request.container_id.clone(),
+            bundle: call.request.bundle.clone().unwrap_or_default(),
+        });
+        let state = HostState::new(call.source, call.grant, call.config, limits, link)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         let cpu_ticks = limits

@@ -107,6 +107,7 @@ pub fn call_plugin(
         config,
         limits,
         request: &request,
+        daemon: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -85,3 +85,9 @@ impl Request {
 pub fn read_file(path: &str) -> Result<Vec<u8>, String> {
     bindings::privy::source::host::read_file(path)
 }
+
+/// The files uploaded under `ticket`, claimed from `privy daemon` for this
+/// request's container. Needs `daemon = true` in the source's grant.
+pub fn claim_ticket(ticket: &str) -> Result<Vec<PrivateFile>, SourceError> {
+    bindings::privy::source::tickets::claim(ticket)
+}

@@ -1,0 +1,318 @@
+//! A small blocking client for the daemon's API, used by `privy run`,
+//! `privy upload` and the hook's `tickets.claim`. One request per
+//! connection (`Connection: close`); bodies that carry file contents are
+//! kept in zeroizing buffers.
+
+use super::{ClaimBody, Created, B64};
+use crate::secret::{RelPath, Secret};
+use base64::Engine as _;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("privy daemon is not running (no one listens on {0}); start it with `privy daemon` or `systemctl start privy.socket`")]
+    NotRunning(PathBuf),
+    #[error("privy daemon at {socket}: {error}")]
+    Io {
+        socket: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("privy daemon at {socket} answered something that is not its API: {msg}")]
+    Protocol { socket: PathBuf, msg: String },
+    /// The daemon refused: `message` is its one-line reason.
+    #[error("{message}")]
+    Api { status: u16, message: String },
+}
+
+/// One file to upload.
+pub struct OutFile {
+    pub path: RelPath,
+    pub data: Secret,
+    pub mode: u32,
+}
+
+impl std::fmt::Debug for OutFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutFile")
+            .field("path", &self.path)
+            .field("size", &self.data.len())
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
+}
+
+/// A file a claim returned.
+#[derive(Debug)]
+pub struct ClaimedFile {
+    pub path: String,
+    pub data: Secret,
+    pub mode: u32,
+}
+
+pub struct Client {
+    socket: PathBuf,
+    timeout: Duration,
+}
+
+struct Reply {
+    status: u16,
+    body: Zeroizing<Vec<u8>>,
+}
+
+impl Client {
+    pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> Self {
+        Client {
+            socket: socket.into(),
+            timeout,
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn io(&self, error: std::io::Error) -> ClientError {
+        ClientError::Io {
+            socket: self.socket.clone(),
+            error,
+        }
+    }
+
+    fn proto(&self, msg: impl Into<String>) -> ClientError {
+        ClientError::Protocol {
+            socket: self.socket.clone(),
+            msg: msg.into(),
+        }
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Reply, ClientError> {
+        let mut s = match UnixStream::connect(&self.socket) {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Err(ClientError::NotRunning(self.socket.clone()))
+            }
+            Err(e) => return Err(self.io(e)),
+        };
+        s.set_read_timeout(Some(self.timeout))
+            .and_then(|()| s.set_write_timeout(Some(self.timeout)))
+            .map_err(|e| self.io(e))?;
+        let body = body.unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: privy\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes())
+            .and_then(|()| s.write_all(body))
+            .map_err(|e| self.io(e))?;
+        let mut raw = Zeroizing::new(Vec::new());
+        s.read_to_end(&mut raw).map_err(|e| self.io(e))?;
+        self.parse(&raw)
+    }
+
+    fn parse(&self, raw: &[u8]) -> Result<Reply, ClientError> {
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| self.proto("no end of headers"))?;
+        let head =
+            std::str::from_utf8(&raw[..end]).map_err(|_| self.proto("headers are not UTF-8"))?;
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.strip_prefix("HTTP/1.1 "))
+            .and_then(|l| l.get(..3))
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| self.proto("no HTTP/1.1 status line"))?;
+        let mut chunked = false;
+        let mut length = None;
+        for l in lines {
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            } else if k.eq_ignore_ascii_case("content-length") {
+                length = v.parse::<usize>().ok();
+            }
+        }
+        let rest = &raw[end + 4..];
+        let body = if chunked {
+            dechunk(rest).ok_or_else(|| self.proto("bad chunked body"))?
+        } else {
+            let n = length.unwrap_or(rest.len());
+            if rest.len() < n {
+                return Err(self.proto("body shorter than its Content-Length"));
+            }
+            Zeroizing::new(rest[..n].to_vec())
+        };
+        Ok(Reply { status, body })
+    }
+
+    /// Turn a non-2xx reply into the daemon's one-line reason.
+    fn check(&self, r: Reply) -> Result<Reply, ClientError> {
+        if (200..300).contains(&r.status) {
+            return Ok(r);
+        }
+        #[derive(serde::Deserialize)]
+        struct E {
+            error: String,
+        }
+        let message = serde_json::from_slice::<E>(&r.body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| format!("HTTP {}", r.status));
+        Err(ClientError::Api {
+            status: r.status,
+            message,
+        })
+    }
+
+    /// `GET /v1/health`.
+    pub fn health(&self) -> Result<serde_json::Value, ClientError> {
+        let r = self.check(self.send("GET", "/v1/health", None)?)?;
+        serde_json::from_slice(&r.body).map_err(|e| self.proto(e.to_string()))
+    }
+
+    /// Upload `files`; the daemon answers with a ticket.
+    pub fn upload(
+        &self,
+        files: &[OutFile],
+        scope: super::Scope,
+        ttl_secs: Option<u64>,
+    ) -> Result<Created, ClientError> {
+        let mut body = Zeroizing::new(Vec::with_capacity(
+            files
+                .iter()
+                .map(|f| f.data.len() * 4 / 3 + 128)
+                .sum::<usize>()
+                + 64,
+        ));
+        body.extend_from_slice(b"{\"files\":[");
+        for (i, f) in files.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(b"{\"path\":");
+            serde_json::to_writer(&mut *body, f.path.as_str()).expect("string");
+            body.extend_from_slice(format!(",\"mode\":{},\"data\":\"", f.mode).as_bytes());
+            let at = body.len();
+            body.resize(
+                at + base64::encoded_len(f.data.len(), true).expect("small"),
+                0,
+            );
+            B64.encode_slice(f.data.expose(), &mut body[at..])
+                .expect("sized");
+            body.extend_from_slice(b"\"}");
+        }
+        let scope = match scope {
+            super::Scope::Run => "run",
+            super::Scope::Build => "build",
+        };
+        body.extend_from_slice(format!("],\"scope\":\"{scope}\"").as_bytes());
+        if let Some(t) = ttl_secs {
+            body.extend_from_slice(format!(",\"ttl_secs\":{t}").as_bytes());
+        }
+        body.push(b'}');
+        let r = self.check(self.send("POST", "/v1/tickets", Some(&body))?)?;
+        serde_json::from_slice(&r.body).map_err(|e| self.proto(e.to_string()))
+    }
+
+    /// `GET /v1/tickets/{ticket}`.
+    pub fn info(&self, ticket: &str) -> Result<super::TicketInfo, ClientError> {
+        let r = self.check(self.send("GET", &ticket_path(ticket, ""), None)?)?;
+        serde_json::from_slice(&r.body).map_err(|e| self.proto(e.to_string()))
+    }
+
+    /// `DELETE /v1/tickets/{ticket}`.
+    pub fn delete(&self, ticket: &str) -> Result<(), ClientError> {
+        self.check(self.send("DELETE", &ticket_path(ticket, ""), None)?)
+            .map(drop)
+    }
+
+    /// `POST /v1/tickets/{ticket}/claim`: the files, for the hook.
+    pub fn claim(
+        &self,
+        ticket: &str,
+        container_id: &str,
+        bundle: &Path,
+    ) -> Result<Vec<ClaimedFile>, ClientError> {
+        let body = serde_json::to_vec(&ClaimBody {
+            container_id: container_id.to_owned(),
+            bundle: bundle.to_owned(),
+        })
+        .expect("serializes");
+        let r = self.check(self.send("POST", &ticket_path(ticket, "/claim"), Some(&body))?)?;
+        #[derive(serde::Deserialize)]
+        struct F<'a> {
+            path: String,
+            mode: u32,
+            #[serde(borrow)]
+            data: &'a str,
+        }
+        #[derive(serde::Deserialize)]
+        struct Files<'a> {
+            #[serde(borrow)]
+            files: Vec<F<'a>>,
+        }
+        let parsed: Files<'_> =
+            serde_json::from_slice(&r.body).map_err(|e| self.proto(e.to_string()))?;
+        parsed
+            .files
+            .into_iter()
+            .map(|f| {
+                let data = B64
+                    .decode(f.data)
+                    .map_err(|_| self.proto("file data is not base64"))?;
+                Ok(ClaimedFile {
+                    path: f.path,
+                    data: Secret::new(data),
+                    mode: f.mode,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The URL path for a ticket; anything that is not a ticket's characters is
+/// refused by the daemon, so only keep those here.
+fn ticket_path(ticket: &str, suffix: &str) -> String {
+    let clean: String = ticket
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    format!("/v1/tickets/{clean}{suffix}")
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let mut out = Zeroizing::new(Vec::new());
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&b[..eol]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunked_bodies_decode() {
+        let b = super::dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap();
+        assert_eq!(&b[..], b"abcde");
+        assert!(super::dechunk(b"5\r\nab").is_none());
+    }
+}
