@@ -22,6 +22,9 @@
 //! with the step) and in the hook's environment (`/proc/PID/environ` is
 //! owner-only). Not on any command line.
 //!
+//! `--private` files go to the daemon as one build-scoped ticket
+//! ([`upload_for_build`]), dropped when the build ends.
+//!
 //! Then: the image id (from `--iidfile`, or the engine's last output line)
 //! is scanned as `containers-storage:ID` for the same private files the
 //! build was given: what the configured sources return for a build-stage
@@ -31,12 +34,13 @@
 //! leak (and `--rm-on-leak` removes the image); 2 when privy cannot check.
 
 use crate::config::Config;
+use crate::daemon::client::{Client, ClientError, OutFile};
+use crate::daemon::Scope;
 use crate::oci::install;
 use crate::request::{self, Stage};
 use crate::scan::{self, Needle, ScanOptions, Target};
-use crate::secret::{RelPath, Secret};
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -55,18 +59,8 @@ pub struct Exit(pub i32);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("--private {0:?}: expected SRC:DEST (SRC a file or `-` for stdin, DEST a relative path under the target)")]
-    PrivateSyntax(String),
-    #[error("--private {arg:?}: destination: {msg}")]
-    PrivateDest { arg: String, msg: String },
-    #[error("--private {arg:?}: {msg}")]
-    PrivateRead { arg: String, msg: String },
-    #[error("--private: two files for destination {0:?}")]
-    PrivateDup(String),
-    #[error("--private: stdin (`-`) can be read only once")]
-    StdinTwice,
-    #[error("uploads need the privy daemon (not merged yet)")]
-    NoDaemon,
+    #[error("uploading the --private files to the privy daemon: {0}")]
+    Upload(String),
     #[error("expected `-- podman build ARGS...` or `-- buildah bud ARGS...`{0}")]
     Engine(String),
     #[error("{0} runs RUN steps without an OCI runtime, so no hook runs and no private file reaches them; use --isolation oci")]
@@ -86,100 +80,40 @@ pub enum BuildError {
     Scan { target: String, msg: String },
 }
 
-/// One `--private SRC:DEST`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PrivateArg {
-    /// A host path, or `-` for stdin.
-    pub src: String,
-    pub dest: RelPath,
-}
-
-impl PrivateArg {
-    /// Parse `SRC:DEST` (split at the last `:`, so SRC may contain one).
-    pub fn parse(s: &str) -> Result<Self, BuildError> {
-        let (src, dest) = s
-            .rsplit_once(':')
-            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-            .ok_or_else(|| BuildError::PrivateSyntax(s.to_owned()))?;
-        let dest = RelPath::new(dest).map_err(|e| BuildError::PrivateDest {
-            arg: s.to_owned(),
-            msg: e.to_string(),
-        })?;
-        Ok(PrivateArg {
-            src: src.to_owned(),
-            dest,
-        })
-    }
-}
-
-/// A `--private` file read by the calling user: what an upload holds.
-#[derive(Debug)]
-pub struct PrivateFile {
-    pub dest: RelPath,
-    pub data: Secret,
-}
-
-/// Read every `--private` file as the calling user (`-` from `stdin`, at
-/// most once), refusing empty files, files over `max_bytes` and duplicate
-/// destinations.
-pub fn read_private(
-    args: &[PrivateArg],
-    stdin: &mut dyn Read,
-    max_bytes: u64,
-) -> Result<Vec<PrivateFile>, BuildError> {
-    let mut out: Vec<PrivateFile> = Vec::new();
-    let mut stdin_used = false;
-    for a in args {
-        let arg = format!("{}:{}", a.src, a.dest);
-        let rerr = |msg: String| BuildError::PrivateRead {
-            arg: arg.clone(),
-            msg,
-        };
-        if out.iter().any(|f| f.dest == a.dest) {
-            return Err(BuildError::PrivateDup(a.dest.to_string()));
-        }
-        let mut data = Vec::new();
-        let limit = max_bytes.saturating_add(1);
-        if a.src == "-" {
-            if std::mem::replace(&mut stdin_used, true) {
-                return Err(BuildError::StdinTwice);
-            }
-            stdin
-                .take(limit)
-                .read_to_end(&mut data)
-                .map_err(|e| rerr(format!("stdin: {e}")))?;
-        } else {
-            let f = std::fs::File::open(&a.src).map_err(|e| rerr(e.to_string()))?;
-            f.take(limit)
-                .read_to_end(&mut data)
-                .map_err(|e| rerr(e.to_string()))?;
-        }
-        let data = Secret::new(data);
-        if data.len() as u64 > max_bytes {
-            return Err(rerr(format!("larger than the {max_bytes}-byte file limit")));
-        }
-        if data.is_empty() {
-            return Err(rerr("is empty".into()));
-        }
-        out.push(PrivateFile {
-            dest: a.dest.clone(),
-            data,
-        });
-    }
-    Ok(out)
-}
-
-/// Hand the `--private` files to the privy daemon for this build; the
-/// ticket it returns reaches every RUN step as `io.privy.ticket`. `None`
-/// when there is nothing to upload.
-///
-/// The seam for the daemon (issue 3): until it is merged, uploads fail
-/// closed.
-pub fn upload_for_build(files: &[PrivateFile]) -> Result<Option<String>, BuildError> {
+/// Hand the `--private` files (and the user's references) to the privy
+/// daemon as one build-scoped ticket: every RUN step's hook claims it in
+/// turn (`io.privy.ticket`). `None` when there is nothing to upload.
+pub fn upload_for_build(
+    client: &Client,
+    files: &[OutFile],
+    ttl: Option<u64>,
+) -> Result<Option<String>, BuildError> {
     if files.is_empty() {
         return Ok(None);
     }
-    Err(BuildError::NoDaemon)
+    let created = client
+        .upload(files, Scope::Build, ttl)
+        .map_err(|e| BuildError::Upload(e.to_string()))?;
+    Ok(Some(created.ticket))
+}
+
+/// Drops the build's ticket when the build is over, however it ended.
+struct TicketGuard<'a> {
+    client: &'a Client,
+    ticket: Option<String>,
+}
+
+impl Drop for TicketGuard<'_> {
+    fn drop(&mut self) {
+        let Some(t) = &self.ticket else { return };
+        match self.client.delete(t) {
+            Ok(())
+            | Err(ClientError::Api {
+                status: 404 | 410, ..
+            }) => {}
+            Err(e) => eprintln!("privy build: could not drop the build's ticket: {e}"),
+        }
+    }
 }
 
 /// Which build engine.
@@ -334,12 +268,12 @@ pub fn build_annotations(ticket: Option<&str>) -> BTreeMap<String, String> {
 pub fn needles(
     cfg: &Config,
     annotations: &BTreeMap<String, String>,
-    private: Vec<PrivateFile>,
+    private: Vec<OutFile>,
 ) -> Result<Vec<Needle>, BuildError> {
     let mut out = scan::sources::needles_from_sources(cfg, annotations.clone(), Stage::Build)
         .map_err(|e| BuildError::Sources(e.to_string()))?;
     for p in private {
-        out.push(Needle::from_secret(format!("--private/{}", p.dest), p.data));
+        out.push(Needle::from_secret(format!("--private/{}", p.path), p.data));
     }
     Ok(out)
 }
@@ -347,7 +281,10 @@ pub fn needles(
 /// What `privy build` was asked to do.
 #[derive(Debug)]
 pub struct BuildOptions {
-    pub private: Vec<PrivateArg>,
+    /// The `--private` files and references, read as the calling user.
+    pub files: Vec<OutFile>,
+    /// Seconds the build's ticket may go unclaimed (`--ttl`).
+    pub ttl: Option<u64>,
     pub rm_on_leak: bool,
     pub engine: Vec<String>,
     /// The privy binary the hooks run.
@@ -357,18 +294,18 @@ pub struct BuildOptions {
 }
 
 /// Run `privy build`; returns the exit status to leave with.
-pub fn run(cfg: &Config, opts: &BuildOptions) -> Result<i32, BuildError> {
+pub fn run(cfg: &Config, client: &Client, opts: BuildOptions) -> Result<i32, BuildError> {
     crate::hook::harden_process();
     let cmd = EngineCommand::parse(&opts.engine)?;
     cmd.check_isolation(std::env::var("BUILDAH_ISOLATION").ok().as_deref())?;
-    let private = read_private(
-        &opts.private,
-        &mut std::io::stdin().lock(),
-        cfg.limits.max_file_bytes,
-    )?;
-    let ticket = upload_for_build(&private)?;
-    let annotations = build_annotations(ticket.as_deref());
-    let needles = needles(cfg, &annotations, private)?;
+    let ticket = TicketGuard {
+        client,
+        ticket: upload_for_build(client, &opts.files, opts.ttl)?,
+    };
+    let annotations = build_annotations(ticket.ticket.as_deref());
+    // The scan looks for the uploads themselves; the sources run without
+    // the ticket, so privy never claims it for a container that is not one.
+    let needles = needles(cfg, &build_annotations(None), opts.files)?;
 
     let tmp = PrivateDir::new().map_err(|e| BuildError::Hooks(e.to_string()))?;
     let hooks = tmp.path().join("hooks.d");
@@ -551,62 +488,6 @@ mod tests {
 
     fn argv(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
-    }
-
-    #[test]
-    fn private_args_split_at_the_last_colon_and_validate_the_destination() {
-        let p = PrivateArg::parse("./a:b/npmrc:npmrc").unwrap();
-        assert_eq!((p.src.as_str(), p.dest.as_str()), ("./a:b/npmrc", "npmrc"));
-        assert_eq!(PrivateArg::parse("-:k/api.key").unwrap().src, "-");
-        for bad in ["noColon", ":x", "x:", "a:../up", "a:/abs"] {
-            assert!(PrivateArg::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn private_files_are_read_once_each_and_refused_when_empty_duplicate_or_big() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("k");
-        std::fs::write(&f, b"abc").unwrap();
-        let e = d.path().join("empty");
-        std::fs::write(&e, b"").unwrap();
-        let arg = |s: String| PrivateArg::parse(&s).unwrap();
-        let fs = format!("{}:k", f.display());
-        let got = read_private(
-            &[arg(fs.clone()), arg("-:s".into())],
-            &mut &b"from stdin"[..],
-            100,
-        )
-        .unwrap();
-        assert_eq!(got[0].data.expose(), b"abc");
-        assert_eq!(got[1].data.expose(), b"from stdin");
-        let err = |args: Vec<PrivateArg>, max| {
-            read_private(&args, &mut &b"x"[..], max)
-                .unwrap_err()
-                .to_string()
-        };
-        assert!(err(vec![arg(format!("{}:k", e.display()))], 100).contains("empty"));
-        assert!(err(
-            vec![arg(fs.clone()), arg(format!("{}:k", f.display()))],
-            100
-        )
-        .contains("two files"));
-        assert!(err(vec![arg("-:a".into()), arg("-:b".into())], 100).contains("once"));
-        assert!(err(vec![arg(fs)], 2).contains("limit"));
-        assert!(err(vec![arg("/nonexistent/x:x".into())], 2).contains("/nonexistent/x"));
-    }
-
-    #[test]
-    fn uploads_fail_closed_until_the_daemon_exists() {
-        assert_eq!(upload_for_build(&[]).unwrap(), None);
-        let f = PrivateFile {
-            dest: RelPath::new("a").unwrap(),
-            data: Secret::new(b"x".to_vec()),
-        };
-        assert!(upload_for_build(&[f])
-            .unwrap_err()
-            .to_string()
-            .contains("daemon"));
     }
 
     #[test]

@@ -98,9 +98,9 @@ pub struct ScanArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct BuildArgs {
-    /// A file for this build's RUN steps: SRC (a path, or `-` for stdin) at DEST under the target (repeatable)
-    #[arg(long, value_name = "SRC:DEST")]
-    pub private: Vec<String>,
+    /// Files for this build's RUN steps, uploaded to the daemon as one build ticket
+    #[command(flatten)]
+    pub specs: UploadSpecs,
     /// Remove the image when the scan finds a leak
     #[arg(long)]
     pub rm_on_leak: bool,
@@ -832,19 +832,17 @@ fn build_command(cli: &Cli, args: &BuildArgs) -> Result<()> {
     use crate::build::{self, Exit};
     let checked = (|| -> Result<i32> {
         let cfg = load_config(cli)?;
-        let private = args
-            .private
-            .iter()
-            .map(|p| build::PrivateArg::parse(p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let files = collect_files(&cfg, &args.specs)?;
+        let client = client_for(&cfg, args.specs.socket.as_deref());
         let opts = build::BuildOptions {
-            private,
+            files,
+            ttl: args.specs.ttl,
             rm_on_leak: args.rm_on_leak,
             engine: args.engine.clone(),
             binary: std::env::current_exe()?.canonicalize()?,
             config_path: cli.config.as_deref().map(absolute).transpose()?,
         };
-        Ok(build::run(&cfg, &opts)?)
+        Ok(build::run(&cfg, &client, opts)?)
     })();
     match checked {
         Ok(0) => Ok(()),

@@ -589,16 +589,17 @@ fn privy_build_refuses_bad_input_before_running_the_engine() {
         (
             vec![
                 format!("--private={}:npmrc", key.display()),
+                format!("--socket={}", ctx.path().join("no-daemon.sock").display()),
                 "--".into(),
                 fake.into(),
                 "build".into(),
                 ".".into(),
             ],
-            "uploads need the privy daemon",
+            "privy daemon",
         ),
         (
             vec![
-                "--private=nocolon".into(),
+                "--private=:x".into(),
                 "--".into(),
                 fake.into(),
                 "build".into(),
@@ -659,4 +660,83 @@ fn privy_build_refuses_bad_input_before_running_the_engine() {
         );
         assert!(!Path::new(&mark).exists(), "{args:?} ran the engine");
     }
+}
+
+/// A `privy daemon` on a socket in the world's directory, killed on drop.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    fn start(w: &World, socket: &Path) -> Daemon {
+        let child = Command::new(PRIVY)
+            .args(["--config", w.config.to_str().unwrap(), "daemon", "--socket"])
+            .arg(socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon(child);
+        for _ in 0..200 {
+            if socket.exists() {
+                return d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("privy daemon did not create {}", socket.display());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn privy_build_uploads_private_files_as_a_build_ticket_and_catches_their_leak() {
+    if !ready() {
+        return;
+    }
+    let bw = BuildWorld::new(
+        "FROM BASE\n\
+         RUN wc -c < /run/private/npmrc > /size && test -e /run/private/b\n\
+         RUN cp /run/private/npmrc /leak-upload\n",
+    );
+    let socket = bw.w.dir.path().join("privy.sock");
+    let mut cfg = std::fs::read_to_string(&bw.w.config).unwrap();
+    cfg.push_str(&format!("\n[daemon]\nsocket = {socket:?}\n"));
+    std::fs::write(&bw.w.config, cfg).unwrap();
+    let _daemon = Daemon::start(&bw.w, &socket);
+    let upload = secret("upload");
+    let src = bw.w.dir.path().join("npmrc");
+    std::fs::write(&src, &upload).unwrap();
+    let img = Image::new();
+    let private = format!("--private={}:npmrc", src.display());
+    let out = bw.privy_build(&[
+        &private,
+        "--",
+        "podman",
+        "build",
+        "--no-cache",
+        "-t",
+        &img.0,
+        bw.ctx(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines().any(|l| l.contains("leak-upload")
+            && l.contains("--private/npmrc")
+            && l.contains("exact")),
+        "{err}"
+    );
+    assert!(!contains(&out.stderr, &upload) && !contains(&out.stdout, &upload));
+    let ex = export(&img.0);
+    assert_eq!(
+        ex.file("size").map(|s| text(&s).trim().to_string()),
+        Some(upload.len().to_string()),
+        "the first RUN step read the upload"
+    );
+    assert_eq!(ex.run_private_entries(), Vec::<String>::new());
 }
