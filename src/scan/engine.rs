@@ -548,10 +548,36 @@ fn stream_job(
         Compression::Zstd => "zstd",
         Compression::None => "data",
     };
-    let dec = decoder(comp, counting)
+    let mut dec = decoder(comp, counting)
         .map_err(|e| ScanError::corrupt(&l.blob.name, format!("{what}: {e}")))?;
-    scan_stream(run, &ctx, "", dec, 0, out)
-        .map_err(|e| ScanError::corrupt(&l.blob.name, format!("{what}: {e}")))
+    // Decompress on a second thread, so one big compressed layer keeps two
+    // cores busy: one inflating, one scanning.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+    std::thread::scope(|s| {
+        s.spawn(move || loop {
+            let mut v = vec![0u8; 1 << 20];
+            match read_full(&mut dec, &mut v) {
+                Ok(0) => break,
+                Ok(n) => {
+                    v.truncate(n);
+                    if tx.send(Ok(v)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            }
+        });
+        let piped = ChanReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        };
+        scan_stream(run, &ctx, "", Box::new(piped), 0, out)
+    })
+    .map_err(|e| ScanError::corrupt(&l.blob.name, format!("{what}: {e}")))
 }
 
 /// Scan a compressed file inside a layer; damage is recorded as
@@ -661,7 +687,12 @@ fn scan_stream(
         }
         let e = match tr.next_entry() {
             Ok(Some(e)) => e,
-            Ok(None) => return Ok(()),
+            Ok(None) => {
+                // Read to the end, so damage after the archive (a bad gzip
+                // trailer or CRC) is still an error.
+                io::copy(&mut tr.into_inner(), &mut io::sink())?;
+                return Ok(());
+            }
             Err(e) => return Err(io::Error::other(e.to_string())),
         };
         let p = join(&e.path);
@@ -684,7 +715,7 @@ fn scan_stream(
         let read_rest = |tr: &mut TarReader<_>,
                          sc: &mut StreamScanner,
                          chunk: &mut Vec<u8>,
-                         tee: Option<&std::sync::mpsc::SyncSender<Vec<u8>>>|
+                         tee: Option<&std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>>|
          -> io::Result<()> {
             loop {
                 let k = tr
@@ -695,14 +726,14 @@ fn scan_stream(
                 }
                 sc.push(&chunk[..k]);
                 if let Some(t) = tee {
-                    let _ = t.send(chunk[..k].to_vec());
+                    let _ = t.send(Ok(chunk[..k].to_vec()));
                 }
             }
         };
         sc.push(&chunk[..first]);
         if comp != Compression::None && depth < run.opts.max_nesting {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-            let _ = tx.send(chunk[..first].to_vec());
+            let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+            let _ = tx.send(Ok(chunk[..first].to_vec()));
             let mut sub = Out::default();
             let mut nctx = ctx.clone();
             nctx.compressed = true;
@@ -736,7 +767,7 @@ fn scan_stream(
 
 /// `Read` over chunks sent on a channel (the tee into a nested scan).
 struct ChanReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     cur: Vec<u8>,
     pos: usize,
 }
@@ -745,10 +776,11 @@ impl Read for ChanReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos >= self.cur.len() {
             match self.rx.recv() {
-                Ok(v) => {
+                Ok(Ok(v)) => {
                     self.cur = v;
                     self.pos = 0;
                 }
+                Ok(Err(e)) => return Err(e),
                 Err(_) => return Ok(0),
             }
         }

@@ -71,11 +71,77 @@ fn load(buf: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(buf[i..i + W].try_into().expect("8 bytes"))
 }
 
+/// A blocked Bloom filter: three bits of one 64-bit word per key, ~12 bits
+/// per key (about 1% false positives), in memory the kernel may back with
+/// huge pages (the filter is probed at random; TLB misses would dominate).
+struct Bloom {
+    ptr: *mut u64,
+    words: usize,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: Bloom owns its allocation; it is written only while building
+// (`&mut self`) and read-only afterwards.
+unsafe impl Send for Bloom {}
+// SAFETY: as above; shared access is read-only.
+unsafe impl Sync for Bloom {}
+
+const HUGE: usize = 2 << 20;
+
+impl Bloom {
+    fn new(keys: usize) -> Bloom {
+        let words = (keys * 12 / 64).max(64);
+        let bytes = words * 8;
+        let align = if bytes >= HUGE { HUGE } else { 64 };
+        let layout = std::alloc::Layout::from_size_align(bytes.next_multiple_of(align), align)
+            .expect("bloom layout");
+        // SAFETY: layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) } as *mut u64;
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        if align == HUGE {
+            // SAFETY: ptr..ptr+size is our own, 2 MiB-aligned mapping range;
+            // MADV_HUGEPAGE is only advice.
+            unsafe {
+                libc::madvise(ptr.cast(), layout.size(), libc::MADV_HUGEPAGE);
+            }
+        }
+        Bloom { ptr, words, layout }
+    }
+
+    #[inline(always)]
+    fn slot(&self, h: u64) -> (usize, u64) {
+        let i = ((h >> 32) * self.words as u64) >> 32;
+        let m = (1u64 << (h & 63)) | (1u64 << ((h >> 6) & 63)) | (1u64 << ((h >> 12) & 63));
+        (i as usize, m)
+    }
+
+    fn insert(&mut self, h: u64) {
+        let (i, m) = self.slot(h);
+        // SAFETY: i < words (fastrange), inside the allocation.
+        unsafe { *self.ptr.add(i) |= m }
+    }
+
+    #[inline(always)]
+    fn contains(&self, h: u64) -> bool {
+        let (i, m) = self.slot(h);
+        // SAFETY: i < words (fastrange), inside the allocation.
+        unsafe { *self.ptr.add(i) & m == m }
+    }
+}
+
+impl Drop for Bloom {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.cast(), self.layout) }
+    }
+}
+
 /// An index of 8-byte windows, sampled every `step` bytes.
 struct Table {
     step: u64,
-    bloom: Vec<u64>,
-    bloom_shift: u32,
+    bloom: Bloom,
     /// `dir[b]..dir[b+1]` indexes `keys` for hash bucket `b`.
     dir: Vec<u32>,
     dir_shift: u32,
@@ -85,30 +151,60 @@ struct Table {
     occ: Vec<(u32, u32)>,
 }
 
+/// Overwrite the windows (secret bytes) in index entries; volatile so the
+/// stores are not elided before the memory is freed.
+fn wipe_keys<T>(v: &mut [(u64, T, T)]) {
+    for k in v.iter_mut() {
+        // SAFETY: `k.0` is a valid, aligned u64 we hold a unique borrow of.
+        unsafe { std::ptr::write_volatile(&mut k.0, 0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
 impl Drop for Table {
     fn drop(&mut self) {
-        for k in &mut self.keys {
-            k.0 = 0;
-        }
+        wipe_keys(&mut self.keys);
         self.occ.zeroize();
     }
 }
 
 impl Table {
     fn build(forms: &[Form], members: &[u32], step: usize) -> Table {
-        let mut entries: Vec<(u64, u32, u32)> = Vec::new();
+        // Sized up front: a growing Vec would free copies of secret
+        // windows without wiping them.
+        let cap: usize = members
+            .iter()
+            .map(|&f| (forms[f as usize].bytes.len() + 1).saturating_sub(W))
+            .sum();
+        let mut entries: Vec<(u64, u32, u32)> = Vec::with_capacity(cap);
         for &f in members {
             let b = &forms[f as usize].bytes;
             if b.len() < W {
                 continue;
             }
-            for off in 0..=b.len() - W {
+            // Plain hex runs start on even offsets: with an odd step, two
+            // consecutive samples inside any run of `min` chars cover both
+            // parities, so indexing even offsets only is enough.
+            let f_min = forms[f as usize].min;
+            let natural = match forms[f as usize].kind {
+                MatchKind::Hex | MatchKind::HexUpper if !b.contains(&b' ') => 2,
+                _ => 1,
+            };
+            let stride = if natural > 1
+                && !step.is_multiple_of(natural)
+                && natural * step + W - 1 <= f_min
+            {
+                natural
+            } else {
+                1
+            };
+            for off in (0..=b.len() - W).step_by(stride) {
                 entries.push((load(b, off), f, off as u32));
             }
         }
         entries.sort_unstable();
         entries.dedup();
-        let mut keys: Vec<(u64, u32, u32)> = Vec::new();
+        let mut keys: Vec<(u64, u32, u32)> = Vec::with_capacity(entries.len());
         let mut occ: Vec<(u32, u32)> = Vec::with_capacity(entries.len());
         let mut i = 0;
         while i < entries.len() {
@@ -123,21 +219,16 @@ impl Table {
             }
             i = j;
         }
-        for e in &mut entries {
-            e.0 = 0;
-        }
+        wipe_keys(&mut entries);
         drop(entries);
-        // Bloom: ~16 bits per key, two bits per key in one word.
-        let words = (keys.len() * 16 / 64).next_power_of_two().max(64);
-        let bloom_shift = 64 - words.trailing_zeros();
-        let mut bloom = vec![0u64; words];
+        let mut bloom = Bloom::new(keys.len());
         let dir_len = (keys.len() / 2).next_power_of_two().max(16);
         let dir_shift = 64 - dir_len.trailing_zeros();
         keys.sort_unstable_by_key(|k| mix(k.0) >> dir_shift);
         let mut dir = vec![0u32; dir_len + 1];
         for k in &keys {
             let h = mix(k.0);
-            bloom[(h >> bloom_shift) as usize] |= (1 << (h & 63)) | (1 << ((h >> 6) & 63));
+            bloom.insert(h);
             dir[(h >> dir_shift) as usize + 1] += 1;
         }
         for b in 1..dir.len() {
@@ -146,7 +237,6 @@ impl Table {
         Table {
             step: step as u64,
             bloom,
-            bloom_shift,
             dir,
             dir_shift,
             keys,
@@ -156,9 +246,7 @@ impl Table {
 
     #[inline(always)]
     fn maybe(&self, key: u64) -> bool {
-        let h = mix(key);
-        let m = (1u64 << (h & 63)) | (1u64 << ((h >> 6) & 63));
-        self.bloom[(h >> self.bloom_shift) as usize] & m == m
+        self.bloom.contains(mix(key))
     }
 
     fn lookup(&self, key: u64) -> &[(u32, u32)] {

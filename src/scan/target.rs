@@ -310,18 +310,26 @@ pub fn resolve(target: &Target) -> Result<Resolved, ScanError> {
         }
         Target::ContainersStorage(image) => containers_storage(image),
         Target::File(p) | Target::OciArchive(p) | Target::DockerArchive(p) => {
-            let blob = Blob::whole(p)?;
+            let (p, want_ref) = match target {
+                Target::OciArchive(_) => split_ref(p),
+                _ => (p.clone(), None),
+            };
+            let blob = Blob::whole(&p)?;
             let want = match target {
                 Target::OciArchive(_) => Some("an OCI archive"),
                 Target::DockerArchive(_) => Some("a docker archive"),
                 _ => None,
             };
-            file_target(blob, want)
+            file_target(blob, want, want_ref)
         }
     }
 }
 
-fn file_target(blob: Blob, want: Option<&str>) -> Result<Resolved, ScanError> {
+fn file_target(
+    blob: Blob,
+    want: Option<&str>,
+    want_ref: Option<String>,
+) -> Result<Resolved, ScanError> {
     let head = blob.head(BLOCK as usize)?;
     let label = Path::new(&blob.name)
         .file_name()
@@ -336,7 +344,7 @@ fn file_target(blob: Blob, want: Option<&str>) -> Result<Resolved, ScanError> {
                 .find(|e| e.path.trim_start_matches("./") == name && e.is_file())
         };
         if find("oci-layout").is_some() && find("index.json").is_some() {
-            return oci_archive(&blob, &index);
+            return oci_archive(&blob, &index, want_ref.as_deref());
         }
         if let Some(m) = find("manifest.json") {
             if let Ok(r) = docker_archive(&blob, &index, m) {
@@ -388,6 +396,7 @@ fn digest_hex(d: &str) -> Result<&str, ScanError> {
 /// Walk an OCI layout given a way to open `blobs/ALG/HEX`.
 fn walk_oci(
     index_bytes: Vec<u8>,
+    want_ref: Option<&str>,
     open: &dyn Fn(&str) -> Result<Blob, ScanError>,
 ) -> Result<Resolved, ScanError> {
     let mut r = Resolved::default();
@@ -404,6 +413,17 @@ fn walk_oci(
         let mut children: Vec<&Value> = Vec::new();
         if let Some(ms) = v.get("manifests").and_then(Value::as_array) {
             children.extend(ms);
+        }
+        if let (Some(want), "index.json") = (want_ref, label.as_str()) {
+            let name = |m: &&Value| {
+                m.pointer("/annotations/org.opencontainers.image.ref.name")
+                    .and_then(Value::as_str)
+                    == Some(want)
+            };
+            children.retain(name);
+            if children.is_empty() {
+                return Err(ScanError::NotFound(format!("image reference {want:?}")));
+            }
         }
         for m in children {
             let d = m.get("digest").and_then(Value::as_str).unwrap_or("");
@@ -442,7 +462,21 @@ fn walk_oci(
     Ok(r)
 }
 
-fn oci_layout(dir: &Path) -> Result<Resolved, ScanError> {
+/// `DIR` or, when no such path exists, `DIR:REF` (skopeo's syntax).
+fn split_ref(p: &Path) -> (PathBuf, Option<String>) {
+    if !p.exists() {
+        if let Some((d, r)) = p.to_str().and_then(|s| s.rsplit_once(':')) {
+            if !r.is_empty() && !r.contains('/') && Path::new(d).exists() {
+                return (PathBuf::from(d), Some(r.to_string()));
+            }
+        }
+    }
+    (p.to_owned(), None)
+}
+
+fn oci_layout(p: &Path) -> Result<Resolved, ScanError> {
+    let (dir, want_ref) = split_ref(p);
+    let dir = dir.as_path();
     let index = dir.join("index.json");
     let bytes = std::fs::read(&index).map_err(|e| open_err(&index, e))?;
     let open = |d: &str| {
@@ -452,7 +486,7 @@ fn oci_layout(dir: &Path) -> Result<Resolved, ScanError> {
         b.name = d.to_string();
         Ok(b)
     };
-    walk_oci(bytes, &open)
+    walk_oci(bytes, want_ref.as_deref(), &open)
 }
 
 fn member<'a>(index: &'a TarIndex, name: &str) -> Option<&'a Entry> {
@@ -462,7 +496,11 @@ fn member<'a>(index: &'a TarIndex, name: &str) -> Option<&'a Entry> {
         .find(|e| e.is_file() && e.path.trim_start_matches("./") == name)
 }
 
-fn oci_archive(blob: &Blob, index: &TarIndex) -> Result<Resolved, ScanError> {
+fn oci_archive(
+    blob: &Blob,
+    index: &TarIndex,
+    want_ref: Option<&str>,
+) -> Result<Resolved, ScanError> {
     let get = |name: &str| -> Result<Blob, ScanError> {
         let e = member(index, name)
             .ok_or_else(|| ScanError::corrupt(&blob.name, format!("OCI archive has no {name}")))?;
@@ -476,7 +514,7 @@ fn oci_archive(blob: &Blob, index: &TarIndex) -> Result<Resolved, ScanError> {
         b.name = d.to_string();
         Ok(b)
     };
-    walk_oci(bytes, &open)
+    walk_oci(bytes, want_ref, &open)
 }
 
 fn docker_archive(blob: &Blob, index: &TarIndex, manifest: &Entry) -> Result<Resolved, ScanError> {

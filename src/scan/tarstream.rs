@@ -176,6 +176,11 @@ impl<R: TarInput> TarReader<R> {
         Ok(())
     }
 
+    /// The input, positioned after the end-of-archive block.
+    pub fn into_inner(self) -> R {
+        self.r
+    }
+
     /// Read the current entry's data.
     pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, TarError> {
         if self.remaining == 0 {

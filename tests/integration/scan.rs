@@ -201,7 +201,7 @@ fn oci_layout_leaks_in_layers_nested_gzip_config_and_history_are_all_found() {
         })
     };
     let (d1, d2, d3) = (digest(&l1), digest(&l2), digest(&l3));
-    assert!(has(&d1, "root/.npmrc", "substring"), "{f:#?}");
+    assert!(has(&d1, "root/.npmrc", "exact"), "{f:#?}");
     assert!(has(&d2, "srv/backup.tar.gz!/key", "gzip:exact"), "{f:#?}");
     assert!(has(&d2, "srv/enc.txt", "base64"), "{f:#?}");
     assert!(has(&d2, "srv/hex.txt", "hex"), "{f:#?}");
@@ -436,6 +436,17 @@ fn bad_input_is_one_line_and_exit_2_never_clean() {
     assert_one_error_line(
         &scan(&["--secret-file", sfs, p.to_str().unwrap()]),
         "corrupt.tar.gz",
+    );
+
+    // A bad CRC in the gzip trailer, after an intact tar.
+    let mut bad_crc = gz(&good);
+    let n = bad_crc.len();
+    bad_crc[n - 6] ^= 0xff;
+    let p = t.path().join("crc.tar.gz");
+    std::fs::write(&p, &bad_crc).unwrap();
+    assert_one_error_line(
+        &scan(&["--secret-file", sfs, p.to_str().unwrap()]),
+        "checksum",
     );
 
     // Truncated gzip.
@@ -794,4 +805,100 @@ fn real_image_via_containers_storage_and_podman_save() {
         "containers-storage:localhost/privy-no-such-image:latest",
     ]);
     assert_one_error_line(&out, "privy-no-such-image");
+}
+
+#[test]
+fn sources_flag_scans_for_what_the_configured_sources_return_for_the_request() {
+    let t = tempfile::tempdir().unwrap();
+    let ci_dir = t.path().join("ci.d");
+    std::fs::create_dir_all(&ci_dir).unwrap();
+    let w = util::World::new(
+        "",
+        &format!(
+            "[[source]]\nname = \"ci\"\nplugin = \"host-dir\"\ngrant.dirs = [{ci_dir:?}]\n\
+             when = {{ annotation = \"io.privy.ci\", value = \"1\", stage = \"build\" }}\n"
+        ),
+    );
+    let (npmrc, ci_key) = (secret("npmrc"), secret("ci"));
+    w.put("npmrc", &npmrc, 0o600);
+    std::fs::write(ci_dir.join("deploy.key"), &ci_key).unwrap();
+    let tar = t.path().join("img.tar");
+    std::fs::write(
+        &tar,
+        layer_tar(&[("home/.npmrc", &npmrc), ("etc/deploy.key", &ci_key)]),
+    )
+    .unwrap();
+    let tars = tar.to_str().unwrap();
+    let sources_of = |extra: &[&str]| {
+        let out = w.privy(&[&["scan", "--sources", "--format", "json"], extra, &[tars]].concat());
+        assert_eq!(out.status.code(), Some(1), "{}", util::text(&out.stderr));
+        assert_never_printed(&out, &npmrc);
+        assert_never_printed(&out, &ci_key);
+        let mut s: Vec<String> = findings(&out)
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f["source"].as_str().unwrap(),
+                    f["path"].as_str().unwrap()
+                )
+            })
+            .collect();
+        s.sort();
+        s
+    };
+    // A run request: only the unscoped host-dir source applies.
+    assert_eq!(sources_of(&[]), vec!["host-dir/npmrc home/.npmrc"]);
+    // A build request with the annotation: the scoped source too.
+    assert_eq!(
+        sources_of(&["--stage", "build", "--annotation", "io.privy.ci=1"]),
+        vec!["ci/deploy.key etc/deploy.key", "host-dir/npmrc home/.npmrc"]
+    );
+    // No source returns anything: an error, not a clean scan.
+    let empty = util::World::new("", "");
+    let out = empty.privy(&["scan", "--sources", tars]);
+    assert_one_error_line(&out, "no configured source returned a file");
+}
+
+#[test]
+fn oci_layout_reference_selects_one_image() {
+    let t = tempfile::tempdir().unwrap();
+    let s = secret("ref");
+    let sf = write_secret(t.path(), "k", &s);
+    let img = t.path().join("layout");
+    oci_layout(
+        &img,
+        &[(
+            layer_tar(&[("leak", &s)]),
+            "application/vnd.oci.image.layer.v1.tar",
+        )],
+        &config(&[], &[]),
+    );
+    // A second, clean image in the same layout; name both.
+    let clean_layer = layer_tar(&[("ok", b"fine")]);
+    let cfg = serde_json::to_vec(&config(&[], &[])).unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put_blob(&img, &cfg), "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": put_blob(&img, &clean_layer), "size": clean_layer.len()}],
+    }))
+    .unwrap();
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(img.join("index.json")).unwrap()).unwrap();
+    let ms = index["manifests"].as_array_mut().unwrap();
+    ms[0]["annotations"] = json!({"org.opencontainers.image.ref.name": "leaky"});
+    ms.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put_blob(&img, &manifest),
+        "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "clean"}}));
+    std::fs::write(img.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let sfs = sf.to_str().unwrap();
+    let code = |r: &str| {
+        scan(&["--secret-file", sfs, &format!("oci:{}{r}", img.display())])
+            .status
+            .code()
+    };
+    assert_eq!(code(""), Some(1));
+    assert_eq!(code(":leaky"), Some(1));
+    assert_eq!(code(":clean"), Some(0));
+    let out = scan(&["--secret-file", sfs, &format!("oci:{}:nope", img.display())]);
+    assert_one_error_line(&out, "\"nope\"");
 }
