@@ -112,7 +112,12 @@ pub struct BuildArgs {
 #[derive(clap::Args, Debug)]
 pub struct UploadSpecs {
     /// A private file: SRC:DEST (SRC `-` reads stdin; DEST is relative to the target) (repeatable)
-    #[arg(long = "private", short = 'p', value_name = "SRC:DEST")]
+    #[arg(
+        long = "private",
+        short = 'p',
+        value_name = "SRC:DEST",
+        allow_hyphen_values = true
+    )]
     pub private: Vec<String>,
     /// Skip the references in ~/.config/privy/privy.toml
     #[arg(long)]
@@ -571,7 +576,10 @@ fn run_command(cli: &Cli, a: &RunArgs) -> Result<()> {
             let original = run::attach_bundle(b, &ticket, &binary, cfg_arg.as_deref())?;
             (Route::Bundle, Some((b.clone(), original)))
         }
-        None => (run::attach(&mut cmd, &ticket), None),
+        None => {
+            let annotations = run::engine(&cmd) != "docker" || run::docker_passes_annotations(&cmd);
+            (run::attach(&mut cmd, &ticket, annotations), None)
+        }
     };
     if route == Route::Env {
         eprintln!(
@@ -799,6 +807,11 @@ fn load_all(cfg: &Config) -> Result<()> {
         let p = crate::plan::plan_source(s, &cfg.limits);
         host.load(&p.plugin)
             .with_context(|| format!("source {:?}", s.name))?;
+    }
+    // The built-in upload source runs for any container with a ticket.
+    if !cfg.sources.iter().any(|s| s.plugin == "upload") {
+        host.load(&crate::plan::PluginRef::Embedded("upload".into()))
+            .context("source \"upload\"")?;
     }
     Ok(())
 }

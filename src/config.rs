@@ -17,10 +17,10 @@ pub const DEFAULT_PRIVATE_DIR: &str = "/etc/privy/private.d";
 /// Why a config was refused; always names the file or the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config {path}: {source}")]
+    #[error("config {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
@@ -270,7 +270,7 @@ impl Config {
             }
             Err(e) => Err(ConfigError::Read {
                 path: path.to_owned(),
-                source: e,
+                error: e,
             }),
         }
     }

@@ -325,16 +325,45 @@ fn has_flag(opts: &[String], names: &[&str]) -> bool {
     })
 }
 
-/// Add the ticket to `cmd` where the engine takes it. Returns the route.
-pub fn attach(cmd: &mut Vec<String>, ticket: &str) -> Route {
-    let engine = cmd
-        .first()
+/// The engine's name: the command's file name.
+pub fn engine(cmd: &[String]) -> String {
+    cmd.first()
         .and_then(|c| Path::new(c).file_name())
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Whether the Docker daemon `cmd` talks to passes annotations to the
+/// runtime (API 1.43, Docker 24). Older ones drop them silently, so privy
+/// then passes the ticket in the environment instead.
+pub fn docker_passes_annotations(cmd: &[String]) -> bool {
+    let Some(v) = verb_index(cmd, 1, PODMAN_VALUE_FLAGS) else {
+        return false;
+    };
+    let out = std::process::Command::new(&cmd[0])
+        .args(&cmd[1..v])
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    let Ok(out) = out else { return false };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text
+        .trim()
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (1, 43)
+}
+
+/// Add the ticket to `cmd` where the engine takes it. Returns the route.
+/// `annotations` says whether a Docker engine passes annotations on.
+pub fn attach(cmd: &mut Vec<String>, ticket: &str, annotations: bool) -> Route {
+    let engine = engine(cmd);
     let annotation = format!("{TICKET_ANNOTATION}={ticket}");
     match engine.as_str() {
         "podman" | "docker" | "nerdctl" => {
+            let by_env = engine == "docker" && !annotations;
             let Some(mut v) = verb_index(cmd, 1, PODMAN_VALUE_FLAGS) else {
                 return Route::Env;
             };
@@ -347,7 +376,12 @@ pub fn attach(cmd: &mut Vec<String>, ticket: &str) -> Route {
                     let rest = &cmd[v + 1..];
                     let ephemeral =
                         is_run && has_flag(rest, &["--rm"]) && !has_flag(rest, &["-d", "--detach"]);
-                    cmd.splice(v + 1..v + 1, ["--annotation".to_owned(), annotation]);
+                    let added = if by_env {
+                        ["--env".to_owned(), format!("{TICKET_ENV}={ticket}")]
+                    } else {
+                        ["--annotation".to_owned(), annotation]
+                    };
+                    cmd.splice(v + 1..v + 1, added);
                     Route::Args { ephemeral }
                 }
                 _ => Route::Env,
@@ -374,12 +408,7 @@ pub fn attach(cmd: &mut Vec<String>, ticket: &str) -> Route {
 /// Whether `cmd` is a foreground `runc|crun run` (the container is deleted
 /// when it exits).
 pub fn is_foreground_runtime_run(cmd: &[String]) -> bool {
-    let engine = cmd
-        .first()
-        .and_then(|c| Path::new(c).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if !matches!(engine.as_str(), "runc" | "crun" | "youki" | "runsc") {
+    if !matches!(engine(cmd).as_str(), "runc" | "crun" | "youki" | "runsc") {
         return false;
     }
     let runtime_value_flags = ["--root", "--log", "--log-format", "--criu", "--rootless"];
@@ -538,24 +567,27 @@ mod tests {
     #[test]
     fn ticket_goes_after_the_verb_past_global_flags() {
         let mut c = v("podman --runtime runc --log-level=debug run --rm -it img sh");
-        assert_eq!(attach(&mut c, "T"), Route::Args { ephemeral: true });
+        assert_eq!(attach(&mut c, "T", true), Route::Args { ephemeral: true });
         assert_eq!(
             c,
             v("podman --runtime runc --log-level=debug run --annotation io.privy.ticket=T --rm -it img sh")
         );
         let mut c = v("docker container create img");
-        assert_eq!(attach(&mut c, "T"), Route::Args { ephemeral: false });
+        assert_eq!(attach(&mut c, "T", true), Route::Args { ephemeral: false });
         assert_eq!(c[3], "--annotation");
         let mut c = v("podman run -d --rm img");
-        assert_eq!(attach(&mut c, "T"), Route::Args { ephemeral: false });
+        assert_eq!(attach(&mut c, "T", true), Route::Args { ephemeral: false });
         let mut c = v("/usr/bin/podman ps");
-        assert_eq!(attach(&mut c, "T"), Route::Env);
+        assert_eq!(attach(&mut c, "T", true), Route::Env);
         assert_eq!(c, v("/usr/bin/podman ps"));
         let mut c = v("buildah run ctr cat /run/private/k");
-        assert_eq!(attach(&mut c, "T"), Route::Args { ephemeral: true });
+        assert_eq!(attach(&mut c, "T", true), Route::Args { ephemeral: true });
+        assert_eq!(c[2..4], v("--env PRIVY_TICKET=T")[..]);
+        let mut c = v("docker run --rm img");
+        assert_eq!(attach(&mut c, "T", false), Route::Args { ephemeral: true });
         assert_eq!(c[2..4], v("--env PRIVY_TICKET=T")[..]);
         let mut c = v("sh -c true");
-        assert_eq!(attach(&mut c, "T"), Route::Env);
+        assert_eq!(attach(&mut c, "T", true), Route::Env);
         assert!(is_foreground_runtime_run(&v("runc --root /x run -b b c1")));
         assert!(!is_foreground_runtime_run(&v("runc run -d -b b c1")));
         assert!(!is_foreground_runtime_run(&v("runc create c1")));

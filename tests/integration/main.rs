@@ -10,6 +10,8 @@
 //!   input, output shapes; a real image via podman (root; skips say why).
 //! - `e2e`: root-only, real runc and crun with a busybox rootfs. Each test
 //!   says when it skips and why.
+//! - `uploads`: a real `privy daemon`, `privy run`, podman (crun and runc),
+//!   runc/crun bundles, a dockerd of its own through `privy shim`.
 //!
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 
@@ -19,4 +21,5 @@ mod e2e;
 mod hostdir;
 mod sandbox;
 mod scan;
+mod uploads;
 mod util;
