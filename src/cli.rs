@@ -44,6 +44,9 @@ pub enum Command {
     },
     /// Scan an image, archive, tar or directory for private file contents (exit 0 clean, 1 leak, 2 error)
     Scan(ScanArgs),
+    /// Run `podman build` or `buildah bud` with the private files in every
+    /// RUN step, then scan the image: exit 1 on a leak, the engine's status otherwise
+    Build(BuildArgs),
     /// Hold per-run uploads in memory and hand them to the hook (as root)
     Daemon {
         /// Unix socket [default: daemon.socket from the config, /run/privy/privy.sock]
@@ -61,6 +64,49 @@ pub enum Command {
     },
     /// OCI runtime wrapper: add privy's hooks to the bundle, then exec the real runtime
     Shim(ShimArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    /// oci:DIR, oci-archive:FILE, docker-archive:FILE, containers-storage:IMAGE, a tar (.tar, .tar.gz, .tar.zst) or a directory
+    pub target: String,
+    /// A secret to look for (repeatable); its path names it in findings
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_files: Vec<PathBuf>,
+    /// Also look for what the configured sources return for this request (--annotation, --stage)
+    #[arg(long)]
+    pub sources: bool,
+    /// A request annotation for --sources, key=value (repeatable)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+    /// The request stage for --sources
+    #[arg(long, default_value = "run", value_parser = ["run", "build"])]
+    pub stage: String,
+    /// Shortest substring of a secret (bytes) that counts; shorter secrets match whole only
+    #[arg(long, default_value_t = crate::scan::DEFAULT_MIN_MATCH)]
+    pub min_match: usize,
+    /// Output format
+    #[arg(long, default_value = "text", value_parser = ["text", "json", "sarif"])]
+    pub format: String,
+    /// Worker threads [default: one per core]
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print wall time and peak memory to stderr
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    /// Files for this build's RUN steps, uploaded to the daemon as one build ticket
+    #[command(flatten)]
+    pub specs: UploadSpecs,
+    /// Remove the image when the scan finds a leak
+    #[arg(long)]
+    pub rm_on_leak: bool,
+    /// The engine command: `podman build ARGS...` or `buildah bud ARGS...`
+    #[arg(last = true, required = true, value_name = "ENGINE")]
+    pub engine: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -133,36 +179,6 @@ pub struct ShimArgs {
     /// The runtime's arguments, passed through unchanged
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ScanArgs {
-    /// oci:DIR, oci-archive:FILE, docker-archive:FILE, containers-storage:IMAGE, a tar (.tar, .tar.gz, .tar.zst) or a directory
-    pub target: String,
-    /// A secret to look for (repeatable); its path names it in findings
-    #[arg(long = "secret-file", value_name = "FILE")]
-    pub secret_files: Vec<PathBuf>,
-    /// Also look for what the configured sources return for this request (--annotation, --stage)
-    #[arg(long)]
-    pub sources: bool,
-    /// A request annotation for --sources, key=value (repeatable)
-    #[arg(long, value_name = "KEY=VALUE")]
-    pub annotation: Vec<String>,
-    /// The request stage for --sources
-    #[arg(long, default_value = "run", value_parser = ["run", "build"])]
-    pub stage: String,
-    /// Shortest substring of a secret (bytes) that counts; shorter secrets match whole only
-    #[arg(long, default_value_t = crate::scan::DEFAULT_MIN_MATCH)]
-    pub min_match: usize,
-    /// Output format
-    #[arg(long, default_value = "text", value_parser = ["text", "json", "sarif"])]
-    pub format: String,
-    /// Worker threads [default: one per core]
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Print wall time and peak memory to stderr
-    #[arg(long)]
-    pub stats: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -367,6 +383,20 @@ pub fn run(cli: Cli) -> Result<()> {
             init_logging(None, "warn");
             plugin_command(&cli, command)
         }
+        Command::Scan(args) => {
+            init_logging(None, "warn");
+            let code = scan_command(&cli, args)?;
+            if code != 0 {
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Build(args) => {
+            init_logging(None, "warn");
+            build_command(&cli, args)
+        }
         Command::Daemon { socket } => {
             let cfg = load_config(&cli)?;
             init_logging(None, "info");
@@ -425,16 +455,6 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::shim::exec(&a.runtime_path, &a.args, &binary, cfg_arg.as_deref())?;
             Ok(())
         }
-        Command::Scan(args) => {
-            init_logging(None, "warn");
-            let code = scan_command(&cli, args)?;
-            if code != 0 {
-                use std::io::Write;
-                let _ = std::io::stdout().flush();
-                std::process::exit(code);
-            }
-            Ok(())
-        }
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -444,6 +464,68 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", cfg.effective_toml());
             Ok(())
         }
+    }
+}
+
+/// `privy scan`: returns the exit code (0 clean, 1 leak, 2 incomplete);
+/// errors (exit 2) are returned.
+fn scan_command(cli: &Cli, a: &ScanArgs) -> Result<i32> {
+    use crate::scan::{self, Needle, ScanOptions, Target};
+    use std::io::IsTerminal;
+    let started = std::time::Instant::now();
+    if a.secret_files.is_empty() && !a.sources {
+        bail!("no secrets to scan for: give --secret-file FILE or --sources");
+    }
+    let mut needles = Vec::new();
+    for f in &a.secret_files {
+        needles.push(Needle::from_file(f)?);
+    }
+    if a.sources {
+        let cfg = load_config(cli)?;
+        let stage = if a.stage == "build" {
+            crate::request::Stage::Build
+        } else {
+            crate::request::Stage::Run
+        };
+        let got =
+            scan::sources::needles_from_sources(&cfg, kv(&a.annotation, "--annotation")?, stage)?;
+        if got.is_empty() && needles.is_empty() {
+            bail!("--sources: no configured source returned a file for this request");
+        }
+        needles.extend(got);
+    }
+    let target = Target::parse(&a.target)?;
+    let opts = ScanOptions {
+        min_match: a.min_match,
+        threads: a.threads,
+        progress: a.format == "text" && std::io::stderr().is_terminal(),
+        ..Default::default()
+    };
+    let report = scan::scan(&target, &needles, &opts)?;
+    let out = match a.format.as_str() {
+        "json" => scan::output::json(&report) + "\n",
+        "sarif" => scan::output::sarif(&report) + "\n",
+        _ => scan::output::text(&report),
+    };
+    print!("{out}");
+    if a.stats {
+        eprintln!(
+            "privy scan: {:.3} s wall, peak RSS {} MiB, {} bytes scanned",
+            started.elapsed().as_secs_f64(),
+            peak_rss_kib() / 1024,
+            report.bytes
+        );
+    }
+    Ok(report.exit_code())
+}
+
+/// Peak resident set size of this process, in KiB.
+fn peak_rss_kib() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru.ru_maxrss as u64
     }
 }
 
@@ -530,68 +612,6 @@ fn run_command(cli: &Cli, a: &RunArgs) -> Result<()> {
         }
     }
     run::exit_like(status)
-}
-
-/// `privy scan`: returns the exit code (0 clean, 1 leak, 2 incomplete);
-/// errors (exit 2) are returned.
-fn scan_command(cli: &Cli, a: &ScanArgs) -> Result<i32> {
-    use crate::scan::{self, Needle, ScanOptions, Target};
-    use std::io::IsTerminal;
-    let started = std::time::Instant::now();
-    if a.secret_files.is_empty() && !a.sources {
-        bail!("no secrets to scan for: give --secret-file FILE or --sources");
-    }
-    let mut needles = Vec::new();
-    for f in &a.secret_files {
-        needles.push(Needle::from_file(f)?);
-    }
-    if a.sources {
-        let cfg = load_config(cli)?;
-        let stage = if a.stage == "build" {
-            crate::request::Stage::Build
-        } else {
-            crate::request::Stage::Run
-        };
-        let got =
-            scan::sources::needles_from_sources(&cfg, kv(&a.annotation, "--annotation")?, stage)?;
-        if got.is_empty() && needles.is_empty() {
-            bail!("--sources: no configured source returned a file for this request");
-        }
-        needles.extend(got);
-    }
-    let target = Target::parse(&a.target)?;
-    let opts = ScanOptions {
-        min_match: a.min_match,
-        threads: a.threads,
-        progress: a.format == "text" && std::io::stderr().is_terminal(),
-        ..Default::default()
-    };
-    let report = scan::scan(&target, &needles, &opts)?;
-    let out = match a.format.as_str() {
-        "json" => scan::output::json(&report) + "\n",
-        "sarif" => scan::output::sarif(&report) + "\n",
-        _ => scan::output::text(&report),
-    };
-    print!("{out}");
-    if a.stats {
-        eprintln!(
-            "privy scan: {:.3} s wall, peak RSS {} MiB, {} bytes scanned",
-            started.elapsed().as_secs_f64(),
-            peak_rss_kib() / 1024,
-            report.bytes
-        );
-    }
-    Ok(report.exit_code())
-}
-
-/// Peak resident set size of this process, in KiB.
-fn peak_rss_kib() -> u64 {
-    // SAFETY: getrusage fills the struct it is given.
-    unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru.ru_maxrss as u64
-    }
 }
 
 fn kv(list: &[String], what: &str) -> Result<std::collections::BTreeMap<String, String>> {
@@ -816,5 +836,33 @@ fn prep(un: bool) -> &'static str {
         "from"
     } else {
         "to"
+    }
+}
+
+/// `privy build`: errors before the engine ran or after it succeeded mean
+/// privy could not check the image: exit 2, as `privy scan` does.
+fn build_command(cli: &Cli, args: &BuildArgs) -> Result<()> {
+    use crate::build::{self, Exit};
+    let checked = (|| -> Result<i32> {
+        let cfg = load_config(cli)?;
+        let files = collect_files(&cfg, &args.specs)?;
+        let client = client_for(&cfg, args.specs.socket.as_deref());
+        let opts = build::BuildOptions {
+            files,
+            ttl: args.specs.ttl,
+            rm_on_leak: args.rm_on_leak,
+            engine: args.engine.clone(),
+            binary: std::env::current_exe()?.canonicalize()?,
+            config_path: cli.config.as_deref().map(absolute).transpose()?,
+        };
+        Ok(build::run(&cfg, &client, opts)?)
+    })();
+    match checked {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(Exit(code).into()),
+        Err(e) => {
+            eprintln!("privy: build: {}", format!("{e:#}").replace('\n', " "));
+            Err(Exit(2).into())
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! together for the OCI `createRuntime` and `poststop` hooks.
 
 pub mod audit;
+pub mod build;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -25,6 +25,10 @@ fn main() {
         1
     };
     if let Err(e) = privy::cli::run(cli) {
+        // A command that chose its exit status has printed what it had to say.
+        if let Some(privy::build::Exit(code)) = e.downcast_ref() {
+            std::process::exit(*code);
+        }
         let line = format!("privy: {}", format!("{e:#}").replace('\n', " "));
         if is_hook {
             privy::hook::report_error(&line);

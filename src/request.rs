@@ -19,6 +19,39 @@ const IMAGE_ANNOTATIONS: &[&str] = &[
     "io.privy.image",
 ];
 
+/// Environment variable through which a hooks.d entry adds annotations to
+/// every request it serves: a JSON object of strings. `privy build` uses it
+/// to mark its RUN steps `io.privy.stage=build` and hand them the build's
+/// ticket, because neither `podman build --annotation` nor `buildah bud
+/// --annotation` reaches a RUN container's `config.json` (they label the
+/// image, and would publish the ticket in it). A runtime gives a hook only
+/// the `env` its entry names, so nothing else can set this.
+pub const HOOK_ANNOTATIONS_ENV: &str = "PRIVY_HOOK_ANNOTATIONS";
+
+/// Parse [`HOOK_ANNOTATIONS_ENV`]'s value.
+pub fn parse_hook_annotations(v: &str) -> Result<BTreeMap<String, String>, OciError> {
+    serde_json::from_str(v).map_err(|e| {
+        OciError::State(format!(
+            "{HOOK_ANNOTATIONS_ENV} is not a JSON object of strings: {e}"
+        ))
+    })
+}
+
+/// Whether a container is a buildah RUN step (`buildah bud`, `buildah
+/// run`, and `podman build`, which is buildah inside): buildah names the
+/// container it hands the runtime `buildah-` + the base name of its bundle
+/// directory (`/var/tmp/buildahNNN` → `buildah-buildahNNN`, buildah
+/// 1.28's `run_linux.go`). No other engine derives the id from the bundle
+/// path this way (podman and CRI-O use 64 hex digits). Neither engine puts
+/// annotations, labels or env that say "build" into a RUN step's
+/// `config.json`, so this is the signal for plain builds.
+pub fn is_buildah_step(id: &str, bundle: &std::path::Path) -> bool {
+    let Some(base) = bundle.file_name().and_then(|b| b.to_str()) else {
+        return false;
+    };
+    base.starts_with("buildah") && id.strip_prefix("buildah-") == Some(base)
+}
+
 /// Run or build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -76,7 +109,9 @@ impl Request {
                 annotations.insert(crate::plan::TICKET_ANNOTATION.into(), t.to_owned());
             }
         }
-        let stage = if annotations.get(STAGE_ANNOTATION).map(String::as_str) == Some("build") {
+        let stage = if annotations.get(STAGE_ANNOTATION).map(String::as_str) == Some("build")
+            || is_buildah_step(&state.id, &state.bundle)
+        {
             Stage::Build
         } else {
             Stage::Run
@@ -111,7 +146,15 @@ impl Request {
     }
 
     /// Read `config.json` from the state's bundle and build the request.
-    pub fn load(state: State) -> Result<Self, OciError> {
+    /// Annotations in the hook's [`HOOK_ANNOTATIONS_ENV`] (set by the
+    /// hooks.d entry `privy build` writes) are added first; an unparsable
+    /// value fails closed.
+    pub fn load(mut state: State) -> Result<Self, OciError> {
+        if let Some(v) = std::env::var_os(HOOK_ANNOTATIONS_ENV) {
+            state
+                .annotations
+                .extend(parse_hook_annotations(&v.to_string_lossy())?);
+        }
         let spec = Spec::load(&state.bundle)?;
         Self::from_oci(state, spec)
     }
@@ -148,6 +191,40 @@ mod tests {
         assert_eq!(r.root, PathBuf::from("/abs/root"));
         assert_eq!(r.names, vec!["a", "b/c"]);
         assert_eq!(r.annotations["k"], "v");
+    }
+
+    #[test]
+    fn buildah_run_steps_are_builds_by_their_id_and_bundle() {
+        let r = req(
+            r#"{"root":{"path":"/var/tmp/buildah1/mnt/rootfs"}}"#,
+            r#"{"id":"buildah-buildah287982518","pid":1,"bundle":"/var/tmp/buildah287982518"}"#,
+        );
+        assert_eq!(r.stage, Stage::Build);
+        for (id, bundle) in [
+            ("buildah-buildah287982518", "/var/tmp/buildah111"),
+            (
+                "0123abcd",
+                "/run/containers/storage/overlay-containers/0123abcd/userdata",
+            ),
+            ("buildah-x", "/b/x"),
+            ("buildah-", "/"),
+        ] {
+            assert!(
+                !is_buildah_step(id, std::path::Path::new(bundle)),
+                "{id} {bundle}"
+            );
+        }
+    }
+
+    #[test]
+    fn hook_annotations_parse_or_fail_closed() {
+        let m =
+            parse_hook_annotations(r#"{"io.privy.stage":"build","io.privy.ticket":"t"}"#).unwrap();
+        assert_eq!(m["io.privy.ticket"], "t");
+        for bad in ["", "[]", r#"{"a":1}"#, "{"] {
+            let e = parse_hook_annotations(bad).unwrap_err().to_string();
+            assert!(e.contains(HOOK_ANNOTATIONS_ENV), "{e}");
+        }
     }
 
     #[test]

@@ -122,15 +122,33 @@ pub fn hooks_dir(
         }
         return Ok(files);
     }
+    write_hooks_d(dir, binary, config, &[])?;
+    Ok(files)
+}
+
+/// Write privy's two hooks.d entries into `dir`, each hook run with exactly
+/// `env` (`KEY=VALUE`; a runtime passes a hook nothing else). `privy build`
+/// writes a per-build directory this way; `dir` is created 0700 if missing.
+pub fn write_hooks_d(
+    dir: &Path,
+    binary: &Path,
+    config: Option<&Path>,
+    env: &[String],
+) -> Result<Vec<PathBuf>, InstallError> {
     check_binary(binary)?;
     std::fs::create_dir_all(dir).map_err(|e| ferr(dir, e))?;
+    let files: Vec<PathBuf> = HOOKS_D_FILES.iter().map(|f| dir.join(f)).collect();
     for (f, (stage, arg)) in files.iter().zip([
         ("createRuntime", "create-runtime"),
         ("poststop", "poststop"),
     ]) {
+        let mut hook = json!({ "path": binary.display().to_string(), "args": hook_args(arg, config), "timeout": 30 });
+        if !env.is_empty() {
+            hook["env"] = json!(env);
+        }
         let entry = json!({
             "version": "1.0.0",
-            "hook": { "path": binary.display().to_string(), "args": hook_args(arg, config), "timeout": 30 },
+            "hook": hook,
             "when": { "always": true },
             "stages": [stage],
         });
@@ -333,5 +351,20 @@ mod tests {
         );
         hooks_dir(&d.path().join("hooks.d"), &bin, None, true).unwrap();
         assert!(!files[0].exists() && !files[1].exists());
+    }
+
+    #[test]
+    fn per_build_entries_give_both_hooks_exactly_the_env_asked_for() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = fake_binary(d.path());
+        let env = vec![r#"PRIVY_HOOK_ANNOTATIONS={"io.privy.stage":"build"}"#.to_string()];
+        let files = write_hooks_d(&d.path().join("b"), &bin, None, &env).unwrap();
+        for f in &files {
+            let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+            assert_eq!(v["hook"]["env"], json!(env));
+        }
+        let plain = hooks_dir(&d.path().join("p"), &bin, None, false).unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(&plain[0]).unwrap()).unwrap();
+        assert!(v["hook"].get("env").is_none());
     }
 }

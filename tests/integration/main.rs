@@ -4,6 +4,8 @@
 //! - `hostdir`: the shipped `host-dir` source against real directories.
 //! - `cli`: the `privy` binary: errors, install safety, `privy plugin`, the
 //!   C source (built by `.ci/run`; skipped with a reason when absent).
+//! - `build`: root-only, real `podman build` and `buildah bud` through
+//!   privy's hooks and `privy build`; every layer searched byte for byte.
 //! - `scan`: `privy scan` on synthetic layouts, archives and tars, bad
 //!   input, output shapes; a real image via podman (root; skips say why).
 //! - `e2e`: root-only, real runc and crun with a busybox rootfs. Each test
@@ -19,6 +21,7 @@
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 
 mod bao;
+mod build;
 mod cli;
 mod e2e;
 mod hostdir;

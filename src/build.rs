@@ -1,0 +1,562 @@
+//! `privy build`: run `podman build` or `buildah bud` so every RUN step gets
+//! the private files, then prove with [`crate::scan`] that none of them
+//! reached the image (L3).
+//!
+//! How the files reach RUN steps: both engines run each RUN step through an
+//! OCI runtime with the hooks.d entries of their `--hooks-dir` directories
+//! (by default `/usr/share/containers/oci/hooks.d` and
+//! `/etc/containers/oci/hooks.d`; containers.conf's `hooks_dir` is *not*
+//! read by builds). `--annotation` does not reach a RUN step's
+//! `config.json` (it labels the image, and would publish a ticket in it),
+//! so `privy build` writes a per-build hooks directory whose privy entries
+//! carry the build's annotations (`io.privy.stage=build`, the upload ticket)
+//! in the hook's environment ([`crate::request::HOOK_ANNOTATIONS_ENV`]),
+//! and passes it last, after the default (or the user's) directories, so
+//! its entries replace privy's system ones of the same file name and every
+//! other hook still runs. Plain builds without `privy build` are recognised
+//! by the hook itself ([`crate::request::is_buildah_step`]).
+//!
+//! Where the ticket is while the build runs (never in the image): in the
+//! per-build hooks.d files (a 0700 directory, removed afterwards), in each
+//! RUN step's `config.json` hook entry (buildah's bundle, 0600 root, gone
+//! with the step) and in the hook's environment (`/proc/PID/environ` is
+//! owner-only). Not on any command line.
+//!
+//! `--private` files go to the daemon as one build-scoped ticket
+//! ([`upload_for_build`]), dropped when the build ends.
+//!
+//! Then: the image id (from `--iidfile`, or the engine's last output line)
+//! is scanned as `containers-storage:ID` for the same private files the
+//! build was given: what the configured sources return for a build-stage
+//! request with the same annotations, plus the `--private` files.
+//!
+//! Exit status: the engine's when it fails or the image is clean; 1 on a
+//! leak (and `--rm-on-leak` removes the image); 2 when privy cannot check.
+
+use crate::config::Config;
+use crate::daemon::client::{Client, ClientError, OutFile};
+use crate::daemon::Scope;
+use crate::oci::install;
+use crate::request::{self, Stage};
+use crate::scan::{self, Needle, ScanOptions, Target};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The hooks.d directories buildah (and so `podman build`) reads when no
+/// `--hooks-dir` is given, in override order.
+pub const DEFAULT_HOOKS_DIRS: [&str; 2] = [
+    "/usr/share/containers/oci/hooks.d",
+    "/etc/containers/oci/hooks.d",
+];
+
+/// A process exit status a command asks for; everything worth saying has
+/// been printed already. `main` exits with it.
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct Exit(pub i32);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("uploading the --private files to the privy daemon: {0}")]
+    Upload(String),
+    #[error("expected `-- podman build ARGS...` or `-- buildah bud ARGS...`{0}")]
+    Engine(String),
+    #[error("{0} runs RUN steps without an OCI runtime, so no hook runs and no private file reaches them; use --isolation oci")]
+    Chroot(String),
+    #[error("per-build hooks directory: {0}")]
+    Hooks(String),
+    #[error("running {program}: {error}")]
+    Spawn {
+        program: String,
+        error: std::io::Error,
+    },
+    #[error("the build succeeded but privy cannot tell which image it made (no --iidfile content and no image id on the engine's last output line)")]
+    NoImage,
+    #[error("sources for the build: {0}")]
+    Sources(String),
+    #[error("scanning {target}: {msg}")]
+    Scan { target: String, msg: String },
+}
+
+/// Hand the `--private` files (and the user's references) to the privy
+/// daemon as one build-scoped ticket: every RUN step's hook claims it in
+/// turn (`io.privy.ticket`). `None` when there is nothing to upload.
+pub fn upload_for_build(
+    client: &Client,
+    files: &[OutFile],
+    ttl: Option<u64>,
+) -> Result<Option<String>, BuildError> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let created = client
+        .upload(files, Scope::Build, ttl)
+        .map_err(|e| BuildError::Upload(e.to_string()))?;
+    Ok(Some(created.ticket))
+}
+
+/// Drops the build's ticket when the build is over, however it ended.
+struct TicketGuard<'a> {
+    client: &'a Client,
+    ticket: Option<String>,
+}
+
+impl Drop for TicketGuard<'_> {
+    fn drop(&mut self) {
+        let Some(t) = &self.ticket else { return };
+        match self.client.delete(t) {
+            Ok(())
+            | Err(ClientError::Api {
+                status: 404 | 410, ..
+            }) => {}
+            Err(e) => eprintln!("privy build: could not drop the build's ticket: {e}"),
+        }
+    }
+}
+
+/// Which build engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Podman,
+    Buildah,
+}
+
+/// The engine command line after `--`, understood just enough to add
+/// privy's flags after the build subcommand and to find the tag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineCommand {
+    pub engine: Engine,
+    /// Program and arguments as given.
+    pub argv: Vec<String>,
+    /// Index in `argv` of the build subcommand (`build` or `bud`).
+    pub sub: usize,
+}
+
+impl EngineCommand {
+    pub fn parse(argv: &[String]) -> Result<Self, BuildError> {
+        let program = argv
+            .first()
+            .ok_or_else(|| BuildError::Engine(String::new()))?;
+        let base = Path::new(program)
+            .file_name()
+            .and_then(|b| b.to_str())
+            .unwrap_or("");
+        let engine = match base {
+            "podman" => Engine::Podman,
+            "buildah" => Engine::Buildah,
+            _ => {
+                return Err(BuildError::Engine(format!(
+                    "; {program:?} is not podman or buildah"
+                )))
+            }
+        };
+        let sub = argv
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|(_, a)| *a == "build" || (engine == Engine::Buildah && *a == "bud"))
+            .map(|(i, _)| i)
+            .ok_or_else(|| {
+                BuildError::Engine(format!("; no build subcommand in {base}'s arguments"))
+            })?;
+        Ok(EngineCommand {
+            engine,
+            argv: argv.to_vec(),
+            sub,
+        })
+    }
+
+    /// The arguments after the build subcommand.
+    pub fn build_args(&self) -> &[String] {
+        &self.argv[self.sub + 1..]
+    }
+
+    /// Every value of a flag that takes one (`--f V`, `--f=V`, and for a
+    /// short flag `-t V`, `-tV`, `-t=V`), up to a bare `--`.
+    pub fn flag_values(&self, long: &str, short: Option<&str>) -> Vec<String> {
+        let args = self.build_args();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < args.len() {
+            let a = &args[i];
+            if a == "--" {
+                break;
+            }
+            let names = std::iter::once(long).chain(short);
+            for n in names {
+                if a == n {
+                    if let Some(v) = args.get(i + 1) {
+                        out.push(v.clone());
+                        i += 1;
+                    }
+                } else if let Some(v) = a.strip_prefix(n) {
+                    if let Some(v) = v.strip_prefix('=') {
+                        out.push(v.to_owned());
+                    } else if !n.starts_with("--") && !v.is_empty() {
+                        out.push(v.to_owned());
+                    }
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// The image's tags as given (`-t`, `--tag`).
+    pub fn tags(&self) -> Vec<String> {
+        self.flag_values("--tag", Some("-t"))
+    }
+
+    /// Refuse chroot isolation: buildah then runs RUN steps without an OCI
+    /// runtime, so no hook would inject anything.
+    pub fn check_isolation(&self, env_isolation: Option<&str>) -> Result<(), BuildError> {
+        let flag = self.flag_values("--isolation", None).pop();
+        match (flag.as_deref(), env_isolation) {
+            (Some("chroot"), _) => Err(BuildError::Chroot("--isolation chroot".into())),
+            (None, Some("chroot")) => Err(BuildError::Chroot("BUILDAH_ISOLATION=chroot".into())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The command to run: privy's `--hooks-dir` (after the user's, or the
+    /// default directories that exist) and an `--iidfile` when the user
+    /// gave none, right after the build subcommand.
+    pub fn with_privy(&self, hooks_dir: &Path, iidfile: Option<&Path>) -> Vec<String> {
+        let mut extra = Vec::new();
+        if self.flag_values("--hooks-dir", None).is_empty() {
+            for d in DEFAULT_HOOKS_DIRS {
+                if Path::new(d).is_dir() {
+                    extra.extend(["--hooks-dir".to_string(), d.to_string()]);
+                }
+            }
+        }
+        extra.extend(["--hooks-dir".to_string(), hooks_dir.display().to_string()]);
+        if let Some(f) = iidfile {
+            extra.extend(["--iidfile".to_string(), f.display().to_string()]);
+        }
+        let mut out = self.argv[..=self.sub].to_vec();
+        out.extend(extra);
+        out.extend_from_slice(self.build_args());
+        out
+    }
+}
+
+/// The image id on the engine's last non-empty output line (podman build
+/// and buildah bud both end with the full 64-hex id).
+pub fn image_id_from_output(last_line: &str) -> Option<String> {
+    let t = last_line.trim();
+    let t = t.strip_prefix("sha256:").unwrap_or(t);
+    (t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())).then(|| t.to_ascii_lowercase())
+}
+
+/// The annotations every RUN step of this build gets.
+pub fn build_annotations(ticket: Option<&str>) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    a.insert(request::STAGE_ANNOTATION.to_string(), "build".to_string());
+    if let Some(t) = ticket {
+        a.insert(crate::plan::TICKET_ANNOTATION.to_string(), t.to_string());
+    }
+    a
+}
+
+/// The secrets to scan for: what the configured sources give a build-stage
+/// request with `annotations` (the same plugin host and checks as the
+/// hook), and the `--private` files. A required source that fails fails
+/// the build before it starts: privy could not prove the image clean.
+pub fn needles(
+    cfg: &Config,
+    annotations: &BTreeMap<String, String>,
+    private: Vec<OutFile>,
+) -> Result<Vec<Needle>, BuildError> {
+    let mut out = scan::sources::needles_from_sources(cfg, annotations.clone(), Stage::Build)
+        .map_err(|e| BuildError::Sources(e.to_string()))?;
+    for p in private {
+        out.push(Needle::from_secret(format!("--private/{}", p.path), p.data));
+    }
+    Ok(out)
+}
+
+/// What `privy build` was asked to do.
+#[derive(Debug)]
+pub struct BuildOptions {
+    /// The `--private` files and references, read as the calling user.
+    pub files: Vec<OutFile>,
+    /// Seconds the build's ticket may go unclaimed (`--ttl`).
+    pub ttl: Option<u64>,
+    pub rm_on_leak: bool,
+    pub engine: Vec<String>,
+    /// The privy binary the hooks run.
+    pub binary: PathBuf,
+    /// The config the hooks load (`--config`), if not the default.
+    pub config_path: Option<PathBuf>,
+}
+
+/// Run `privy build`; returns the exit status to leave with.
+pub fn run(cfg: &Config, client: &Client, opts: BuildOptions) -> Result<i32, BuildError> {
+    crate::hook::harden_process();
+    let cmd = EngineCommand::parse(&opts.engine)?;
+    cmd.check_isolation(std::env::var("BUILDAH_ISOLATION").ok().as_deref())?;
+    let ticket = TicketGuard {
+        client,
+        ticket: upload_for_build(client, &opts.files, opts.ttl)?,
+    };
+    let annotations = build_annotations(ticket.ticket.as_deref());
+    // The scan looks for the uploads themselves; the sources run without
+    // the ticket, so privy never claims it for a container that is not one.
+    let needles = needles(cfg, &build_annotations(None), opts.files)?;
+
+    let tmp = PrivateDir::new().map_err(|e| BuildError::Hooks(e.to_string()))?;
+    let hooks = tmp.path().join("hooks.d");
+    let env = vec![format!(
+        "{}={}",
+        request::HOOK_ANNOTATIONS_ENV,
+        serde_json::to_string(&annotations).expect("json")
+    )];
+    install::write_hooks_d(&hooks, &opts.binary, opts.config_path.as_deref(), &env)
+        .map_err(|e| BuildError::Hooks(e.to_string()))?;
+    let user_iid = cmd.flag_values("--iidfile", None).pop().map(PathBuf::from);
+    let our_iid = tmp.path().join("iid");
+    let argv = cmd.with_privy(&hooks, user_iid.is_none().then_some(our_iid.as_path()));
+
+    let (code, last_line) = run_engine(&argv)?;
+    if code != 0 {
+        return Ok(code);
+    }
+    let iid = std::fs::read_to_string(user_iid.as_deref().unwrap_or(&our_iid)).unwrap_or_default();
+    let id = image_id_from_output(&iid)
+        .or_else(|| image_id_from_output(&last_line))
+        .ok_or(BuildError::NoImage)?;
+    let tags = cmd.tags();
+    let shown = match tags.first() {
+        Some(t) => format!("{t} ({})", &id[..12]),
+        None => id[..12].to_string(),
+    };
+    if needles.is_empty() {
+        eprintln!("privy build: no private files for this build; nothing to scan {shown} for");
+        return Ok(0);
+    }
+    let target_str = format!("containers-storage:{id}");
+    let scan_err = |msg: String| BuildError::Scan {
+        target: target_str.clone(),
+        msg,
+    };
+    let target = Target::parse(&target_str).map_err(|e| scan_err(e.to_string()))?;
+    let report = scan::scan(&target, &needles, &ScanOptions::default())
+        .map_err(|e| scan_err(e.to_string()))?;
+    if report.findings.is_empty() {
+        if report.exit_code() != 0 {
+            return Err(scan_err("the scan was incomplete".into()));
+        }
+        eprintln!(
+            "privy build: {shown} is clean: no trace of {} private file(s)",
+            needles.len()
+        );
+        return Ok(0);
+    }
+    eprintln!(
+        "privy build: LEAK: image {shown} contains private data ({} finding(s)):",
+        report.findings.len()
+    );
+    for f in &report.findings {
+        eprintln!(
+            "  {}  private file {}  match {}",
+            scan::output::place(f),
+            f.source,
+            f.kind_label()
+        );
+    }
+    if opts.rm_on_leak {
+        let out = Command::new(&cmd.argv[0])
+            .args(["rmi", "-f", &id])
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => eprintln!("privy build: removed image {shown}"),
+            Ok(o) => eprintln!(
+                "privy build: could not remove image {shown}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("privy build: could not remove image {shown}: {e}"),
+        }
+    }
+    Ok(1)
+}
+
+/// A fresh 0700 directory under the temp dir, removed on drop. Holds the
+/// per-build hooks.d entries (which carry the ticket) and the iidfile;
+/// never private bytes.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn new() -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut r = [0u8; 12];
+        getrandom::getrandom(&mut r).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let p = std::env::temp_dir().join(format!("privy-build-{}", hex::encode(r)));
+        std::fs::DirBuilder::new().mode(0o700).create(&p)?;
+        Ok(PrivateDir(p))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// SIGINT and SIGQUIT ignored in this process until dropped.
+struct IgnoreTerminalSignals;
+
+impl IgnoreTerminalSignals {
+    fn new() -> Self {
+        // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        }
+        IgnoreTerminalSignals
+    }
+}
+
+impl Drop for IgnoreTerminalSignals {
+    fn drop(&mut self) {
+        // SAFETY: restoring the default disposition has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+        }
+    }
+}
+
+/// Run the engine with stdin and stderr passed through and stdout copied
+/// through line by line; returns its exit status (128+signal when killed)
+/// and its last non-empty stdout line.
+fn run_engine(argv: &[String]) -> Result<(i32, String), BuildError> {
+    use std::os::unix::process::ExitStatusExt;
+    let spawn_err = |error| BuildError::Spawn {
+        program: argv[0].clone(),
+        error,
+    };
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(spawn_err)?;
+    // Ctrl-C reaches the engine too (same process group): let it stop and
+    // report, then clean up after it, rather than die first and leave the
+    // per-build hooks directory behind. Set after the spawn, so the engine
+    // keeps the default dispositions.
+    let _quiet = IgnoreTerminalSignals::new();
+    let mut last = String::new();
+    let mut out = std::io::stdout().lock();
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                let _ = out.write_all(&line);
+                let _ = out.flush();
+                let t = String::from_utf8_lossy(&line);
+                if !t.trim().is_empty() {
+                    last = t.trim().to_string();
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let status = child.wait().map_err(spawn_err)?;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    Ok((code, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn engine_command_finds_the_subcommand_tags_and_adds_privy_flags_after_it() {
+        let c = EngineCommand::parse(&argv(
+            "podman --log-level warn build -t a:1 --tag=b --tag c -td --no-cache ctx",
+        ))
+        .unwrap();
+        assert_eq!((c.engine, c.sub), (Engine::Podman, 3));
+        assert_eq!(c.tags(), ["a:1", "b", "c", "d"]);
+        let out = c.with_privy(Path::new("/h"), Some(Path::new("/i")));
+        let pos = out.iter().position(|a| a == "/h").unwrap();
+        assert_eq!(out[3], "build");
+        assert!(pos > 3 && out[pos - 1] == "--hooks-dir");
+        assert_eq!(out[pos + 1..pos + 3], ["--iidfile", "/i"]);
+        assert_eq!(out.last().unwrap(), "ctx");
+
+        let b =
+            EngineCommand::parse(&argv("/usr/bin/buildah bud --hooks-dir /mine -f F .")).unwrap();
+        assert_eq!(b.engine, Engine::Buildah);
+        let out = b.with_privy(Path::new("/h"), None);
+        assert_eq!(
+            out,
+            argv("/usr/bin/buildah bud --hooks-dir /h --hooks-dir /mine -f F .")
+        );
+        assert_eq!(b.tags(), Vec::<String>::new());
+
+        for bad in ["", "docker build .", "podman run x", "podman bud ."] {
+            assert!(EngineCommand::parse(&argv(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_hooks_dirs_come_before_privys_so_its_entries_win() {
+        let b = EngineCommand::parse(&argv("buildah bud --hooks-dir=/mine .")).unwrap();
+        let out = b.with_privy(Path::new("/h"), None);
+        assert_eq!(out, argv("buildah bud --hooks-dir /h --hooks-dir=/mine ."));
+    }
+
+    #[test]
+    fn chroot_isolation_is_refused() {
+        let c = EngineCommand::parse(&argv("buildah bud --isolation chroot .")).unwrap();
+        assert!(c
+            .check_isolation(None)
+            .unwrap_err()
+            .to_string()
+            .contains("chroot"));
+        let c = EngineCommand::parse(&argv("buildah bud --isolation=oci .")).unwrap();
+        assert!(c.check_isolation(Some("chroot")).is_ok());
+        let c = EngineCommand::parse(&argv("buildah bud .")).unwrap();
+        assert!(c.check_isolation(Some("chroot")).is_err());
+        assert!(c.check_isolation(Some("oci")).is_ok());
+    }
+
+    #[test]
+    fn image_id_is_the_full_hex_id_on_the_last_line() {
+        let id = "796dcb3a431ae111059bf10a52fdfbc3032ea8d9df16874559e65ad2e82733c9";
+        assert_eq!(image_id_from_output(&format!("{id}\n")).unwrap(), id);
+        assert_eq!(image_id_from_output(&format!("sha256:{id}")).unwrap(), id);
+        for bad in ["", "Successfully tagged x", &id[..12], &format!("{id}0")] {
+            assert_eq!(image_id_from_output(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn build_annotations_mark_the_stage_and_carry_the_ticket() {
+        let a = build_annotations(Some("T"));
+        assert_eq!(a["io.privy.stage"], "build");
+        assert_eq!(a["io.privy.ticket"], "T");
+        assert_eq!(build_annotations(None).len(), 1);
+    }
+}
