@@ -206,7 +206,9 @@ fn sha256_hex(b: &[u8]) -> String {
 pub fn podman_image() -> &'static str {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let have = Command::new("podman").args(["image", "exists", IMAGE]).status();
+        let have = Command::new("podman")
+            .args(["image", "exists", IMAGE])
+            .status();
         if have.is_ok_and(|s| s.success()) {
             return;
         }
