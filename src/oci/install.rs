@@ -104,6 +104,18 @@ pub fn bundle(
     write_atomic(&path, &serde_json::to_vec_pretty(&spec).expect("json"))
 }
 
+/// Remove `files`; one already gone is fine.
+fn remove_all(files: &[PathBuf]) -> Result<(), InstallError> {
+    for f in files {
+        match std::fs::remove_file(f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ferr(f, e)),
+        }
+    }
+    Ok(())
+}
+
 /// Write (or remove) privy's hooks.d entries in `dir`.
 pub fn hooks_dir(
     dir: &Path,
@@ -113,13 +125,7 @@ pub fn hooks_dir(
 ) -> Result<Vec<PathBuf>, InstallError> {
     let files: Vec<PathBuf> = HOOKS_D_FILES.iter().map(|f| dir.join(f)).collect();
     if uninstall {
-        for f in &files {
-            match std::fs::remove_file(f) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ferr(f, e)),
-            }
-        }
+        remove_all(&files)?;
         return Ok(files);
     }
     write_hooks_d(dir, binary, config, &[])?;
@@ -262,13 +268,7 @@ pub fn systemd(
     let units = systemd_units(binary, config, socket);
     let files: Vec<PathBuf> = units.iter().map(|(n, _)| dir.join(n)).collect();
     if uninstall {
-        for f in &files {
-            match std::fs::remove_file(f) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ferr(f, e)),
-            }
-        }
+        remove_all(&files)?;
         return Ok(files);
     }
     check_binary(binary)?;

@@ -4,21 +4,6 @@
 
 use crate::util::{self, text, Bundle, World};
 
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        $(mod $name {
-            #[test]
-            fn runc() {
-                if crate::util::e2e_ready("runc") { super::$name("runc") }
-            }
-            #[test]
-            fn crun() {
-                if crate::util::e2e_ready("crun") { super::$name("crun") }
-            }
-        })*
-    };
-}
-
 on_both_runtimes!(
     container_reads_injected_files_with_right_bytes_owner_and_mode,
     mount_lives_only_in_the_container_mount_namespace,

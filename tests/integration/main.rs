@@ -20,6 +20,23 @@
 //!
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 
+/// Run a test function once with runc and once with crun; each skips
+/// (saying why) only where a runtime, busybox or root is truly absent.
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[test]
+            fn runc() {
+                if crate::util::e2e_ready("runc") { super::$name("runc") }
+            }
+            #[test]
+            fn crun() {
+                if crate::util::e2e_ready("crun") { super::$name("crun") }
+            }
+        })*
+    };
+}
+
 mod bao;
 mod build;
 mod cli;

@@ -280,21 +280,6 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 
 // ---------------------------------------------------------------- runc/crun
 
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        $(mod $name {
-            #[test]
-            fn runc() {
-                if crate::util::e2e_ready("runc") { super::$name("runc") }
-            }
-            #[test]
-            fn crun() {
-                if crate::util::e2e_ready("crun") { super::$name("crun") }
-            }
-        })*
-    };
-}
-
 on_both_runtimes!(bundle_gets_uploads_and_an_upload_beats_host_dir);
 
 fn bundle_gets_uploads_and_an_upload_beats_host_dir(rt: &str) {
