@@ -13,50 +13,13 @@
 use crate::util::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-
-/// Applets the base image links to busybox.
-const APPLETS: &[&str] = &[
-    "sh", "cat", "wc", "cp", "base64", "head", "od", "xxd", "tar", "gzip", "test", "mkdir", "rm",
-    "ls", "echo",
-];
 
 fn ready() -> bool {
     ["podman", "buildah", "skopeo"].iter().all(|t| e2e_ready(t))
 }
 
-/// `localhost/privy-build-busybox:<digest of busybox>`, imported once.
 fn base_image() -> &'static str {
-    static IMG: OnceLock<String> = OnceLock::new();
-    IMG.get_or_init(|| {
-        let bb = busybox().unwrap();
-        let tag = format!("localhost/privy-build-busybox:{}", &sha256_file(&bb)[..16]);
-        let exists = Command::new("podman")
-            .args(["image", "exists", &tag])
-            .status()
-            .unwrap();
-        if exists.success() {
-            return tag;
-        }
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().join("rootfs");
-        std::fs::create_dir_all(root.join("bin")).unwrap();
-        std::fs::copy(&bb, root.join("bin/busybox")).unwrap();
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
-        }
-        let tar = d.path().join("rootfs.tar");
-        run_ok(
-            Command::new("tar")
-                .arg("-C")
-                .arg(&root)
-                .arg("-cf")
-                .arg(&tar)
-                .arg("."),
-        );
-        run_ok(Command::new("podman").arg("import").arg(&tar).arg(&tag));
-        tag
-    })
+    crate::util::busybox_image()
 }
 
 fn run_ok(c: &mut Command) -> Output {

@@ -11,9 +11,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The busybox image every podman test runs.
-const IMAGE: &str = "localhost/privy-test-busybox:latest";
-
 /// A running `privy daemon`, stopped (SIGTERM) when dropped.
 pub struct Daemon {
     child: Option<Child>,
@@ -168,22 +165,17 @@ impl Setup {
     }
 
     pub fn privy_stdin(&self, args: &[String], stdin: &[u8]) -> Output {
-        use std::io::Write;
-        let mut c = Command::new("timeout")
-            .arg("120")
-            .arg(util::PRIVY)
-            .args(["--config", self.w.config.to_str().unwrap()])
-            .args(args)
-            .env("HOME", self.home())
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("PRIVY_SOCKET")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(stdin).unwrap();
-        c.wait_with_output().unwrap()
+        util::output_with_stdin(
+            Command::new("timeout")
+                .arg("120")
+                .arg(util::PRIVY)
+                .args(["--config", self.w.config.to_str().unwrap()])
+                .args(args)
+                .env("HOME", self.home())
+                .env_remove("XDG_CONFIG_HOME")
+                .env_remove("PRIVY_SOCKET"),
+            stdin,
+        )
     }
 
     pub fn home(&self) -> PathBuf {
@@ -202,53 +194,8 @@ fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
-/// Import a busybox rootfs as a podman image, once per test process.
-pub fn podman_image() -> &'static str {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let have = Command::new("podman")
-            .args(["image", "exists", IMAGE])
-            .status();
-        if have.is_ok_and(|s| s.success()) {
-            return;
-        }
-        let root = tempfile::tempdir().unwrap();
-        let bin = root.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::copy(util::busybox().unwrap(), bin.join("busybox")).unwrap();
-        for app in [
-            "sh",
-            "cat",
-            "ls",
-            "stat",
-            "sha256sum",
-            "sleep",
-            "wc",
-            "id",
-            "true",
-        ] {
-            std::os::unix::fs::symlink("busybox", bin.join(app)).unwrap();
-        }
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(root.path())
-            .args(["-cf", "-", "."])
-            .output()
-            .unwrap();
-        assert!(tar.status.success());
-        let mut imp = Command::new("podman")
-            .args(["import", "-", IMAGE])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        imp.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
-        let out = imp.wait_with_output().unwrap();
-        assert!(out.status.success(), "podman import: {}", text(&out.stderr));
-    });
-    IMAGE
+fn podman_image() -> &'static str {
+    util::busybox_image()
 }
 
 fn podman_ready() -> bool {
@@ -1142,21 +1089,7 @@ fn docker_through_the_shim_gets_host_files_and_uploads() {
     let dk = Dockerd::start(&st.w);
     // The busybox image, imported into this dockerd.
     let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("bin")).unwrap();
-    std::fs::copy(util::busybox().unwrap(), root.path().join("bin/busybox")).unwrap();
-    for app in ["sh", "cat", "sha256sum", "ls"] {
-        std::os::unix::fs::symlink("busybox", root.path().join("bin").join(app)).unwrap();
-    }
-    let tar = root.path().with_extension("tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(root.path())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    let tar = util::busybox_tar(root.path());
     let o = dk.docker(&["import", tar.to_str().unwrap(), "privy-bb:test"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     // Host files, with no hooks dir: the shim adds the hooks.

@@ -176,9 +176,13 @@ impl World {
 
 /// Run the privy binary with `stdin`.
 pub fn privy_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
+    output_with_stdin(Command::new(PRIVY).args(args), stdin)
+}
+
+/// Run `cmd` with `stdin`, collecting stdout and stderr.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
     use std::io::Write;
-    let mut c = Command::new(PRIVY)
-        .args(args)
+    let mut c = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -237,6 +241,89 @@ pub fn busybox() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The applets every test rootfs links to busybox (busybox-static's `sh`
+/// runs the others even without a link; a command run directly needs one).
+pub const APPLETS: &[&str] = &[
+    "sh",
+    "cat",
+    "ls",
+    "stat",
+    "grep",
+    "echo",
+    "sha256sum",
+    "touch",
+    "id",
+    "sleep",
+    "test",
+    "head",
+    "true",
+    "wc",
+    "cp",
+    "base64",
+    "od",
+    "xxd",
+    "tar",
+    "gzip",
+    "mkdir",
+    "rm",
+];
+
+/// A busybox rootfs in `root`: `bin/busybox` and a link per applet.
+pub fn busybox_rootfs(root: &Path) {
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(busybox().unwrap(), bin.join("busybox")).unwrap();
+    for app in APPLETS {
+        std::os::unix::fs::symlink("busybox", bin.join(app)).unwrap();
+    }
+}
+
+/// A busybox rootfs packed as `dir/rootfs.tar`, for `podman|docker import`.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    busybox_rootfs(&root);
+    let tar = dir.join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar of the busybox rootfs failed");
+    tar
+}
+
+/// `localhost/privy-test-busybox:<digest of busybox>` in podman's storage,
+/// imported once (and kept, as a cache, between runs).
+pub fn busybox_image() -> &'static str {
+    static IMG: OnceLock<String> = OnceLock::new();
+    IMG.get_or_init(|| {
+        let tag = format!(
+            "localhost/privy-test-busybox:{}",
+            &sha256_file(&busybox().unwrap())[..16]
+        );
+        let exists = Command::new("podman")
+            .args(["image", "exists", &tag])
+            .status()
+            .unwrap();
+        if exists.success() {
+            return tag;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let tar = busybox_tar(d.path());
+        let out = Command::new("podman")
+            .args(["import", "--change", "CMD [\"/bin/sh\"]"])
+            .arg(&tar)
+            .arg(&tag)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "podman import: {}", text(&out.stderr));
+        tag
+    })
+}
+
 /// An OCI bundle with a busybox rootfs that runs `script` under `sh -c`.
 pub struct Bundle {
     pub dir: tempfile::TempDir,
@@ -250,26 +337,10 @@ impl Bundle {
             .tempdir()
             .unwrap();
         let rootfs = dir.path().join("rootfs");
-        for d in ["bin", "proc", "dev"] {
+        for d in ["proc", "dev"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
-        std::fs::copy(busybox().unwrap(), rootfs.join("bin/busybox")).unwrap();
-        for app in [
-            "sh",
-            "cat",
-            "ls",
-            "stat",
-            "grep",
-            "echo",
-            "sha256sum",
-            "touch",
-            "id",
-            "sleep",
-            "test",
-            "head",
-        ] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(app)).unwrap();
-        }
+        busybox_rootfs(&rootfs);
         let spec = serde_json::json!({
             "ociVersion": "1.0.2",
             "process": {

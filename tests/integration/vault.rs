@@ -644,38 +644,8 @@ fn optional_vault_source_that_is_down_is_skipped() {
 
 // ---- podman ------------------------------------------------------------
 
-/// A local busybox image for podman (no registry needed), made once.
 fn podman_image() -> &'static str {
-    static IMG: OnceLock<()> = OnceLock::new();
-    const NAME: &str = "localhost/privy-test-busybox:latest";
-    IMG.get_or_init(|| {
-        let exists = std::process::Command::new("podman")
-            .args(["image", "exists", NAME])
-            .status()
-            .unwrap();
-        if exists.success() {
-            return;
-        }
-        let b = Bundle::new("true");
-        let tar = b.path().join("rootfs.tar");
-        let st = std::process::Command::new("tar")
-            .arg("-C")
-            .arg(b.rootfs())
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let out = std::process::Command::new("podman")
-            .args(["import", "--change", "CMD [\"/bin/sh\"]"])
-            .arg(&tar)
-            .arg(NAME)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "podman import: {}", text(&out.stderr));
-    });
-    NAME
+    util::busybox_image()
 }
 
 #[test]
