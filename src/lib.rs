@@ -24,4 +24,5 @@ pub mod run;
 pub mod scan;
 pub mod secret;
 pub mod shim;
+pub mod shown;
 pub mod sys;

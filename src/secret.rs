@@ -2,6 +2,7 @@
 //! `Debug`, zeroized on drop, never serializable) and [`RelPath`] is a path
 //! under the target that has been checked once and can be trusted after.
 
+use crate::shown::shown;
 use std::fmt;
 use zeroize::Zeroize;
 
@@ -70,20 +71,6 @@ pub enum PathError {
     LongComponent(String),
     #[error("path {0} contains NUL or control characters")]
     Control(String),
-}
-
-/// A short, printable rendering of an untrusted path for error messages.
-fn shown(p: &str) -> String {
-    let mut s: String = p
-        .chars()
-        .take(80)
-        .collect::<String>()
-        .escape_debug()
-        .to_string();
-    if p.chars().count() > 80 {
-        s.push('…');
-    }
-    format!("\"{s}\"")
 }
 
 impl RelPath {
