@@ -230,8 +230,10 @@ fn resolve<O: Os>(
             .ok_or_else(|| terr(io::ErrorKind::NotFound.into()))
     };
     // Each pending component, with the symlink it came from (None: from the
-    // target itself).
-    let mut todo: VecDeque<(String, Option<(String, String)>)> = target
+    // target itself), shared: a link's text may have thousands of
+    // components, and a hostile image may chain 40 such links.
+    type Origin = Option<std::rc::Rc<(String, String)>>;
+    let mut todo: VecDeque<(String, Origin)> = target
         .split('/')
         .filter(|c| !c.is_empty())
         .map(|c| (c.to_owned(), None))
@@ -266,16 +268,23 @@ fn resolve<O: Os>(
                     path.clear();
                     dir = open(os, &path)?;
                 }
-                for c in to.split('/').filter(|c| !c.is_empty()).rev() {
-                    todo.push_front((c.to_owned(), Some((link.clone(), to.clone()))));
+                let comps: Vec<String> = to
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                let origin = std::rc::Rc::new((link, to));
+                for c in comps.into_iter().rev() {
+                    todo.push_front((c, Some(origin.clone())));
                 }
             }
             Entry::Missing => {
-                if let Some((link, to)) = from {
+                if let Some(origin) = from {
+                    let (link, to) = &*origin;
                     return Err(MaterializeError::DanglingSymlink {
                         path: target.to_owned(),
-                        link: shown(&link),
-                        to: shown(&to),
+                        link: shown(link),
+                        to: shown(to),
                     });
                 }
                 // What is left came from the target itself (a symlink's
