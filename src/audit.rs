@@ -107,6 +107,11 @@ pub fn record(auditor: &Auditor, req: &Request, checked: &Checked) -> serde_json
         .iter()
         .map(|o| serde_json::json!({"path": o.path, "winner": o.winner, "loser": o.loser}))
         .collect();
+    let dropped: Vec<serde_json::Value> = checked
+        .dropped
+        .iter()
+        .map(|d| serde_json::json!({"path": d.path, "source": d.source}))
+        .collect();
     serde_json::json!({
         "container": req.container_id,
         "stage": req.stage.as_str(),
@@ -114,7 +119,16 @@ pub fn record(auditor: &Auditor, req: &Request, checked: &Checked) -> serde_json
         "bytes": checked.total_bytes(),
         "files": files,
         "overrides": overrides,
+        "dropped": dropped,
     })
+}
+
+/// One event per file the container's `io.privy.names` left out (names
+/// only), so an operator can see why a file a source gave is missing.
+pub fn emit_dropped(req: &Request, checked: &Checked) {
+    for d in &checked.dropped {
+        tracing::info!(target: "privy::audit", container = %req.container_id, path = %d.path, source = %d.source, "dropped: not in io.privy.names");
+    }
 }
 
 /// Where the hook's time went, reported with the audit event.
@@ -133,6 +147,7 @@ pub fn emit(auditor: &Auditor, req: &Request, checked: &Checked, target: &str, t
     for o in &checked.overrides {
         tracing::info!(target: "privy::audit", container = %req.container_id, path = %o.path, winner = %o.winner, loser = %o.loser, "override");
     }
+    emit_dropped(req, checked);
     let rec = record(auditor, req, checked);
     tracing::info!(
         target: "privy::audit",

@@ -6,6 +6,12 @@
 //! upload beats user references, which beat operator sources, which beat
 //! the host directory; on a tie, the later source), and the override is
 //! reported by name.
+//!
+//! When the container named the files it wants (`io.privy.names`), the
+//! narrowing happens here, on the host, whatever each plugin did with the
+//! request: a plugin that ignores `names`, and uploads, which no plugin
+//! filters, cannot hand the container more than it asked for (B18). What
+//! was dropped is reported by name, for the audit event.
 
 use crate::config::Limits;
 use crate::fetch::Fetched;
@@ -14,6 +20,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Mode given to a file whose source did not say.
 pub const DEFAULT_MODE: u32 = 0o400;
+
+/// Most components in one private path (`a/b/c.pem` has 3). Every directory
+/// on the way is created on the tmpfs and costs an inode and a system call;
+/// 32 is far beyond any real layout (`ci/deploy-key/id_ed25519` is 3) and
+/// keeps the worst case (`limits.max_files` paths this deep) to a few
+/// thousand directories, not millions (B12).
+pub const MAX_DEPTH: usize = 32;
 
 /// A file that passed every check.
 #[derive(Debug)]
@@ -32,11 +45,20 @@ pub struct Override {
     pub loser: String,
 }
 
+/// A file a source gave that the container did not ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dropped {
+    pub path: String,
+    pub source: String,
+}
+
 /// The checked set, sorted by path.
 #[derive(Debug, Default)]
 pub struct Checked {
     pub files: Vec<CheckedFile>,
     pub overrides: Vec<Override>,
+    /// Files left out because the container named others (`io.privy.names`).
+    pub dropped: Vec<Dropped>,
 }
 
 impl Checked {
@@ -68,6 +90,14 @@ pub enum CheckError {
     TooMany { count: usize, limit: u32 },
     #[error("{total} bytes of private files in all, over limits.max_total_bytes ({limit})")]
     TotalTooBig { total: u64, limit: u64 },
+    #[error(
+        "source {name:?}: path {path} is {depth} components deep, over the limit of {MAX_DEPTH}"
+    )]
+    TooDeep {
+        name: String,
+        path: String,
+        depth: usize,
+    },
     #[error("{file} (from source {file_source:?}) is a file but {dir} needs it to be a directory")]
     FileDirConflict {
         file: String,
@@ -81,8 +111,23 @@ pub fn clean_mode(mode: Option<u32>) -> u32 {
     mode.map(|m| m & 0o666).unwrap_or(DEFAULT_MODE)
 }
 
-/// Apply the rules to everything fetched, in plan order.
+/// Apply the rules to everything fetched, in plan order, for a container
+/// that asked for everything.
 pub fn check(fetched: Vec<Fetched>, limits: &Limits) -> Result<Checked, CheckError> {
+    check_named(fetched, limits, &[])
+}
+
+/// Apply the rules to everything fetched, in plan order, keeping only the
+/// paths in `names` unless it is empty (the container's `io.privy.names`).
+/// Every file is validated first, dropped or not: a source that returns a
+/// bad path is broken, whatever the container asked for.
+pub fn check_named(
+    fetched: Vec<Fetched>,
+    limits: &Limits,
+    names: &[String],
+) -> Result<Checked, CheckError> {
+    let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    let mut dropped = Vec::new();
     // Validate each source's output on its own first.
     let mut candidates: Vec<(crate::plan::Precedence, usize, CheckedFile)> = Vec::new();
     for (order, f) in fetched.into_iter().enumerate() {
@@ -99,6 +144,14 @@ pub fn check(fetched: Vec<Fetched>, limits: &Limits) -> Result<Checked, CheckErr
                 name: f.source.clone(),
                 error,
             })?;
+            let depth = path.components().count();
+            if depth > MAX_DEPTH {
+                return Err(CheckError::TooDeep {
+                    name: f.source.clone(),
+                    path: crate::shown::shown(path.as_str()),
+                    depth,
+                });
+            }
             let size = raw.data.len() as u64;
             if size > limits.max_file_bytes {
                 return Err(CheckError::FileTooBig {
@@ -113,6 +166,13 @@ pub fn check(fetched: Vec<Fetched>, limits: &Limits) -> Result<Checked, CheckErr
                     name: f.source.clone(),
                     path: path.to_string(),
                 });
+            }
+            if !wanted.is_empty() && !wanted.contains(path.as_str()) {
+                dropped.push(Dropped {
+                    path: path.to_string(),
+                    source: f.source.clone(),
+                });
+                continue;
             }
             let mode = clean_mode(raw.mode);
             candidates.push((
@@ -174,6 +234,7 @@ pub fn check(fetched: Vec<Fetched>, limits: &Limits) -> Result<Checked, CheckErr
     Ok(Checked {
         files: merged.into_values().collect(),
         overrides,
+        dropped,
     })
 }
 
@@ -350,5 +411,102 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, CheckError::FileDirConflict { .. }), "{e}");
+    }
+
+    #[test]
+    fn b12_paths_deeper_than_the_limit_are_refused_before_anything_is_created() {
+        let deep = format!("{}f", "a/".repeat(2000));
+        let e = check(
+            vec![fetched(
+                "deep",
+                Precedence::Operator,
+                vec![raw(&deep, b"x", None)],
+            )],
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, CheckError::TooDeep { depth: 2001, .. }), "{e}");
+        let line = e.to_string();
+        assert!(
+            line.contains("2001 components deep, over the limit of 32"),
+            "{line}"
+        );
+        assert!(line.len() < 200, "the path is cut short: {line}");
+        let ok = format!("{}f", "a/".repeat(MAX_DEPTH - 1));
+        check(
+            vec![fetched(
+                "deep",
+                Precedence::Operator,
+                vec![raw(&ok, b"x", None)],
+            )],
+            &Limits::default(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn b18_the_host_keeps_only_the_names_the_container_asked_for_and_reports_the_rest() {
+        let names = vec!["entitlement/cert.pem".to_string()];
+        let c = check_named(
+            vec![
+                // A plugin that ignored `names`.
+                fetched(
+                    "greedy",
+                    Precedence::Operator,
+                    vec![
+                        raw("entitlement/cert.pem", b"c", None),
+                        raw("other.key", b"o", None),
+                    ],
+                ),
+                // Uploads, which no plugin filters.
+                fetched(
+                    "upload",
+                    Precedence::Upload,
+                    vec![raw("api.key", b"u", None)],
+                ),
+            ],
+            &Limits::default(),
+            &names,
+        )
+        .unwrap();
+        let kept: Vec<&str> = c.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(kept, vec!["entitlement/cert.pem"]);
+        assert_eq!(
+            c.dropped,
+            vec![
+                Dropped {
+                    path: "other.key".into(),
+                    source: "greedy".into()
+                },
+                Dropped {
+                    path: "api.key".into(),
+                    source: "upload".into()
+                },
+            ]
+        );
+        // No names: everything.
+        let c = check_named(
+            vec![fetched(
+                "s",
+                Precedence::Operator,
+                vec![raw("a", b"1", None), raw("b", b"2", None)],
+            )],
+            &Limits::default(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.files.len(), 2);
+        assert!(c.dropped.is_empty());
+        // A bad path is an error even when it would have been dropped.
+        assert!(check_named(
+            vec![fetched(
+                "s",
+                Precedence::Operator,
+                vec![raw("../x", b"1", None)]
+            )],
+            &Limits::default(),
+            &names,
+        )
+        .is_err());
     }
 }

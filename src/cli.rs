@@ -279,7 +279,8 @@ fn load_config(cli: &Cli) -> Result<Config> {
 }
 
 /// Send logs to the config's log file as JSON lines (hooks), or stderr.
-fn init_logging(cfg: Option<&Config>, default_level: &str) {
+/// Returns whether they go to the file.
+fn init_logging(cfg: Option<&Config>, default_level: &str) -> bool {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PRIVY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let file = cfg
@@ -297,6 +298,7 @@ fn init_logging(cfg: Option<&Config>, default_level: &str) {
             .ok()
         });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let to_file = file.is_some();
     let _ = match file {
         Some(f) => builder
             .json()
@@ -304,6 +306,7 @@ fn init_logging(cfg: Option<&Config>, default_level: &str) {
             .try_init(),
         None => builder.with_writer(std::io::stderr).try_init(),
     };
+    to_file
 }
 
 /// Run the CLI; the caller prints errors.
@@ -312,7 +315,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Hook { stage } => {
             crate::hook::harden_process();
             let cfg = load_config(&cli)?;
-            init_logging(Some(&cfg), "info");
+            let logs_to_file = init_logging(Some(&cfg), "info");
             let mut stdin = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut stdin)
@@ -320,7 +323,12 @@ pub fn run(cli: Cli) -> Result<()> {
             match stage {
                 HookStage::CreateRuntime => {
                     crate::hook::create_runtime(&cfg, &stdin).map_err(|e| {
-                        tracing::error!("createRuntime failed: {e}");
+                        // The log file keeps a record; on stderr (a rootless
+                        // hook, which cannot open it) main's `privy:` line
+                        // is the one report, not a second copy of it.
+                        if logs_to_file {
+                            tracing::error!("createRuntime failed: {e}");
+                        }
                         e
                     })?;
                 }

@@ -289,13 +289,28 @@ impl Config {
     /// Check everything that can be checked without touching plugins.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_abs_clean("target", Path::new(&self.target))?;
-        if self.target == "/" {
-            return Err(invalid("target", "must not be `/`"));
+        // `Path` drops `.` components (`/.` is `/` to it): judge the string.
+        let canonical = clean_target(&self.target).ok_or_else(|| {
+            invalid(
+                "target",
+                format!("{:?} must be a clean path without `.` or `..`", self.target),
+            )
+        })?;
+        if let Some(why) = target_refusal(&canonical) {
+            return Err(invalid("target", format!("{:?} {why}", self.target)));
         }
-        for bad in ["/proc", "/sys", "/dev"] {
-            if Path::new(&self.target).starts_with(bad) {
-                return Err(invalid("target", format!("must not be under {bad}")));
-            }
+        // Every other path privy itself opens must be absolute: the hook runs
+        // with the bundle as its working directory, so a relative path would
+        // write into the container's bundle (B17).
+        for (key, p) in [
+            ("cache_dir", &self.cache_dir),
+            ("state_dir", &self.state_dir),
+            ("audit_key", &self.audit_key),
+        ] {
+            check_abs_clean(key, p)?;
+        }
+        if !self.log_file.as_os_str().is_empty() {
+            check_abs_clean("log_file", &self.log_file)?;
         }
         let l = &self.limits;
         for (key, v) in [
@@ -474,6 +489,87 @@ fn check_vault(s: &SourceConfig, key: &dyn Fn(&str) -> String) -> Result<(), Con
     Ok(())
 }
 
+/// Directories no target may be in, at any depth: a mount there would
+/// shadow the kernel's interfaces (`/proc/sys`, `/dev/...`) in the container.
+pub const REFUSED_SUBTREES: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// System directories no target may be, though a deeper path under most of
+/// them is fine (`/etc/pki/entitlement`, `/var/lib/app/keys`): a mount over
+/// one of these would hide the image's programs, libraries, configuration or
+/// runtime state, and the container would start broken. The list is the
+/// FHS top level plus the program and library directories under `/usr` and
+/// `/var`'s shared state.
+pub const REFUSED_TARGETS: &[&str] = &[
+    "/",
+    "/bin",
+    "/boot",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/lib32",
+    "/usr/lib64",
+    "/usr/libexec",
+    "/usr/libx32",
+    "/usr/local",
+    "/usr/local/bin",
+    "/usr/local/lib",
+    "/usr/local/sbin",
+    "/usr/sbin",
+    "/usr/share",
+    "/var",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/run",
+    "/var/spool",
+    "/var/tmp",
+];
+
+/// `target` as `/` and its components, without empty components; `None`
+/// when it is relative or has a `.` or `..` component.
+pub fn clean_target(target: &str) -> Option<String> {
+    let rest = target.strip_prefix('/')?;
+    let comps: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).collect();
+    if comps.iter().any(|c| *c == "." || *c == "..") || target.contains('\0') {
+        return None;
+    }
+    Some(format!("/{}", comps.join("/")))
+}
+
+/// Why privy must not mount on `canonical` (an absolute path with no `.`,
+/// `..`, empty component or symlink: the config's target as written, or
+/// where it resolved inside the image), or `None` when it may.
+pub fn target_refusal(canonical: &str) -> Option<String> {
+    if canonical == "/" {
+        return Some("is the container's root".into());
+    }
+    let p = Path::new(canonical);
+    if let Some(top) = REFUSED_SUBTREES.iter().find(|d| p.starts_with(d)) {
+        return Some(if p == Path::new(top) {
+            format!("is the system directory {top}")
+        } else {
+            format!("is under {top}")
+        });
+    }
+    REFUSED_TARGETS
+        .contains(&canonical)
+        .then(|| format!("is the system directory {canonical}"))
+}
+
 fn check_abs_clean(key: &str, p: &Path) -> Result<(), ConfigError> {
     let s = p.to_string_lossy();
     if !p.is_absolute() {
@@ -597,5 +693,74 @@ mod tests {
         let t = c.effective_toml();
         assert!(!t.contains("s3cr3t"), "{t}");
         assert!(t.contains("token"), "{t}");
+    }
+
+    #[test]
+    fn b9_targets_on_the_root_or_system_dirs_are_refused_deep_ones_are_not() {
+        for bad in [
+            "/",
+            "/.",
+            "/./",
+            "//",
+            "/run/..",
+            "/proc",
+            "/proc/x",
+            "/sys/fs",
+            "/dev/shm",
+            "/bin",
+            "/usr",
+            "/usr/bin",
+            "/etc",
+            "/run",
+            "/tmp",
+            "/var/lib",
+            "/lib64",
+            "/run/./private",
+        ] {
+            let e = parse(&format!("target = {bad:?}"))
+                .expect_err(bad)
+                .to_string();
+            assert!(e.starts_with("config key `target`:"), "{bad}: {e}");
+        }
+        for ok in [
+            "/run/private",
+            "/etc/pki/entitlement",
+            "/var/lib/app/keys",
+            "/private",
+            "/usr/share/app/keys",
+        ] {
+            assert_eq!(parse(&format!("target = {ok:?}")).unwrap().target, ok);
+        }
+        assert_eq!(
+            target_refusal("/proc"),
+            Some("is the system directory /proc".into())
+        );
+        assert_eq!(target_refusal("/proc/sys"), Some("is under /proc".into()));
+        assert_eq!(target_refusal("/"), Some("is the container's root".into()));
+        assert_eq!(target_refusal("/procfs"), None);
+    }
+
+    #[test]
+    fn b17_every_path_in_the_config_must_be_absolute_and_the_error_names_its_key() {
+        for (text, key) in [
+            ("log_file = 'privy.log'", "log_file"),
+            ("cache_dir = 'cache'", "cache_dir"),
+            ("state_dir = './state'", "state_dir"),
+            ("audit_key = 'k/audit.key'", "audit_key"),
+            ("log_file = '/var/log/../privy.log'", "log_file"),
+            ("[daemon]\nsocket = 'privy.sock'", "daemon.socket"),
+        ] {
+            let e = parse(text).expect_err(text).to_string();
+            assert!(
+                e.starts_with(&format!("config key `{key}`:")),
+                "{text}: {e}"
+            );
+        }
+        // Empty log_file still means stderr.
+        assert!(parse("log_file = ''")
+            .unwrap()
+            .log_file
+            .as_os_str()
+            .is_empty());
     }
 }

@@ -28,6 +28,14 @@ pub enum HookError {
     NoPid,
     #[error("container user {uid}:{gid} is not mapped to the host by the container's id mappings")]
     UnmappedUser { uid: u32, gid: u32 },
+    #[error("container user {uid}:{gid}: {what} {id} {why}, so no file can be owned by it; refusing before mounting")]
+    InvalidOwner {
+        uid: u32,
+        gid: u32,
+        what: &'static str,
+        id: u32,
+        why: &'static str,
+    },
     #[error(transparent)]
     Plugin(#[from] PluginError),
     #[error(transparent)]
@@ -179,8 +187,9 @@ pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> 
     let fetched = rt.block_on(fetch::fetch_all(&host, &planned, &preq))?;
     drop(rt);
     let fetched_at = started.elapsed();
-    let checked = check::check(fetched, &cfg.limits)?;
+    let checked = check::check_named(fetched, &cfg.limits, &req.names)?;
     if checked.files.is_empty() {
+        audit::emit_dropped(&req, &checked);
         tracing::info!(target: "privy::audit", container = %req.container_id, "no private files to inject");
         return Ok(Outcome::default());
     }
@@ -188,6 +197,7 @@ pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> 
         uid: req.user.uid,
         gid: req.user.gid,
     })?;
+    check_owner(req.user.uid, req.user.gid, owner)?;
     let pid = req.pid.ok_or(HookError::NoPid)?;
     let created = materialize::inject_into(pid, &req.root, &cfg.target, &checked.files, owner)?;
     let materialized_at = started.elapsed();
@@ -213,6 +223,46 @@ pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> 
         bytes: checked.total_bytes(),
         created,
     })
+}
+
+/// Whether `id` is a value privy's user namespace can give a file, per
+/// `map` (the text of `/proc/self/uid_map` or `gid_map`); why not otherwise.
+pub fn owner_problem(id: u32, map: &str) -> Option<&'static str> {
+    if id == u32::MAX {
+        // (uid_t)-1 means "no change" to chown and is refused by the kernel
+        // as an owner: without this check the tmpfs mount fails with a bare
+        // `Invalid argument`.
+        return Some("is -1 (4294967295), which the kernel reserves to mean \"no id\"");
+    }
+    let mapped = map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        f.len() == 3 && (f[0]..f[0] + f[2]).contains(&(id as u64))
+    });
+    (!mapped).then_some("is not mapped in privy's own user namespace")
+}
+
+/// Refuse an owner the tmpfs could not be given, with a line that says so
+/// (before anything is mounted), instead of the kernel's `EINVAL`.
+fn check_owner(uid: u32, gid: u32, (huid, hgid): (u32, u32)) -> Result<(), HookError> {
+    for (what, id, map) in [
+        ("host user id", huid, "/proc/self/uid_map"),
+        ("host group id", hgid, "/proc/self/gid_map"),
+    ] {
+        let text = std::fs::read_to_string(map).unwrap_or_default();
+        if let Some(why) = owner_problem(id, &text) {
+            return Err(HookError::InvalidOwner {
+                uid,
+                gid,
+                what,
+                id,
+                why,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn write_state(cfg: &Config, id: &str, st: &HookState) -> Result<(), HookError> {
@@ -253,10 +303,12 @@ pub fn poststop(cfg: &Config, stdin: &[u8]) -> Result<(), HookError> {
         path: path.clone(),
         error: std::io::Error::other(e),
     })?;
-    materialize::cleanup(&mut RealOs, &st.root, &st.created).map_err(|error| HookError::State {
+    let state_err = |error| HookError::State {
         path: st.root.clone(),
         error,
-    })?;
+    };
+    let mut os = RealOs::new().map_err(state_err)?;
+    materialize::cleanup(&mut os, &st.root, &st.created).map_err(state_err)?;
     std::fs::remove_file(&path).map_err(|error| HookError::State { path, error })?;
     tracing::debug!(container = %state.id, removed = ?st.created, "poststop cleaned up");
     Ok(())
@@ -272,5 +324,27 @@ mod tests {
         for ok in ["c1", "abc-DEF_1.2+x", &"f".repeat(64)] {
             assert!(super::valid_id(ok), "{ok}");
         }
+    }
+
+    #[test]
+    fn invalid_or_unmapped_owners_are_named_before_mounting() {
+        let init = "         0          0 4294967295\n";
+        assert_eq!(super::owner_problem(0, init), None);
+        assert_eq!(super::owner_problem(4294967294, init), None);
+        assert!(super::owner_problem(u32::MAX, init)
+            .unwrap()
+            .contains("reserves"));
+        let rootless = "0 1000 1\n1 100000 65536\n";
+        assert_eq!(super::owner_problem(65536, rootless), None);
+        assert!(super::owner_problem(65537, rootless)
+            .unwrap()
+            .contains("not mapped"));
+        let e = super::check_owner(u32::MAX, 0, (u32::MAX, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("container user 4294967295:0: host user id 4294967295 is -1"),
+            "{e}"
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod fetch;
 pub mod hook;
 pub mod materialize;
+pub mod mountinfo;
 pub mod oci;
 pub mod plan;
 pub mod plugin;

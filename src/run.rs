@@ -418,8 +418,17 @@ pub fn is_foreground_runtime_run(cmd: &[String]) -> bool {
     }
 }
 
+/// Largest `config.json` privy reads from a bundle.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// Put the ticket (and privy's hooks, if missing) into `bundle/config.json`.
 /// Returns the original bytes, to restore when the command is over.
+///
+/// Every read and write goes through one descriptor of the bundle
+/// directory and never follows a symlink: `privy run` often runs as root on
+/// a bundle someone else can write to, and a planted link must neither
+/// redirect the write (`config.json.privy-tmp -> /victim`) nor make privy
+/// copy another file's bytes into the bundle (`config.json -> /root/x`) (B8).
 pub fn attach_bundle(
     bundle: &Path,
     ticket: &str,
@@ -431,9 +440,10 @@ pub fn attach_bundle(
         path: path.clone(),
         msg,
     };
-    let original = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let dir = open_bundle(bundle).map_err(|e| bad(e.to_string()))?;
+    let (original, _) = read_config(&dir).map_err(bad)?;
     crate::oci::install::bundle(bundle, binary, config, false).map_err(|e| bad(e.to_string()))?;
-    let text = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let (text, meta) = read_config(&dir).map_err(bad)?;
     let mut spec: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
     let obj = spec
@@ -445,20 +455,45 @@ pub fn attach_bundle(
     ann.as_object_mut()
         .ok_or_else(|| bad("annotations is not an object".into()))?
         .insert(TICKET_ANNOTATION.into(), ticket.into());
-    write_config(&path, &serde_json::to_vec_pretty(&spec).expect("json")).map_err(bad)?;
+    write_config(
+        &dir,
+        &serde_json::to_vec_pretty(&spec).expect("json"),
+        &meta,
+    )
+    .map_err(bad)?;
     Ok(original)
 }
 
 /// Put `bytes` back as the bundle's config.json.
 pub fn restore_bundle(bundle: &Path, bytes: &[u8]) -> Result<(), RunError> {
     let path = bundle.join("config.json");
-    write_config(&path, bytes).map_err(|msg| RunError::Bundle { path, msg })
+    let bad = |msg: String| RunError::Bundle {
+        path: path.clone(),
+        msg,
+    };
+    let dir = open_bundle(bundle).map_err(|e| bad(e.to_string()))?;
+    let (_, meta) = read_config(&dir).map_err(bad)?;
+    write_config(&dir, bytes, &meta).map_err(bad)
 }
 
-fn write_config(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("json.privy-tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+/// The bundle directory, pinned: whatever is renamed or linked in its place
+/// later, privy keeps working in the directory it opened.
+fn open_bundle(bundle: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    crate::sys::open_dir_path(bundle)
+}
+
+fn read_config(dir: &std::os::fd::OwnedFd) -> Result<(Vec<u8>, std::fs::Metadata), String> {
+    use std::os::fd::AsRawFd;
+    crate::sys::read_regular_at(dir.as_raw_fd(), "config.json", MAX_CONFIG_BYTES)
+        .map_err(|e| e.to_string())
+}
+
+fn write_config(
+    dir: &std::os::fd::OwnedFd,
+    bytes: &[u8],
+    like: &std::fs::Metadata,
+) -> Result<(), String> {
+    crate::sys::replace_file(dir, "config.json", bytes, Some(like)).map_err(|e| e.to_string())
 }
 
 /// Run `cmd` to completion, forwarding SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2

@@ -75,7 +75,14 @@ pub fn bundle(
         check_binary(binary)?;
     }
     let path = bundle.join("config.json");
-    let text = std::fs::read(&path).map_err(|e| ferr(&path, e))?;
+    // Never through a symlink: a bundle may be writable by someone else (B8).
+    let dir = crate::sys::open_dir_path(bundle).map_err(|e| ferr(bundle, e))?;
+    let (text, _) = crate::sys::read_regular_at(
+        std::os::fd::AsRawFd::as_raw_fd(&dir),
+        "config.json",
+        16 << 20,
+    )
+    .map_err(|e| ferr(&path, e))?;
     let mut spec: Value = serde_json::from_slice(&text).map_err(|e| ferr(&path, e))?;
     let obj = spec
         .as_object_mut()
@@ -163,13 +170,22 @@ pub fn write_hooks_d(
     Ok(files)
 }
 
+/// Replace `path` atomically, never writing through a symlink planted in
+/// its directory (a fresh randomly named file, then a rename: B8). The
+/// file keeps the mode and owner of the one it replaces.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
-    let tmp = path.with_extension(format!("privy-tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| ferr(&tmp, e))?;
-    if let Ok(m) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp, m.permissions());
-    }
-    std::fs::rename(&tmp, path).map_err(|e| ferr(path, e))
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Err(ferr(path, "not a file path"));
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let dir = crate::sys::open_dir_path(parent).map_err(|e| ferr(parent, e))?;
+    let like = std::fs::symlink_metadata(path).ok().filter(|m| m.is_file());
+    crate::sys::replace_file(&dir, name, bytes, like.as_ref()).map_err(|e| ferr(path, e))
 }
 
 /// systemd unit files privy owns.

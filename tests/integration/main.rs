@@ -10,6 +10,9 @@
 //!   input, output shapes; a real image via podman (root; skips say why).
 //! - `e2e`: root-only, real runc and crun with a busybox rootfs. Each test
 //!   says when it skips and why.
+//! - `harden_core`: regressions for the hook and materialize defects of
+//!   issue 10 (mount propagation, host volumes, system targets, depth,
+//!   namespaces, config paths, bundle rewrites, narrowing), on runc and crun.
 //! - `uploads`: a real `privy daemon`, `privy run`, podman (crun and runc),
 //!   runc/crun bundles, a dockerd of its own through `privy shim`.
 //! - `network`: the `privy:source/http` host import against loopback
@@ -41,6 +44,7 @@ mod bao;
 mod build;
 mod cli;
 mod e2e;
+mod harden_core;
 mod hostdir;
 mod network;
 mod sandbox;
