@@ -595,7 +595,7 @@ fn b4_devices_and_sockets_in_a_grant_are_refused_not_read() {
 }
 
 #[test]
-fn b4_regular_files_and_directories_still_open_through_wasi() {
+fn wasi_opens_of_regular_files_and_directories_still_work_after_b4() {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir(d.path().join("sub")).unwrap();
     std::fs::write(d.path().join("sub/k"), b"value").unwrap();
