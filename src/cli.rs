@@ -9,6 +9,42 @@ use clap::{Parser, Subcommand};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// Standard output was closed by its reader (`privy scan ... | head -1`).
+/// Not a failure of privy's: `main` exits quietly, with the status the
+/// command had earned (B15).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// Write to standard output, flushed; a reader that went away is
+/// [`StdoutClosed`] instead of `println!`'s panic.
+fn write_stdout(args: std::fmt::Arguments<'_>) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
+    }
+}
+
+/// A line to standard error that never panics: a closed stderr loses the
+/// line, nothing else.
+fn note(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
+/// `print!` that returns [`StdoutClosed`] from the calling function.
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*))? };
+}
+
+/// `println!` that returns [`StdoutClosed`] from the calling function.
+macro_rules! outln {
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*)))? };
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "privy",
@@ -350,7 +386,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if let Some(b) = &args.bundle {
                 install::bundle(b, &binary, cfg_arg.as_deref(), args.uninstall)?;
-                println!(
+                outln!(
                     "{} privy hooks {} {}",
                     verb(args.uninstall),
                     prep(args.uninstall),
@@ -366,19 +402,19 @@ pub fn run(cli: Cli) -> Result<()> {
                     &socket,
                     args.uninstall,
                 )? {
-                    println!(
+                    outln!(
                         "{} {}",
                         if args.uninstall { "removed" } else { "wrote" },
                         f.display()
                     );
                 }
                 if !args.uninstall {
-                    println!("enable it with: systemctl daemon-reload && systemctl enable --now privy.socket");
+                    outln!("enable it with: systemctl daemon-reload && systemctl enable --now privy.socket");
                 }
             }
             if let Some(d) = &args.hooks_dir {
                 for f in install::hooks_dir(d, &binary, cfg_arg.as_deref(), args.uninstall)? {
-                    println!(
+                    outln!(
                         "{} {}",
                         if args.uninstall { "removed" } else { "wrote" },
                         f.display()
@@ -436,9 +472,9 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let created = crate::run::upload(&client, &files, scope, a.specs.ttl)?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&created)?);
+                outln!("{}", serde_json::to_string_pretty(&created)?);
             } else {
-                println!("{}", created.ticket);
+                outln!("{}", created.ticket);
             }
             Ok(())
         }
@@ -448,7 +484,7 @@ pub fn run(cli: Cli) -> Result<()> {
             match command {
                 TicketCommand::Info { ticket, socket } => {
                     let info = client_for(&cfg, socket.as_deref()).info(ticket)?;
-                    println!("{}", serde_json::to_string_pretty(&info)?);
+                    outln!("{}", serde_json::to_string_pretty(&info)?);
                 }
                 TicketCommand::Rm { ticket, socket } => {
                     client_for(&cfg, socket.as_deref()).delete(ticket)?;
@@ -469,7 +505,7 @@ pub fn run(cli: Cli) -> Result<()> {
             init_logging(None, "warn");
             let cfg = load_config(&cli)?;
             load_all(&cfg)?;
-            print!("{}", cfg.effective_toml());
+            out!("{}", cfg.effective_toml());
             Ok(())
         }
     }
@@ -515,14 +551,18 @@ fn scan_command(cli: &Cli, a: &ScanArgs) -> Result<i32> {
         "sarif" => scan::output::sarif(&report) + "\n",
         _ => scan::output::text(&report),
     };
-    print!("{out}");
+    match write_stdout(format_args!("{out}")) {
+        // The reader stopped early; the status still tells a leak (pipefail).
+        Err(e) if e.is::<StdoutClosed>() => return Ok(report.exit_code()),
+        r => r?,
+    }
     if a.stats {
-        eprintln!(
+        note(format_args!(
             "privy scan: {:.3} s wall, peak RSS {} MiB, {} bytes scanned",
             started.elapsed().as_secs_f64(),
             peak_rss_kib() / 1024,
             report.bytes
-        );
+        ));
     }
     Ok(report.exit_code())
 }
@@ -590,16 +630,16 @@ fn run_command(cli: &Cli, a: &RunArgs) -> Result<()> {
         }
     };
     if route == Route::Env {
-        eprintln!(
+        note(format_args!(
             "privy: {} takes no annotation that privy knows; the ticket is in $PRIVY_TICKET: pass it to the container as the annotation {}=$PRIVY_TICKET",
             cmd[0],
             crate::plan::TICKET_ANNOTATION
-        );
+        ));
     }
     let status = run::run_child(&cmd, Some((run::TICKET_ENV, &ticket)));
     if let Some((b, original)) = restore {
         if let Err(e) = run::restore_bundle(&b, &original) {
-            eprintln!("privy: {e}");
+            note(format_args!("privy: {e}"));
         }
     }
     let status = status?;
@@ -616,7 +656,7 @@ fn run_command(cli: &Cli, a: &RunArgs) -> Result<()> {
             Err(crate::daemon::client::ClientError::Api {
                 status: 404 | 410, ..
             }) => {}
-            Err(e) => eprintln!("privy: could not drop the ticket: {e}"),
+            Err(e) => note(format_args!("privy: could not drop the ticket: {e}")),
         }
     }
     run::exit_like(status)
@@ -637,7 +677,7 @@ fn plugin_command(cli: &Cli, command: &PluginCommand) -> Result<()> {
         PluginCommand::New { name, dir } => {
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from(name));
             scaffold::new_plugin(&dir, name)?;
-            println!(
+            outln!(
                 "wrote {}; build it with: cd {} && cargo build --release",
                 dir.display(),
                 dir.display()
@@ -646,21 +686,21 @@ fn plugin_command(cli: &Cli, command: &PluginCommand) -> Result<()> {
         }
         PluginCommand::Check { file } => {
             let cfg = load_config(cli)?;
-            let wasm = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
+            let wasm = read_wasm(file)?;
             let host = PluginHost::new(&cfg.cache_dir)?;
             let plugin = host
                 .load_bytes(&wasm)
                 .with_context(|| format!("{}", file.display()))?;
             use sha2::Digest;
-            println!(
+            outln!(
                 "{}: a privy source, contract privy:source@{}",
                 file.display(),
                 crate::plugin::WIT_VERSION
             );
-            println!("sha256: {}", hex::encode(sha2::Sha256::digest(&wasm)));
-            println!("imports:");
+            outln!("sha256: {}", hex::encode(sha2::Sha256::digest(&wasm)));
+            outln!("imports:");
             for i in plugin.imports() {
-                println!("  {i}");
+                outln!("  {i}");
             }
             Ok(())
         }
@@ -683,16 +723,16 @@ fn plugin_command(cli: &Cli, command: &PluginCommand) -> Result<()> {
                 .collect();
             if *json {
                 let out = serde_json::json!({"sources": rows, "limits": cfg.limits, "target": cfg.target});
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
                 return Ok(());
             }
             let l = &cfg.limits;
-            println!(
+            outln!(
                 "target {}; limits: {} B/file, {} B total, {} files; plugin memory {} B, CPU {} ms, timeout {} ms",
                 cfg.target, l.max_file_bytes, l.max_total_bytes, l.max_files, l.plugin_memory_bytes, l.plugin_cpu_ms, l.plugin_timeout_ms
             );
             for (s, r) in cfg.sources.iter().zip(&rows) {
-                println!(
+                outln!(
                     "{}  plugin={}  {}  required={}",
                     s.name,
                     s.plugin,
@@ -700,7 +740,7 @@ fn plugin_command(cli: &Cli, command: &PluginCommand) -> Result<()> {
                     s.required
                 );
                 if let Some(w) = &s.when {
-                    println!("    when: {}", serde_json::to_string(w)?);
+                    outln!("    when: {}", serde_json::to_string(w)?);
                 }
                 let g = &s.grant;
                 let show = |v: &[PathBuf]| {
@@ -709,7 +749,7 @@ fn plugin_command(cli: &Cli, command: &PluginCommand) -> Result<()> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
-                println!(
+                outln!(
                     "    grant: dirs [{}] files [{}] hosts [{}]",
                     show(&g.dirs),
                     show(&g.files),
@@ -725,7 +765,7 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
     use crate::config::Grant;
     use crate::plugin::{Call, PluginRequest};
     let cfg = load_config(cli)?;
-    let wasm = std::fs::read(&a.file).with_context(|| format!("{}", a.file.display()))?;
+    let wasm = read_wasm(&a.file)?;
     let host = PluginHost::new(&cfg.cache_dir)?;
     let name = a
         .file
@@ -786,15 +826,15 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
             })
             .collect();
         let out = serde_json::json!({"source": name, "count": checked.files.len(), "bytes": checked.total_bytes(), "files": files});
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "source {name:?}: {} files, {} bytes (fingerprints under {keyed})",
             checked.files.len(),
             checked.total_bytes()
         );
         for f in &checked.files {
-            println!(
+            outln!(
                 "  {:04o} {:>8}  {}  {}",
                 f.mode,
                 f.data.len(),
@@ -822,6 +862,13 @@ fn load_all(cfg: &Config) -> Result<()> {
             .context("source \"upload\"")?;
     }
     Ok(())
+}
+
+/// A `.wasm` named on the command line: a regular file, opened without
+/// blocking (a FIFO is refused at once, not waited on).
+fn read_wasm(file: &Path) -> Result<Vec<u8>> {
+    crate::plugin::files::read_regular(file, crate::plugin::MAX_WASM_BYTES)
+        .with_context(|| format!("{}", file.display()))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -869,7 +916,10 @@ fn build_command(cli: &Cli, args: &BuildArgs) -> Result<()> {
         Ok(0) => Ok(()),
         Ok(code) => Err(Exit(code).into()),
         Err(e) => {
-            eprintln!("privy: build: {}", format!("{e:#}").replace('\n', " "));
+            note(format_args!(
+                "privy: build: {}",
+                format!("{e:#}").replace('\n', " ")
+            ));
             Err(Exit(2).into())
         }
     }

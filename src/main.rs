@@ -29,11 +29,18 @@ fn main() {
         if let Some(privy::build::Exit(code)) = e.downcast_ref() {
             std::process::exit(*code);
         }
+        // The reader of our output went away (`... | head -1`): it had what
+        // it wanted; that is no error, and says nothing more (B15).
+        if e.is::<privy::cli::StdoutClosed>() {
+            std::process::exit(0);
+        }
         let line = format!("privy: {}", format!("{e:#}").replace('\n', " "));
         if is_hook {
             privy::hook::report_error(&line);
         } else {
-            eprintln!("{line}");
+            // Never `eprintln!`: it panics when stderr is a closed pipe.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
         }
         std::process::exit(code);
     }

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 pub enum OciError {
     #[error("OCI state on stdin: {0}")]
     State(String),
-    #[error("{path}: {msg}")]
+    /// The path is printed escaped: it comes from the runtime's state.
+    #[error("{}: {msg}", crate::shown::escaped(&path.to_string_lossy()))]
     Bundle { path: PathBuf, msg: String },
 }
 
@@ -36,8 +37,14 @@ pub struct State {
 impl State {
     /// Parse the state JSON.
     pub fn parse(bytes: &[u8]) -> Result<Self, OciError> {
-        serde_json::from_slice(bytes).map_err(|e| OciError::State(e.to_string()))
+        serde_json::from_slice(bytes).map_err(|e| OciError::State(json_error(&e)))
     }
+}
+
+/// A JSON error as one printable line: serde quotes most of the input it
+/// names, but not all (an unknown variant or field is shown raw).
+fn json_error(e: &serde_json::Error) -> String {
+    crate::shown::escaped(&e.to_string()).into_owned()
 }
 
 /// The parts of `config.json` that privy uses.
@@ -117,9 +124,14 @@ impl Spec {
             path: path.clone(),
             msg: e.to_string(),
         })?;
-        serde_json::from_slice(&bytes).map_err(|e| OciError::Bundle {
-            path,
-            msg: e.to_string(),
+        Self::parse(&bytes, &path)
+    }
+
+    /// Parse a `config.json`'s bytes; `path` names it in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self, OciError> {
+        serde_json::from_slice(bytes).map_err(|e| OciError::Bundle {
+            path: path.to_owned(),
+            msg: json_error(&e),
         })
     }
 

@@ -6,12 +6,13 @@ use super::bindings::privy::source::host::{self as wit_host, Level};
 use super::bindings::privy::source::http as wit_http;
 use super::bindings::privy::source::tickets as wit_tickets;
 use super::bindings::privy::source::types as wit_types;
+use super::files::{self, ReadError};
 use super::{sanitize, PluginError};
 use crate::config::{Grant, Limits};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -39,7 +40,11 @@ pub struct HostState {
     pub cpu_exceeded: bool,
     /// Set only for a source granted `daemon = true`.
     daemon: Option<DaemonLink>,
-    timeout: std::time::Duration,
+    /// The call's wall clock (`limits.plugin_timeout_ms`) ends here; host
+    /// calls that wait get only what is left of it.
+    pub deadline: Instant,
+    /// The epoch callback found the wall clock spent.
+    pub timed_out: bool,
 }
 
 /// How a source granted `daemon = true` reaches `privy daemon`, and for
@@ -60,8 +65,9 @@ impl HostState {
         daemon: Option<DaemonLink>,
     ) -> Result<Self, PluginError> {
         let mut b = WasiCtxBuilder::new();
-        // Sync file operations on the calling thread: no blocking pool.
-        b.allow_blocking_current_thread(true);
+        // Sync file operations on the calling thread: no blocking pool. Safe
+        // because no open can block (see `wasi_open`).
+        b.allow_blocking_current_thread(super::wasi_open::BLOCK_CURRENT_THREAD);
         for dir in &grant.dirs {
             // A granted directory that does not exist simply is not there for
             // the plugin; host-dir treats that as "no files".
@@ -96,8 +102,27 @@ impl HostState {
             ticks: 0,
             cpu_exceeded: false,
             daemon: daemon.filter(|_| grant.daemon),
-            timeout: std::time::Duration::from_millis(limits.plugin_timeout_ms),
+            deadline: Instant::now() + Duration::from_millis(limits.plugin_timeout_ms),
+            timed_out: false,
         })
+    }
+
+    /// The source this call runs for.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The call's resources (WASI descriptors among them).
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// What is left of the call's wall clock (at least 1 ms: a socket
+    /// timeout of zero means none).
+    fn remaining(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
     }
 
     /// Report lines that were dropped by the log cap.
@@ -142,24 +167,25 @@ impl HostState {
         Err(format!("{path} is not covered by the grant"))
     }
 
+    /// A `grant.files` entry, read without ever blocking: opened
+    /// `O_NONBLOCK`, and refused unless it is a regular file (B4).
     fn grant_read(&self, path: &str) -> Result<Vec<u8>, String> {
         let p = Path::new(path);
         if !self.grant_files.iter().any(|f| f == p) {
             return Err(format!("{path} is not in grant.files"));
         }
-        let f = std::fs::File::open(p).map_err(|e| format!("{path}: {e}"))?;
-        let mut buf = Vec::new();
-        f.take(self.max_file_bytes + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| format!("{path}: {e}"))?;
-        if buf.len() as u64 > self.max_file_bytes {
-            zeroize::Zeroize::zeroize(&mut buf);
-            return Err(format!(
-                "{path} is larger than limits.max_file_bytes ({})",
-                self.max_file_bytes
-            ));
-        }
-        Ok(buf)
+        files::read_regular(p, self.max_file_bytes).map_err(|e| {
+            let msg = match e {
+                ReadError::TooBig(max) => {
+                    format!("{path} is larger than limits.max_file_bytes ({max})")
+                }
+                ReadError::Io(e) => format!("{path}: {e}"),
+                e => format!("{path} {e}"),
+            };
+            // The plugin may swallow the error: the operator still sees why.
+            tracing::info!(source = %self.source, "read-file: {msg}");
+            msg
+        })
     }
 }
 
@@ -219,7 +245,9 @@ impl wit_tickets::Host for HostState {
                 "this source's grant does not include `daemon = true`".into(),
             ));
         };
-        let client = Client::new(&link.socket, self.timeout);
+        // The wall clock holds for host calls too: the daemon gets what is
+        // left of it, not a fresh full timeout.
+        let client = Client::new(&link.socket, self.remaining());
         match client.claim(&ticket, &link.container_id, &link.bundle) {
             Ok(files) => Ok(files
                 .into_iter()

@@ -9,9 +9,11 @@
 //! in a root-owned cache, so the hook never compiles on a container start.
 
 mod cache;
+pub mod files;
 mod host;
 pub mod net;
 pub mod scaffold;
+mod wasi_open;
 
 use crate::config::{Grant, Limits};
 use crate::plan::PluginRef;
@@ -255,6 +257,8 @@ impl PluginHost {
             .map_err(|e| PluginError::Trap(format!("linker: {e}")))?;
         bindings::SourcePlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Trap(format!("linker: {e}")))?;
+        wasi_open::add_to_linker(&mut linker)
+            .map_err(|e| PluginError::Trap(format!("linker: {e}")))?;
         let cache = ComponentCache::new(&engine, cache_dir);
         Ok(PluginHost {
             engine,
@@ -374,6 +378,12 @@ impl PluginHost {
         store.epoch_deadline_callback(move |mut ctx| {
             let st = ctx.data_mut();
             st.ticks += 1;
+            // The wall clock, checked whenever Wasm runs again: time spent in
+            // host calls counts, whatever runtime polls this call.
+            if std::time::Instant::now() >= st.deadline {
+                st.timed_out = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
             if st.ticks > cpu_ticks {
                 st.cpu_exceeded = true;
                 Ok(UpdateDeadline::Interrupt)
@@ -423,26 +433,30 @@ impl PluginHost {
     }
 }
 
-/// Read a `.wasm` file named in config: owned by root, not writable by
-/// group or others, and hashing to the pinned digest.
+/// Largest `.wasm` privy reads (a source component is a few MiB at most).
+pub const MAX_WASM_BYTES: u64 = 256 << 20;
+
+/// Read a `.wasm` file named in config: a regular file (opened without
+/// blocking, so a FIFO or device is refused at once, B4), owned by root, not
+/// writable by group or others, and hashing to the pinned digest. Owner and
+/// mode are taken from the descriptor that is read, so nothing can be
+/// swapped in between the check and the read.
 pub fn read_pinned(path: &std::path::Path, sha256: &str) -> Result<Vec<u8>, PluginError> {
     use sha2::Digest;
     use std::os::unix::fs::MetadataExt;
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| PluginError::Load {
+    let load = |msg: String| PluginError::Load {
         path: shown.clone(),
-        msg: e.to_string(),
-    })?;
+        msg,
+    };
+    let f = files::open_regular(path).map_err(|e| load(e.to_string()))?;
+    let meta = f.metadata().map_err(|e| load(e.to_string()))?;
     if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-        return Err(PluginError::Load {
-            path: shown,
-            msg: "must be owned by root and not writable by group or others".into(),
-        });
+        return Err(load(
+            "must be owned by root and not writable by group or others".into(),
+        ));
     }
-    let bytes = std::fs::read(path).map_err(|e| PluginError::Load {
-        path: shown.clone(),
-        msg: e.to_string(),
-    })?;
+    let bytes = files::read_capped(f, MAX_WASM_BYTES).map_err(|e| load(e.to_string()))?;
     let actual = hex::encode(sha2::Sha256::digest(&bytes));
     if !actual.eq_ignore_ascii_case(sha256) {
         return Err(PluginError::Digest {
@@ -482,6 +496,9 @@ fn to_wit(r: &PluginRequest) -> wit::Request {
 /// Turn a wasmtime error into the limit it hit, or a one-line trap.
 fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> PluginError {
     let st = store.data();
+    if st.timed_out {
+        return PluginError::Timeout(limits.plugin_timeout_ms);
+    }
     if st.cpu_exceeded {
         return PluginError::Cpu(limits.plugin_cpu_ms);
     }
@@ -504,13 +521,24 @@ fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> P
     PluginError::Trap(one_line(e))
 }
 
-/// The first line of an error chain, joined with `: `.
+/// An error chain as one whole line, its parts joined with `: `. Parts
+/// that span lines (wasmparser pretty-prints the bytes it expected and
+/// found, `expected=[\n    0x0,\n ...]`) are folded onto one line, not
+/// cut at their first newline.
 fn one_line(e: &wasmtime::Error) -> String {
-    let s: Vec<String> = e
-        .chain()
-        .map(|c| c.to_string().lines().next().unwrap_or("").to_string())
-        .collect();
+    let s: Vec<String> = e.chain().map(|c| fold_lines(&c.to_string())).collect();
     sanitize(&s.join(": "), 400)
+}
+
+/// `s` with every run of whitespace (newlines included) made one space, and
+/// the padding of a pretty-printed list dropped: `[ 0x0, 0x61, ]` becomes
+/// `[0x0, 0x61]`.
+fn fold_lines(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("[ ", "[")
+        .replace(", ]", "]")
 }
 
 /// Printable, single-line, at most `max` chars: for text from plugins.

@@ -147,16 +147,32 @@ pub fn parse_host(s: &str) -> Result<HostName, String> {
     Ok(HostName::Name(name))
 }
 
+/// Parse a port as a grant or a URL writes it: decimal digits, 1 to 65535.
+/// Nothing is read into it: not a sign, not a value over 65535 (which
+/// `http::Uri` silently drops, so that the default port would be used).
+pub fn parse_port(p: &str) -> Result<u16, String> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "port {:?} is not a number from 1 to 65535",
+            super::sanitize(p, 20)
+        ));
+    }
+    let digits = p.trim_start_matches('0');
+    if digits.is_empty() {
+        return Err("port 0 is not a port".into());
+    }
+    digits
+        .parse::<u16>()
+        .map_err(|_| format!("port {} is over 65535", super::sanitize(p, 20)))
+}
+
 /// Parse one `grant.hosts` entry, `host:port`.
 pub fn parse_grant_host(s: &str) -> Result<(HostName, u16), String> {
     let (host, port) = s
         .rsplit_once(':')
+        .filter(|(_, p)| !p.contains(']'))
         .ok_or_else(|| format!("{s:?} must be host:port"))?;
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("{s:?} must end in a port, 1-65535"))?;
+    let port = parse_port(port).map_err(|e| format!("{s:?}: {e}"))?;
     Ok((parse_host(host)?, port))
 }
 
@@ -204,21 +220,27 @@ pub fn parse_url(url: &str) -> Result<Target, NetError> {
         return Err(bad("user info is not allowed"));
     }
     let host = parse_host(auth.host()).map_err(|e| bad(&e))?;
-    let port = match auth.port() {
-        Some(p) => p.as_u16(),
-        None if auth.as_str().ends_with(':') => return Err(bad("empty port")),
+    // The port as written: `auth.port()` is `None` both for no port and for
+    // one over 65535, and the second must not become the default port.
+    let written = auth
+        .as_str()
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .filter(|p| !p.contains(']'));
+    let port = match written {
+        Some("") => return Err(bad("empty port")),
+        Some(p) => parse_port(p).map_err(|e| bad(&e))?,
         None if tls => 443,
         None => 80,
     };
-    if port == 0 {
-        return Err(bad("port 0"));
-    }
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .filter(|p| !p.is_empty())
-        .unwrap_or("/")
-        .to_owned();
+    // The request target: never empty, and never a bare query
+    // (`http://h?a=b` has the path "" and the query "a=b": send `/?a=b`).
+    let path = match (uri.path(), uri.query()) {
+        ("", None) => "/".to_owned(),
+        ("", Some(q)) => format!("/?{q}"),
+        (p, None) => p.to_owned(),
+        (p, Some(q)) => format!("{p}?{q}"),
+    };
     Ok(Target {
         tls,
         host,
@@ -511,20 +533,14 @@ impl Net {
     }
 }
 
+/// A CA file, read as every file privy reads for a source: without
+/// blocking, regular files only (a FIFO here hung the call, B4), capped.
 fn read_capped(path: &str, address: &str) -> Result<Vec<u8>, NetError> {
-    use std::io::Read;
-    let f = std::fs::File::open(path)
-        .map_err(|e| NetError::Unavailable(format!("{address}: CA file {path}: {e}")))?;
-    let mut buf = Vec::new();
-    f.take(MAX_CA_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| NetError::Unavailable(format!("{address}: CA file {path}: {e}")))?;
-    if buf.len() as u64 > MAX_CA_BYTES {
-        return Err(NetError::Invalid(format!(
-            "{address}: CA file {path} is larger than {MAX_CA_BYTES} bytes"
-        )));
-    }
-    Ok(buf)
+    use super::files::ReadError;
+    super::files::read_regular(std::path::Path::new(path), MAX_CA_BYTES).map_err(|e| match e {
+        ReadError::Io(e) => NetError::Unavailable(format!("{address}: CA file {path}: {e}")),
+        e => NetError::Invalid(format!("{address}: CA file {path} {e}")),
+    })
 }
 
 /// An HTTP method token of 1-16 uppercase letters; never `CONNECT`.
@@ -794,6 +810,70 @@ mod tests {
         ] {
             assert!(matches!(parse_url(bad), Err(NetError::Invalid(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn b4_a_fifo_as_the_ca_file_is_refused_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("ca.pem");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string; mkfifo reads nothing else.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let path = fifo.display().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(read_capped(&path, "h:443")));
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        if got.is_err() {
+            // Release the reader still waiting on it, then fail.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("reading a FIFO as the CA file blocked");
+        }
+        let e = got.unwrap().unwrap_err().to_string();
+        assert!(e.contains("is a FIFO, not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn fuzz_a_query_without_a_path_is_sent_as_slash_query_not_a_bare_query() {
+        // Found by tests/integration/fuzz_parsers.rs: the request target
+        // was `?a=b`, which is not HTTP.
+        assert_eq!(parse_url("http://127.0.0.1?a=b").unwrap().path, "/?a=b");
+        assert_eq!(parse_url("http://127.0.0.1:1?a=b").unwrap().path, "/?a=b");
+        assert_eq!(parse_url("http://h/x?a=b").unwrap().path, "/x?a=b");
+        assert_eq!(parse_url("http://h/x").unwrap().path, "/x");
+    }
+
+    #[test]
+    fn port_over_65535_in_a_url_is_refused_not_made_the_default() {
+        // `http::Uri` parses these, and reports no port at all for them.
+        for bad in [
+            "http://127.0.0.1:65536/",
+            "http://127.0.0.1:99999/v1",
+            "https://vault.example:4294967376/",
+            "http://[::1]:70000/",
+            "http://127.0.0.1:0/",
+            "http://127.0.0.1:00/",
+        ] {
+            let e = parse_url(bad).unwrap_err().to_string();
+            assert!(e.contains("port"), "{bad}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert_eq!(parse_url("http://127.0.0.1:65535/").unwrap().port, 65535);
+        assert_eq!(parse_url("http://127.0.0.1:08200/").unwrap().port, 8200);
+        assert_eq!(parse_url("http://[::1]/").unwrap().port, 80);
+        // A grant that names port 80 is not reached through port 65616.
+        let n = net(&["127.0.0.1:80"]);
+        assert!(parse_url("http://127.0.0.1:65616/").is_err());
+        assert!(n.granted(&parse_url("http://127.0.0.1/").unwrap()));
+    }
+
+    #[test]
+    fn port_over_65535_or_signed_in_a_grant_is_refused() {
+        for bad in ["h:65536", "h:99999", "h:+80", "h:-1", "h:", "[::1]", "h:0"] {
+            assert!(parse_grant_host(bad).is_err(), "{bad}");
+        }
+        let e = parse_grant_host("h:70000").unwrap_err();
+        assert!(e.contains("over 65535"), "{e}");
+        assert_eq!(parse_grant_host("h:65535").unwrap().1, 65535);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //!
 //! - `sandbox`: hostile guest components against the real plugin host.
 //! - `hostdir`: the shipped `host-dir` source against real directories.
+//! - `fuzz_parsers`: property tests of every parser that takes outside
+//!   input (OCI state, config.json and the request, privy.toml, RelPath,
+//!   grant.hosts and URLs); its counting allocator is this binary's.
 //! - `cli`: the `privy` binary: errors, install safety, `privy plugin`, the
 //!   C source (built by `.ci/run`; skipped with a reason when absent).
 //! - `build`: root-only, real `podman build` and `buildah bud` through
@@ -44,6 +47,7 @@ mod bao;
 mod build;
 mod cli;
 mod e2e;
+mod fuzz_parsers;
 mod harden_core;
 mod hostdir;
 mod network;

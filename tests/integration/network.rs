@@ -270,3 +270,29 @@ fn a_response_over_the_size_cap_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn url_port_over_65535_is_refused_not_taken_as_the_default_port() {
+    // `http::Uri` reads "127.0.0.1:65616" as having no port, which used to
+    // mean 80: a grant of port 80 then covered a URL that names another.
+    // Port 80 is bound here (the tests run as root) so a connection shows.
+    let l = TcpListener::bind("127.0.0.1:80").expect("port 80 is free for this test");
+    l.set_nonblocking(true).unwrap();
+    for url in [
+        "http://127.0.0.1:65616/x",
+        "http://127.0.0.1:99999/",
+        "http://127.0.0.1:4294967376/",
+    ] {
+        let e = ask("http", url, &["127.0.0.1:80".to_string()], &limits(5000)).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("InvalidRequest") && msg.contains("is over 65535"),
+            "{url}: {msg}"
+        );
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+    assert!(
+        l.accept().is_err(),
+        "a URL with another port reached port 80"
+    );
+}

@@ -355,3 +355,428 @@ fn pooled_host_keeps_the_same_limits_and_recovers() {
         assert_eq!(call("ok").unwrap().len(), 3);
     }
 }
+
+// ---- B4: nothing privy opens on a source's behalf may block ----
+
+/// A FIFO at `p`, owned by root (the tests run as root) and mode 0644, as a
+/// pinned `.wasm` must be.
+fn mkfifo(p: &std::path::Path) {
+    nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// Whether some process still has `fifo` open for reading (or is blocked
+/// opening it): opening the write end without blocking succeeds only then.
+/// The open also releases such a reader, so a test never leaves one stuck.
+fn fifo_has_a_reader(fifo: &std::path::Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo)
+        .is_ok()
+}
+
+/// Run the privy binary; its output and wall time, or a failure naming the
+/// command if it has not ended after `bound` (then it is killed, and every
+/// FIFO in `fifos` released so nothing stays blocked).
+fn privy_bounded(
+    args: &[&str],
+    bound: std::time::Duration,
+    fifos: &[&std::path::Path],
+) -> (std::process::Output, std::time::Duration) {
+    use std::process::{Command, Stdio};
+    let started = std::time::Instant::now();
+    let mut child = Command::new(util::PRIVY)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while started.elapsed() < bound {
+        if child.try_wait().unwrap().is_some() {
+            let took = started.elapsed();
+            return (child.wait_with_output().unwrap(), took);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    for f in fifos {
+        fifo_has_a_reader(f);
+    }
+    let out = child.wait_with_output().unwrap();
+    panic!(
+        "privy {args:?} still ran after {bound:?} (stderr: {})",
+        util::text(&out.stderr)
+    );
+}
+
+/// A config whose plugin wall clock is `ms`, with the hostile fixture and
+/// the World's `host-dir` warm in the shared cache (so the binary does not
+/// compile them inside the bound).
+fn world_with_timeout(ms: u64, sources: &str) -> util::World {
+    hostile();
+    host()
+        .load(&privy::plan::PluginRef::Embedded("host-dir".into()))
+        .unwrap();
+    util::World::new(&format!("[limits]\nplugin_timeout_ms = {ms}\n"), sources)
+}
+
+/// What a FIFO open ends with: one `privy:` line that names the source and
+/// says it is a FIFO, within the wall-clock limit, and no reader left on it.
+fn assert_fifo_refused(
+    out: &std::process::Output,
+    took: std::time::Duration,
+    fifo: &std::path::Path,
+    source: &str,
+) {
+    let err = util::text(&out.stderr);
+    assert!(!out.status.success(), "it succeeded: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(
+        err.starts_with(&format!("privy: source \"{source}\": ")),
+        "{err}"
+    );
+    assert!(
+        err.contains("FIFO") || err.contains("not permitted"),
+        "{err}"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(LIMIT_MS),
+        "took {took:?}, the limit is {LIMIT_MS} ms"
+    );
+    assert!(!fifo_has_a_reader(fifo), "a reader is still on the FIFO");
+}
+
+/// The wall clock the B4 tests give a plugin.
+const LIMIT_MS: u64 = 3000;
+/// How long they let privy run before calling it a hang.
+const HANG: std::time::Duration = std::time::Duration::from_secs(20);
+
+#[test]
+fn b4_fifo_in_a_granted_dir_opened_through_wasi_is_refused_within_the_limit() {
+    let w = world_with_timeout(LIMIT_MS, "");
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("fifo");
+    mkfifo(&fifo);
+    // Directly, and through a symlink inside the grant.
+    std::os::unix::fs::symlink("fifo", d.path().join("link")).unwrap();
+    let wasm = util::guest("hostile");
+    for name in ["fifo", "link"] {
+        let path = d.path().join(name);
+        let (out, took) = privy_bounded(
+            &[
+                "--config",
+                w.config.to_str().unwrap(),
+                "plugin",
+                "run",
+                wasm.to_str().unwrap(),
+                "--grant-dir",
+                d.path().to_str().unwrap(),
+                "-c",
+                "mode=read-path",
+                "-c",
+                &format!("path={}", path.display()),
+            ],
+            HANG,
+            &[&fifo],
+        );
+        assert_fifo_refused(&out, took, &fifo, "hostile");
+    }
+}
+
+#[test]
+fn b4_fifo_in_grant_files_read_through_read_file_is_refused_within_the_limit() {
+    let w = world_with_timeout(LIMIT_MS, "");
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("token");
+    mkfifo(&fifo);
+    let wasm = util::guest("hostile");
+    let (out, took) = privy_bounded(
+        &[
+            "--config",
+            w.config.to_str().unwrap(),
+            "plugin",
+            "run",
+            wasm.to_str().unwrap(),
+            "--grant-file",
+            fifo.to_str().unwrap(),
+            "-c",
+            "mode=read-file",
+            "-c",
+            &format!("path={}", fifo.display()),
+        ],
+        HANG,
+        &[&fifo],
+    );
+    assert_fifo_refused(&out, took, &fifo, "hostile");
+    assert!(util::text(&out.stderr).contains("is a FIFO, not a regular file"));
+}
+
+#[test]
+fn b4_fifo_as_the_pinned_wasm_fails_config_check_within_the_limit() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("plugin.wasm");
+    mkfifo(&fifo);
+    let source = format!(
+        "[[source]]\nname = \"piped\"\nplugin = {fifo:?}\nsha256 = \"{}\"\n",
+        "0".repeat(64)
+    );
+    let w = world_with_timeout(LIMIT_MS, &source);
+    let (out, took) = privy_bounded(
+        &["--config", w.config.to_str().unwrap(), "config", "check"],
+        HANG,
+        &[&fifo],
+    );
+    assert_fifo_refused(&out, took, &fifo, "piped");
+    let err = util::text(&out.stderr);
+    assert!(
+        err.contains(&format!("plugin {}: is a FIFO", fifo.display())),
+        "{err}"
+    );
+    // `plugin check` and `plugin run` take the same care with a named file.
+    for cmd in ["check", "run"] {
+        let (out, _) = privy_bounded(
+            &[
+                "--config",
+                w.config.to_str().unwrap(),
+                "plugin",
+                cmd,
+                fifo.to_str().unwrap(),
+            ],
+            HANG,
+            &[&fifo],
+        );
+        let err = util::text(&out.stderr);
+        assert!(err.contains("is a FIFO, not a regular file"), "{err}");
+        assert!(!fifo_has_a_reader(&fifo));
+    }
+}
+
+#[test]
+fn b4_devices_and_sockets_in_a_grant_are_refused_not_read() {
+    // /dev/zero would never end; a socket would not open at all.
+    let d = tempfile::tempdir().unwrap();
+    let sock = d.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", d.path().join("zero")).unwrap();
+    let grant = Grant {
+        dirs: vec![d.path().to_owned()],
+        files: vec!["/dev/zero".into(), sock.clone()],
+        ..Grant::default()
+    };
+    for (mode, path, says) in [
+        (
+            "read-file",
+            "/dev/zero".to_string(),
+            "is a character device",
+        ),
+        ("read-file", sock.display().to_string(), ""),
+        ("read-path", sock.display().to_string(), ""),
+    ] {
+        let e = run_mode(mode, &small_limits(), &grant, &[("path", &path)]).unwrap_err();
+        assert!(
+            matches!(&e, PluginError::Source { kind: "denied", .. }),
+            "{mode} {path}: {e}"
+        );
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    // The symlink to /dev/zero points outside the grant: refused as before.
+    let zero = d.path().join("zero").display().to_string();
+    let e = run_mode("read-path", &small_limits(), &grant, &[("path", &zero)]).unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Source { kind: "denied", .. }),
+        "{e}"
+    );
+    host_still_healthy();
+}
+
+#[test]
+fn wasi_opens_of_regular_files_and_directories_still_work_after_b4() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("sub")).unwrap();
+    std::fs::write(d.path().join("sub/k"), b"value").unwrap();
+    std::os::unix::fs::symlink("sub/k", d.path().join("link")).unwrap();
+    let grant = Grant {
+        dirs: vec![d.path().to_owned()],
+        ..Grant::default()
+    };
+    for p in ["sub/k", "link"] {
+        let path = d.path().join(p).display().to_string();
+        let files = run_mode("read-path", &small_limits(), &grant, &[("path", &path)]).unwrap();
+        assert_eq!(files[0].data.expose(), b"value");
+    }
+    // Escapes stay refused by the new open exactly as by wasmtime-wasi's.
+    let dir = d.path().to_str().unwrap();
+    let e = run_mode("escape-read", &small_limits(), &grant, &[("dir", dir)]).unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Source { kind: "denied", .. }),
+        "{e}"
+    );
+}
+
+fn b4_runtime_start_with_a_fifo_source_fails_with_privys_line(rt: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("token");
+    mkfifo(&fifo);
+    let wasm = util::guest("hostile");
+    let source = format!(
+        "[[source]]\nname = \"piped\"\nplugin = {wasm:?}\nsha256 = \"{}\"\n\
+         config = {{ mode = \"read-file\", path = {fifo:?} }}\n[source.grant]\nfiles = [{fifo:?}]\n",
+        util::sha256_file(&wasm)
+    );
+    let w = world_with_timeout(LIMIT_MS, &source);
+    let b = util::Bundle::new("echo STARTED");
+    b.install(&w);
+    let started = std::time::Instant::now();
+    let out = b.run(rt);
+    let took = started.elapsed();
+    fifo_has_a_reader(&fifo);
+    // runc quotes the hook's stderr Go-style; crun relays our line as is.
+    let err = util::text(&out.stderr).replace("\\\"", "\"");
+    assert!(!out.status.success());
+    assert!(
+        !util::text(&out.stdout).contains("STARTED"),
+        "the container ran"
+    );
+    assert!(
+        err.contains("privy: source \"piped\": denied: read-file:") && err.contains("is a FIFO"),
+        "{err}"
+    );
+    // Ended by privy, not by the runtime's 30 s hook timeout.
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    assert!(!err.contains("timed out"), "{err}");
+}
+
+on_both_runtimes!(b4_runtime_start_with_a_fifo_source_fails_with_privys_line);
+
+// ---- messages ----
+
+#[test]
+fn garbage_wasm_message_is_one_whole_line_not_cut_at_expected() {
+    let e = host()
+        .load_bytes(b"this is not a wasm file at all")
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(!e.contains('\n'), "{e}");
+    // wasmparser pretty-prints what it expected and what it found over
+    // several lines; both halves must survive, closed.
+    assert!(e.contains("expected=[0x0, 0x61, 0x73, 0x6d]"), "{e}");
+    assert!(e.contains("actual=[0x74, 0x68, 0x69, 0x73]"), "{e}");
+    // And as the CLI prints it: one line, naming the file.
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("garbage.wasm");
+    std::fs::write(&f, b"this is not a wasm file at all").unwrap();
+    let w = util::World::new("", "");
+    let out = w.privy(&["plugin", "check", f.to_str().unwrap()]);
+    let err = util::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("{}: not a privy source component:", f.display()))
+            && err.contains("actual=[0x74, 0x68, 0x69, 0x73]"),
+        "{err}"
+    );
+}
+
+// ---- B15: a reader that stops early ----
+
+/// Run privy with stdout a pipe whose read end is closed at once (before
+/// privy prints anything, which comes after loading a plugin or scanning),
+/// as `| head -1` does to a long output.
+fn privy_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(util::PRIVY)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+fn assert_quiet_exit(out: &std::process::Output, code: i32) {
+    let err = util::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert!(err.is_empty(), "not quiet: {err}");
+}
+
+#[test]
+fn b15_plugin_run_into_a_closed_pipe_exits_quietly() {
+    hostile();
+    let w = util::World::new("", "");
+    let wasm = util::guest("hostile");
+    for json in [false, true] {
+        let mut args = vec![
+            "--config",
+            w.config.to_str().unwrap(),
+            "plugin",
+            "run",
+            wasm.to_str().unwrap(),
+            "-c",
+            "mode=ok",
+            "-c",
+            "count=50",
+        ];
+        if json {
+            args.push("--json");
+        }
+        assert_quiet_exit(&privy_into_closed_pipe(&args), 0);
+    }
+    // Other commands that print: the same.
+    for args in [
+        vec!["config", "check"],
+        vec!["plugin", "list"],
+        vec!["plugin", "check", wasm.to_str().unwrap()],
+    ] {
+        let args = [&["--config", w.config.to_str().unwrap()][..], &args].concat();
+        assert_quiet_exit(&privy_into_closed_pipe(&args), 0);
+    }
+}
+
+#[test]
+fn b15_scan_into_a_closed_pipe_exits_quietly_with_its_status() {
+    let d = tempfile::tempdir().unwrap();
+    let secret = util::secret("b15");
+    let target = d.path().join("image");
+    std::fs::create_dir(&target).unwrap();
+    for i in 0..20 {
+        std::fs::write(target.join(format!("leak{i}")), &secret).unwrap();
+    }
+    let key = d.path().join("key");
+    std::fs::write(&key, &secret).unwrap();
+    let args = [
+        "scan",
+        target.to_str().unwrap(),
+        "--secret-file",
+        key.to_str().unwrap(),
+    ];
+    // A leak is still exit 1 (a `set -o pipefail` script must see it).
+    assert_quiet_exit(&privy_into_closed_pipe(&args), 1);
+    let json = [&args[..], &["--format", "json"]].concat();
+    assert_quiet_exit(&privy_into_closed_pipe(&json), 1);
+    // And a real `| head -1` reads the first line and leaves.
+    let line = format!(
+        "{} scan {} --secret-file {} | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
+        util::PRIVY,
+        target.display(),
+        key.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &line])
+        .output()
+        .unwrap();
+    let stdout = util::text(&out.stdout);
+    assert!(stdout.contains("status=1"), "{stdout}");
+    assert!(!util::text(&out.stderr).contains("panicked"));
+}

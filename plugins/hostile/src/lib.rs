@@ -78,6 +78,22 @@ impl Source for Hostile {
                     Err(e) => Err(SourceError::Denied(format!("symlink read refused: {e}"))),
                 }
             }
+            "read-path" => {
+                // Open and read `path` through WASI (a FIFO in a granted dir).
+                let path = privy_plugin::config("path").unwrap_or_default();
+                match std::fs::read(&path) {
+                    Ok(data) => Ok(vec![file("read", data)]),
+                    Err(e) => Err(SourceError::Denied(format!("read {path}: {e}"))),
+                }
+            }
+            "read-file" => {
+                // Read `path` through the `read-file` host import (grant.files).
+                let path = privy_plugin::config("path").unwrap_or_default();
+                match privy_plugin::read_file(&path) {
+                    Ok(data) => Ok(vec![file("read", data)]),
+                    Err(e) => Err(SourceError::Denied(format!("read-file: {e}"))),
+                }
+            }
             "connect" => {
                 // No grant.hosts: the sandbox has no network at all.
                 let to = privy_plugin::config("to").unwrap_or_else(|| "127.0.0.1:1".into());
