@@ -251,7 +251,9 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            msg: e.message().to_owned()
+            // toml's messages can span lines ("invalid table header\nexpected
+            // ..."); an error is one line.
+            msg: e.message().split_whitespace().collect::<Vec<_>>().join(" ")
                 + &e.span()
                     .map(|s| format!(" (at byte {})", s.start))
                     .unwrap_or_default(),
@@ -594,6 +596,15 @@ fn check_abs_clean(key: &str, p: &Path) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_syntax_error_is_one_line() {
+        let e = Config::parse("[source\nname = 1\n", Path::new("/x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.starts_with("config /x.toml: "), "{e}");
+    }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(s, Path::new("test.toml"))
