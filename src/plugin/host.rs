@@ -219,7 +219,12 @@ impl wit_tickets::Host for HostState {
                 "this source's grant does not include `daemon = true`".into(),
             ));
         };
-        let client = Client::new(&link.socket, self.timeout);
+        // Half the call's wall clock: the claim blocks this thread, and
+        // with it every source fetched alongside; a daemon that does not
+        // answer must be named as such (`did not answer within N s`)
+        // while the other sources still have time to finish, rather than
+        // surface as another source's wall-clock timeout.
+        let client = Client::new(&link.socket, self.timeout / 2);
         match client.claim(&ticket, &link.container_id, &link.bundle) {
             Ok(files) => Ok(files
                 .into_iter()
