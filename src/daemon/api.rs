@@ -252,17 +252,25 @@ pub fn json_ascii_string(raw: &str) -> Option<Zeroizing<Vec<u8>>> {
     Some(out)
 }
 
-/// A file's data: standard base64 in a JSON string.
+/// A file's data: standard base64 in a JSON string. Without escapes (what
+/// privy's client sends) it is decoded straight from the body; with them,
+/// through one zeroizing buffer. Line breaks that some encoders put into
+/// base64 (and JSON escapes as `\n`) are not part of it.
 fn file_data(path: &RelPath, raw: &RawValue) -> Result<Secret, ApiError> {
     let not_b64 = || bad(format!("{path}: data is not a string of standard base64"));
-    let text = json_ascii_string(raw.get()).ok_or_else(not_b64)?;
-    // Line breaks some encoders put into base64 (and JSON escapes as \n)
-    // are not part of it.
-    let mut compact = Zeroizing::new(Vec::with_capacity(text.len()));
-    compact.extend(text.iter().copied().filter(|b| !matches!(b, b'\n' | b'\r')));
-    B64.decode(&compact[..])
-        .map(Secret::new)
-        .map_err(|_| not_b64())
+    let text = raw.get();
+    let decoded = if text.contains('\\') {
+        let mut unescaped = json_ascii_string(text).ok_or_else(not_b64)?;
+        unescaped.retain(|b| !matches!(b, b'\n' | b'\r'));
+        B64.decode(&unescaped[..])
+    } else {
+        let inner = text
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .ok_or_else(not_b64)?;
+        B64.decode(inner)
+    };
+    decoded.map(Secret::new).map_err(|_| not_b64())
 }
 
 /// An upload body's files, scope and TTL.
@@ -529,6 +537,28 @@ mod tests {
         assert!(!e.contains(plain), "{e}");
         let e = decode_upload(b"{}").unwrap_err().1;
         assert!(e.contains("missing field `files`"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_within_a_daemon_workers_stack() {
+        // The daemon's workers have 512 KiB stacks (see `daemon::run`).
+        let worker = std::thread::Builder::new().stack_size(512 * 1024);
+        let errors = worker
+            .spawn(|| {
+                ["[", "{\"a\":", "{\"files\":[{\"data\":"]
+                    .iter()
+                    .map(|open| {
+                        let body = format!("{{\"files\":{}", open.repeat(100_000));
+                        decode_upload(body.as_bytes()).unwrap_err().1
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        for e in errors {
+            assert!(e.starts_with("malformed upload"), "{e}");
+        }
     }
 
     #[test]

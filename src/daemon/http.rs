@@ -285,23 +285,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Move up to `want` buffered or fresh bytes into `out`.
+    /// Append exactly `want` buffered or fresh bytes to `out`, whose
+    /// capacity the caller reserved (and counted): no reallocation.
     async fn take_into(&mut self, out: &mut Vec<u8>, want: usize) -> Result<(), HttpError> {
-        let mut left = want;
-        let buffered = (self.end - self.start).min(left);
-        out.extend_from_slice(&self.buf[self.start..self.start + buffered]);
+        let from = out.len();
+        out.resize(from + want, 0);
+        let buffered = (self.end - self.start).min(want);
+        out[from..from + buffered].copy_from_slice(&self.buf[self.start..self.start + buffered]);
         self.start += buffered;
-        left -= buffered;
-        while left > 0 {
-            let at = out.len();
-            // Capacity was reserved (and counted) by the caller: no reallocation.
-            out.resize(at + left, 0);
-            let n = self.io.read(&mut out[at..]).await.map_err(HttpError::Io)?;
-            out.truncate(at + n);
+        let mut filled = from + buffered;
+        while filled < from + want {
+            let n = match self.io.read(&mut out[filled..from + want]).await {
+                Ok(n) => n,
+                Err(e) => {
+                    out.truncate(filled);
+                    return Err(HttpError::Io(e));
+                }
+            };
             if n == 0 {
+                out.truncate(filled);
                 return Err(HttpError::BodyCut);
             }
-            left -= n;
+            filled += n;
         }
         Ok(())
     }

@@ -1095,7 +1095,7 @@ fn fuzz_raw_http_requests_get_one_json_line_and_the_daemon_stays_up() {
     let started = Instant::now();
     let cases = std::cell::Cell::new(0u32);
     let statuses = std::cell::RefCell::new(std::collections::BTreeMap::<u16, u32>::new());
-    fuzz(400, http_request(), |req| {
+    fuzz(1500, http_request(), |req| {
         cases.set(cases.get() + 1);
         let t = Instant::now();
         let raw = exchange(&st.socket, &req, Duration::from_secs(10));
@@ -1271,7 +1271,7 @@ fn fuzz_upload_and_claim_bodies_never_echo_a_value() {
     let before = rss_kib(d.pid());
     let started = Instant::now();
     let (taken, refused) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
-    fuzz(300, upload_body(), |u| {
+    fuzz(600, upload_body(), |u| {
         let raw = exchange(
             &st.socket,
             format!(
@@ -1329,7 +1329,7 @@ fn fuzz_upload_and_claim_bodies_never_echo_a_value() {
         ],
     );
     let claim_cases = std::cell::Cell::new(0);
-    fuzz(200, claims, |(id, b)| {
+    fuzz(400, claims, |(id, b)| {
         claim_cases.set(claim_cases.get() + 1);
         let body = format!("{{\"container_id\":{id},\"bundle\":{b}}}");
         let raw = exchange(
@@ -1349,7 +1349,7 @@ fn fuzz_upload_and_claim_bodies_never_echo_a_value() {
     });
     let after = rss_kib(d.pid());
     eprintln!(
-        "fuzz bodies: 300 upload cases ({} taken, {} refused), {} claim cases in {:?}; RSS {before} -> {after} KiB",
+        "fuzz bodies: 600 upload cases ({} taken, {} refused), {} claim cases in {:?}; RSS {before} -> {after} KiB",
         taken.get(),
         refused.get(),
         claim_cases.get(),
@@ -1398,7 +1398,7 @@ fn fuzz_ticket_strings_are_parsed_without_panics_or_echoes() {
     let _d = st.daemon();
     let over_http = std::cell::Cell::new(0);
     let verbs = proptest::sample::select(vec![("GET", ""), ("DELETE", ""), ("POST", "/claim")]);
-    fuzz(300, (any_ticket, verbs), |(s, (method, suffix))| {
+    fuzz(600, (any_ticket, verbs), |(s, (method, suffix))| {
         over_http.set(over_http.get() + 1);
         let enc: String = s
             .bytes()
