@@ -576,4 +576,64 @@ mod tests {
             assert!(d(bad).is_none(), "{bad}");
         }
     }
+
+    #[test]
+    fn fuzz_json_strings_round_trip_and_any_body_gives_one_line() {
+        use proptest::prelude::*;
+        let cfg = || proptest::test_runner::Config {
+            cases: 2000,
+            failure_persistence: None,
+            ..Default::default()
+        };
+        // Whatever serde_json writes for an ASCII string, we read back.
+        proptest::test_runner::TestRunner::new(cfg())
+            .run(&proptest::collection::vec(0u8..128, 0..200), |ascii| {
+                let s = String::from_utf8(ascii).unwrap();
+                let json = serde_json::to_string(&s).unwrap();
+                let back = json_ascii_string(&json).map(|v| v.to_vec());
+                prop_assert_eq!(back, Some(s.into_bytes()));
+                Ok(())
+            })
+            .unwrap();
+        // Any body: files, or a 400 with one line.
+        let near = proptest::collection::vec(
+            proptest::sample::select(vec![
+                "{",
+                "}",
+                "[",
+                "]",
+                ",",
+                ":",
+                "\"files\"",
+                "\"path\"",
+                "\"data\"",
+                "\"mode\"",
+                "\"k\"",
+                "\"QUJD\"",
+                "\"\\u0041\"",
+                "\"\\ud800\"",
+                "\"\\\"",
+                "1",
+                "-1",
+                "null",
+                "\"scope\"",
+                "\"run\"",
+                "1e400",
+            ]),
+            0..40,
+        )
+        .prop_map(|t| t.concat().into_bytes());
+        let body = prop_oneof![near, proptest::collection::vec(any::<u8>(), 0..300)];
+        proptest::test_runner::TestRunner::new(cfg())
+            .run(&body, |b| {
+                if let Err(ApiError(status, msg)) = decode_upload(&b) {
+                    prop_assert_eq!(status, 400);
+                    // File names may be named; values are checked on a live
+                    // daemon (tests/integration/harden_daemon/fuzz.rs).
+                    prop_assert!(!msg.contains('\n'), "{}", msg);
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
 }

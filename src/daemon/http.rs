@@ -545,4 +545,66 @@ mod tests {
         let r = block(async { conn(b"GET / HT").read_head().await });
         assert!(matches!(r, Err(HttpError::HeadCut)));
     }
+
+    #[test]
+    fn fuzz_any_bytes_give_a_request_or_an_error_and_bodies_stay_within_max() {
+        use proptest::prelude::*;
+        let heads = proptest::sample::select(vec![
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 40\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+            "GET / HTTP/1.1\r\n",
+            "",
+        ]);
+        let chunky = proptest::collection::vec(
+            (
+                0usize..300,
+                proptest::sample::select(vec!["", ";e", ";e=\"v\""]),
+                any::<bool>(),
+            ),
+            0..6,
+        )
+        .prop_map(|chunks| {
+            let mut b = Vec::new();
+            for (n, ext, good) in chunks {
+                b.extend(format!("{n:x}{ext}\r\n").as_bytes());
+                b.extend(std::iter::repeat_n(b'x', if good { n } else { n / 2 }));
+                b.extend_from_slice(b"\r\n");
+            }
+            b.extend_from_slice(b"0\r\n\r\n");
+            b
+        });
+        let tail = prop_oneof![chunky, proptest::collection::vec(any::<u8>(), 0..600)];
+        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+            cases: 3000,
+            failure_persistence: None,
+            ..Default::default()
+        });
+        runner
+            .run(&(heads, tail, 0u64..2000), |(head, tail, max)| {
+                let mut input = head.as_bytes().to_vec();
+                input.extend(tail);
+                let charged = std::cell::Cell::new(0u64);
+                let got = block(async {
+                    let mut c = conn(&input);
+                    let h = c.read_head().await?;
+                    c.read_body(&h, max, |n| {
+                        charged.set(charged.get() + n);
+                        Ok::<_, HttpError>(())
+                    })
+                    .await
+                });
+                match got {
+                    Ok(body) => {
+                        prop_assert!(body.len() as u64 <= max);
+                        prop_assert!(charged.get() >= body.len() as u64);
+                    }
+                    Err(e) => prop_assert!(!e.to_string().contains('\n')),
+                }
+                // Never more memory counted than the endpoint allows.
+                prop_assert!(charged.get() <= max);
+                Ok(())
+            })
+            .unwrap();
+    }
 }
