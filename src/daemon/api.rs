@@ -385,7 +385,20 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         uid: caller.uid,
         counted: 0,
     };
-    let body = conn.read_body(&head, limit, |n| inflight.charge(n)).await?;
+    // Only uploads count against max_bytes_per_uid: they become held
+    // files. Other bodies are small (SMALL_BODY) and few (the connection
+    // caps), and a claim must never fail because its uid holds uploads:
+    // root, which claims for every container, may hold some of its own.
+    let counts = route == Route::Create;
+    let body = conn
+        .read_body(&head, limit, |n| {
+            if counts {
+                inflight.charge(n)
+            } else {
+                Ok(())
+            }
+        })
+        .await?;
     match route {
         Route::Health => {
             let n = lock(&ctx.store).len();

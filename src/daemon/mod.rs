@@ -106,7 +106,7 @@ fn lock_memory() {
 /// unmapped when freed; [`trim_memory`] returns the small leftovers.
 fn tune_allocator() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt with constant arguments, before any thread starts.
+    // SAFETY: mallopt with constant arguments.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
@@ -193,6 +193,30 @@ async fn connection(
     drop(slot);
 }
 
+/// Refused connections, logged at most once per 10 s: an operator learns
+/// that someone is at the caps, and a flood does not become a log flood.
+#[derive(Default)]
+struct Refusals {
+    count: u64,
+    next_log: Option<Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, why: &str) {
+        self.count += 1;
+        let now = Instant::now();
+        if self.next_log.is_none_or(|t| now >= t) {
+            tracing::warn!(
+                refused = self.count,
+                latest = why,
+                "connections refused at the daemon's caps"
+            );
+            self.count = 0;
+            self.next_log = Some(now + Duration::from_secs(10));
+        }
+    }
+}
+
 /// Answer a connection that is not taken, without waiting for it.
 fn refuse(stream: tokio::net::UnixStream, msg: &str) {
     let bytes = api::encode(&Reply::error(503, msg));
@@ -217,18 +241,20 @@ pub fn run(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
         .set_nonblocking(true)
         .map_err(DaemonError::Runtime)?;
     let d = &cfg.daemon;
+    // base64 grows 4/3; the JSON around the files is small next to them.
+    let framing = 512 * u64::from(cfg.limits.max_files) + 64 * 1024;
+    let upload_limit = cfg.limits.max_total_bytes / 3 * 4 + framing;
     let limits = StoreLimits {
         max_file_bytes: cfg.limits.max_file_bytes,
         max_total_bytes: cfg.limits.max_total_bytes,
         max_files: cfg.limits.max_files,
         max_bytes_per_uid: d.max_bytes_per_uid,
         max_tickets_per_uid: d.max_tickets_per_uid,
+        // Counted as bodies are (3/4 of their size).
+        in_flight_slack: framing / 4 * 3,
         default_ttl: Duration::from_secs(d.ticket_ttl_secs),
         max_age: Duration::from_secs(d.ticket_max_age_secs),
     };
-    // base64 grows 4/3; JSON framing per file is small next to the limits.
-    let upload_limit =
-        cfg.limits.max_total_bytes / 3 * 4 + 512 * u64::from(cfg.limits.max_files) + 64 * 1024;
     let store: Shared = Arc::new(Mutex::new(Store::new(limits)));
     let admission = Admission::new(fit_connections(d));
     let ctx = Arc::new(Ctx {
@@ -255,6 +281,7 @@ pub fn run(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
         let stop = shutdown_signal();
         tokio::pin!(stop);
         let mut quiet_until = Instant::now();
+        let mut refusals = Refusals::default();
         loop {
             let accepted = tokio::select! {
                 _ = &mut stop => break,
@@ -281,7 +308,11 @@ pub fn run(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
                 Ok(slot) => {
                     tokio::spawn(connection(stream, who, slot, ctx.clone(), request_timeout));
                 }
-                Err(why) => refuse(stream, &why.to_string()),
+                Err(why) => {
+                    let why = why.to_string();
+                    refusals.note(&why);
+                    refuse(stream, &why);
+                }
             }
         }
         // Let answers in progress finish, briefly.

@@ -183,6 +183,11 @@ pub struct StoreLimits {
     /// Live tickets one uid may hold; also how many ended ones are
     /// remembered for it.
     pub max_tickets_per_uid: u32,
+    /// How far bodies in flight may go past `max_bytes_per_uid`: an upload
+    /// body holds JSON around its files, so a body whose files fit exactly
+    /// would otherwise be refused while it arrives. The files themselves
+    /// are then checked against the cap exactly.
+    pub in_flight_slack: u64,
     pub default_ttl: Duration,
     pub max_age: Duration,
 }
@@ -278,7 +283,8 @@ impl Store {
     /// can make the daemon hold stays within 4/3 of it for bodies.
     pub fn reserve(&mut self, uid: u32, bytes: u64) -> Result<(), TicketError> {
         let u = self.usage(uid);
-        if u.bytes + u.in_flight + bytes > self.limits.max_bytes_per_uid {
+        let l = &self.limits;
+        if u.bytes + u.in_flight + bytes > l.max_bytes_per_uid + l.in_flight_slack {
             return Err(self.over_bytes(uid));
         }
         self.usage_mut(uid).in_flight += bytes;
@@ -550,6 +556,7 @@ mod tests {
             max_files: 3,
             max_bytes_per_uid: 200,
             max_tickets_per_uid: 5,
+            in_flight_slack: 0,
             default_ttl: Duration::from_secs(10),
             max_age: Duration::from_secs(100),
         }

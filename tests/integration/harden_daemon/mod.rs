@@ -293,6 +293,18 @@ fn b2_partial_uploads_held_open_count_against_the_uid_cap_and_memory_comes_back(
         "RSS stayed at {after} KiB (from {before}): freed bodies are not given back"
     );
     assert!(health_ok(&st.socket));
+    // Only uploads count: root at its cap still claims (the hook).
+    let full = vec![7u8; 4 << 20];
+    let t = c.upload(&[out_file("a", &full)], Scope::Run, None).unwrap();
+    c.upload(&[out_file("b", &full)], Scope::Run, None).unwrap();
+    let e = c
+        .upload(&[out_file("c", b"x")], Scope::Run, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_bytes_per_uid"), "{e}");
+    let bundle = tempfile::tempdir().unwrap();
+    let files = c.claim(&t.ticket, "b2-at-cap", bundle.path()).unwrap();
+    assert_eq!(files[0].data.len(), 4 << 20);
 }
 
 // ---------------------------------------------------------------- B3
