@@ -99,7 +99,7 @@ pub struct DaemonConfig {
     /// (and again to read the answer); slow senders are cut off after it.
     pub request_timeout_secs: u64,
     /// Seconds `privy run`, `privy upload` and `privy ticket` wait for the
-    /// daemon to answer (the hook waits `limits.plugin_timeout_ms`).
+    /// daemon to answer (the hook waits half of `limits.plugin_timeout_ms`).
     pub client_timeout_secs: u64,
 }
 

@@ -161,4 +161,44 @@ mod tests {
         assert!(a.admit(1000).is_ok());
         assert!(a.admit(1002).is_ok());
     }
+
+    #[test]
+    fn b3_connection_figures_are_checked_and_named_in_the_config() {
+        use crate::config::Config;
+        let check = |daemon: &str| {
+            Config::parse(
+                &format!("[daemon]\n{daemon}\n"),
+                std::path::Path::new("t.toml"),
+            )
+            .map(|c| c.daemon)
+            .map_err(|e| e.to_string())
+        };
+        let d = check("").unwrap();
+        assert_eq!(
+            (
+                d.max_connections,
+                d.max_connections_per_uid,
+                d.root_reserved_connections
+            ),
+            (1024, 64, 128)
+        );
+        assert_eq!((d.header_timeout_secs, d.request_timeout_secs), (5, 30));
+        for (bad, key) in [
+            (
+                "root_reserved_connections = 1024",
+                "daemon.root_reserved_connections",
+            ),
+            (
+                "max_connections_per_uid = 1000",
+                "daemon.max_connections_per_uid",
+            ),
+            ("max_connections = 0", "daemon.max_connections"),
+            ("header_timeout_secs = 31", "daemon.header_timeout_secs"),
+            ("max_tickets_per_uid = 0", "daemon.max_tickets_per_uid"),
+            ("client_timeout_secs = 0", "daemon.client_timeout_secs"),
+        ] {
+            let e = check(bad).unwrap_err();
+            assert!(e.contains(&format!("`{key}`")), "{bad}: {e}");
+        }
+    }
 }

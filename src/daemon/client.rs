@@ -468,6 +468,32 @@ fn dechunk(mut b: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_that_does_not_answer_is_named_with_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        // Listening, never accepting: what a stopped daemon looks like.
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let c = Client::new(&sock, Duration::from_millis(300));
+        let started = Instant::now();
+        let e = c.health().unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "privy daemon at {} did not answer within 0.3 s",
+                sock.display()
+            )
+        );
+        // Nobody listening at all is another line.
+        drop(_l);
+        let e = c.health().unwrap_err();
+        assert!(matches!(e, ClientError::NotRunning(_)), "{e}");
+        assert_eq!(seconds(Duration::from_secs(30)), "30 s");
+    }
+
     #[test]
     fn chunked_bodies_decode() {
         let b = super::dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap();
