@@ -652,8 +652,8 @@ fn b11_tickets_per_uid_are_capped_and_other_users_are_unaffected() {
     });
     assert_eq!(made, 1024, "the default daemon.max_tickets_per_uid");
     assert!(over.contains("max_tickets_per_uid"), "{over}");
-    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
-    // Another user creates and claims as before, promptly.
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+    // Another user creates a ticket and reads it back, promptly.
     let started = Instant::now();
     as_uid(1001, || {
         let c = Client::new(&st.socket, Duration::from_secs(10));
@@ -662,7 +662,7 @@ fn b11_tickets_per_uid_are_capped_and_other_users_are_unaffected() {
             .unwrap();
         c.info(&t.ticket).unwrap();
     });
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 // ---------------------------------------------------------------- B13
