@@ -577,14 +577,12 @@ fn peak_rss_kib() -> u64 {
     }
 }
 
-/// How long the CLI waits for the daemon.
-const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 fn client_for(cfg: &Config, socket: Option<&Path>) -> crate::daemon::client::Client {
     let socket = socket
         .map(Path::to_path_buf)
         .unwrap_or_else(|| cfg.daemon.socket_path());
-    crate::daemon::client::Client::new(socket, CLIENT_TIMEOUT)
+    let wait = std::time::Duration::from_secs(cfg.daemon.client_timeout_secs);
+    crate::daemon::client::Client::new(socket, wait)
 }
 
 /// `--private` flags over the user's references, read as the calling user.

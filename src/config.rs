@@ -76,10 +76,31 @@ pub struct DaemonConfig {
     pub ticket_ttl_secs: u64,
     /// Seconds any ticket lives at most, claimed or not.
     pub ticket_max_age_secs: u64,
-    /// Bytes one uid may hold in the daemon across all its tickets.
+    /// Bytes one uid may hold in the daemon across all its tickets,
+    /// counting request bodies it is still sending (at what they decode to).
     pub max_bytes_per_uid: u64,
+    /// Live tickets one uid may hold (also how many ended ones the daemon
+    /// remembers for it, to say why a late claim fails).
+    pub max_tickets_per_uid: u32,
     /// Seconds between sweeps for expired tickets and removed containers.
     pub sweep_secs: u64,
+    /// Connections the daemon keeps open at once, root's included. It
+    /// raises its open-file limit to fit, or uses fewer and says so.
+    pub max_connections: u32,
+    /// Connections one non-root uid may keep open at once.
+    pub max_connections_per_uid: u32,
+    /// Of `max_connections`, how many only root (the hook) may use, so no
+    /// crowd of users can keep a container from getting its ticket.
+    pub root_reserved_connections: u32,
+    /// Seconds a client has, from connecting, to send its request head;
+    /// idle connections are closed after it.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has, from connecting, to send its whole request
+    /// (and again to read the answer); slow senders are cut off after it.
+    pub request_timeout_secs: u64,
+    /// Seconds `privy run`, `privy upload` and `privy ticket` wait for the
+    /// daemon to answer (the hook waits half of `limits.plugin_timeout_ms`).
+    pub client_timeout_secs: u64,
 }
 
 /// The daemon's socket unless the config names another.
@@ -92,7 +113,14 @@ impl Default for DaemonConfig {
             ticket_ttl_secs: 600,
             ticket_max_age_secs: 86_400,
             max_bytes_per_uid: 64 << 20,
+            max_tickets_per_uid: 1024,
             sweep_secs: 2,
+            max_connections: 1024,
+            max_connections_per_uid: 64,
+            root_reserved_connections: 128,
+            header_timeout_secs: 5,
+            request_timeout_secs: 30,
+            client_timeout_secs: 30,
         }
     }
 }
@@ -348,11 +376,38 @@ impl Config {
             ("daemon.ticket_ttl_secs", d.ticket_ttl_secs),
             ("daemon.ticket_max_age_secs", d.ticket_max_age_secs),
             ("daemon.max_bytes_per_uid", d.max_bytes_per_uid),
+            ("daemon.max_tickets_per_uid", d.max_tickets_per_uid.into()),
             ("daemon.sweep_secs", d.sweep_secs),
+            ("daemon.max_connections", d.max_connections.into()),
+            (
+                "daemon.max_connections_per_uid",
+                d.max_connections_per_uid.into(),
+            ),
+            ("daemon.header_timeout_secs", d.header_timeout_secs),
+            ("daemon.request_timeout_secs", d.request_timeout_secs),
+            ("daemon.client_timeout_secs", d.client_timeout_secs),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be greater than 0"));
             }
+        }
+        if d.root_reserved_connections >= d.max_connections {
+            return Err(invalid(
+                "daemon.root_reserved_connections",
+                "must be less than daemon.max_connections",
+            ));
+        }
+        if d.max_connections_per_uid > d.max_connections - d.root_reserved_connections {
+            return Err(invalid(
+                "daemon.max_connections_per_uid",
+                "must not exceed daemon.max_connections less daemon.root_reserved_connections",
+            ));
+        }
+        if d.header_timeout_secs > d.request_timeout_secs {
+            return Err(invalid(
+                "daemon.header_timeout_secs",
+                "must not exceed daemon.request_timeout_secs",
+            ));
         }
         if d.max_bytes_per_uid < l.max_total_bytes {
             return Err(invalid(

@@ -266,16 +266,36 @@ fn check_owner(uid: u32, gid: u32, (huid, hgid): (u32, u32)) -> Result<(), HookE
 }
 
 fn write_state(cfg: &Config, id: &str, st: &HookState) -> Result<(), HookError> {
+    /// Create `dir` with exactly `mode`, and any missing parents with 0755
+    /// (chmod after mkdir, so the umask cannot narrow them). Directories that
+    /// already exist are left as they are.
+    fn create_dirs(dir: &std::path::Path, mode: u32) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            create_dirs(parent, 0o755)?;
+        }
+        match std::fs::DirBuilder::new().mode(mode).create(dir) {
+            Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)),
+            // Another hook created it meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     let path = state_path(cfg, id);
     let err = |error| HookError::State {
         path: path.clone(),
         error,
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&cfg.state_dir)
-        .map_err(err)?;
+    // Only the state dir itself is private (0700). Its parents are shared:
+    // `/run/privy` also holds the daemon's socket, which every local user
+    // must reach, so a parent created here is 0755 whatever the runtime's
+    // umask (B6: creating them 0700 locked every non-root user out of a
+    // daemon started afterwards).
+    create_dirs(&cfg.state_dir, 0o700).map_err(err)?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

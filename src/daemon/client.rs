@@ -2,6 +2,12 @@
 //! `privy upload` and the hook's `tickets.claim`. One request per
 //! connection (`Connection: close`); bodies that carry file contents are
 //! kept in zeroizing buffers.
+//!
+//! Every call is bounded by the client's timeout as a whole (connect, send,
+//! answer), so a daemon that is stopped (SIGSTOP), wedged or flooded gives
+//! one line that says so, `privy daemon at SOCKET did not answer within
+//! N s`, never a bare `Resource temporarily unavailable`. Connecting does
+//! not block either: a full listen queue is retried until the deadline.
 
 use super::{ClaimBody, Created, B64};
 use crate::secret::{RelPath, Secret};
@@ -9,13 +15,15 @@ use base64::Engine as _;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("privy daemon is not running (no one listens on {0}); start it with `privy daemon` or `systemctl start privy.socket`")]
     NotRunning(PathBuf),
+    #[error("privy daemon at {socket} did not answer within {}", seconds(*.waited))]
+    Timeout { socket: PathBuf, waited: Duration },
     #[error("privy daemon at {socket}: {error}")]
     Io {
         socket: PathBuf,
@@ -75,10 +83,147 @@ impl Client {
         &self.socket
     }
 
+    /// An I/O error, or the timeout it stands for.
     fn io(&self, error: std::io::Error) -> ClientError {
+        if matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            return self.timed_out();
+        }
         ClientError::Io {
             socket: self.socket.clone(),
             error,
+        }
+    }
+
+    fn timed_out(&self) -> ClientError {
+        ClientError::Timeout {
+            socket: self.socket.clone(),
+            waited: self.timeout,
+        }
+    }
+
+    /// Connect without blocking past `deadline`: a daemon that does not
+    /// accept (stopped, or its queue full) makes `connect` fail with
+    /// EAGAIN on a non-blocking socket, and it is retried until then.
+    fn connect(&self, deadline: Instant) -> Result<UnixStream, ClientError> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::ffi::OsStrExt;
+        let path = self.socket.as_os_str().as_bytes();
+        // SAFETY: a zeroed sockaddr_un is a valid value.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        if path.len() >= addr.sun_path.len() {
+            return Err(self.io(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG)));
+        }
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in addr.sun_path.iter_mut().zip(path) {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: socket(2) with constant arguments; the fd is owned below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(self.io(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut pause = Duration::from_millis(2);
+        loop {
+            use std::os::fd::AsRawFd;
+            // SAFETY: `addr` is a valid sockaddr_un of the given size.
+            let r = unsafe {
+                libc::connect(
+                    fd.as_raw_fd(),
+                    (&addr as *const libc::sockaddr_un).cast(),
+                    std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(self.timed_out());
+                    }
+                    std::thread::sleep(pause.min(deadline - now));
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Some(libc::ENOENT) | Some(libc::ECONNREFUSED) => {
+                    return Err(ClientError::NotRunning(self.socket.clone()))
+                }
+                _ => return Err(self.io(e)),
+            }
+        }
+        let s = UnixStream::from(fd);
+        s.set_nonblocking(false).map_err(|e| self.io(e))?;
+        Ok(s)
+    }
+
+    /// Time left until `deadline`, or the timeout error.
+    fn left(&self, deadline: Instant) -> Result<Duration, ClientError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.timed_out());
+        }
+        Ok(left)
+    }
+
+    fn write_by(
+        &self,
+        s: &mut UnixStream,
+        mut b: &[u8],
+        deadline: Instant,
+    ) -> Result<(), ClientError> {
+        while !b.is_empty() {
+            s.set_write_timeout(Some(self.left(deadline)?))
+                .map_err(|e| self.io(e))?;
+            match s.write(b) {
+                Ok(0) => return Err(self.io(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => b = &b[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_by(
+        &self,
+        s: &mut UnixStream,
+        out: &mut Zeroizing<Vec<u8>>,
+        deadline: Instant,
+    ) -> Result<(), ClientError> {
+        let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
+        loop {
+            s.set_read_timeout(Some(self.left(deadline)?))
+                .map_err(|e| self.io(e))?;
+            match s.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    if out.len() + n > out.capacity() {
+                        // Grow into a fresh buffer so no copy of an answer
+                        // (which may carry files) is left in freed memory.
+                        let mut bigger = Zeroizing::new(Vec::with_capacity(
+                            (out.len() + n).max(2 * out.capacity()),
+                        ));
+                        bigger.extend_from_slice(out);
+                        *out = bigger;
+                    }
+                    out.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io(e)),
+            }
         }
     }
 
@@ -90,39 +235,44 @@ impl Client {
     }
 
     fn send(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Reply, ClientError> {
-        let mut s = match UnixStream::connect(&self.socket) {
-            Ok(s) => s,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                return Err(ClientError::NotRunning(self.socket.clone()))
-            }
-            Err(e) => return Err(self.io(e)),
-        };
-        s.set_read_timeout(Some(self.timeout))
-            .and_then(|()| s.set_write_timeout(Some(self.timeout)))
-            .map_err(|e| self.io(e))?;
+        let deadline = Instant::now() + self.timeout;
+        let mut s = self.connect(deadline)?;
         let body = body.unwrap_or_default();
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: privy\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        s.write_all(head.as_bytes())
-            .and_then(|()| s.write_all(body))
-            .map_err(|e| self.io(e))?;
+        let wrote = self
+            .write_by(&mut s, head.as_bytes(), deadline)
+            .and_then(|()| self.write_by(&mut s, body, deadline));
+        // A daemon that refuses early (a limit, too many connections)
+        // answers and closes before reading everything: the write then
+        // fails, but its answer is there to read.
         let mut raw = Zeroizing::new(Vec::new());
-        s.read_to_end(&mut raw).map_err(|e| self.io(e))?;
-        self.parse(&raw)
+        let read = self.read_by(&mut s, &mut raw, deadline);
+        match (wrote, read) {
+            (Err(ClientError::Timeout { .. }), _) | (_, Err(ClientError::Timeout { .. })) => {
+                Err(self.timed_out())
+            }
+            (_, Ok(())) if !raw.is_empty() => self.parse(&raw),
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(())) => self.parse(&raw),
+        }
     }
 
-    fn parse(&self, raw: &[u8]) -> Result<Reply, ClientError> {
-        let end = raw
+    fn parse(&self, mut raw: &[u8]) -> Result<Reply, ClientError> {
+        let mut end = raw
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .ok_or_else(|| self.proto("no end of headers"))?;
+        // Interim answers (100 Continue) come before the real one.
+        while raw.starts_with(b"HTTP/1.1 1") {
+            raw = &raw[end + 4..];
+            end = raw
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .ok_or_else(|| self.proto("no end of headers"))?;
+        }
         let head =
             std::str::from_utf8(&raw[..end]).map_err(|_| self.proto("headers are not UTF-8"))?;
         let mut lines = head.split("\r\n");
@@ -282,6 +432,15 @@ impl Client {
     }
 }
 
+/// A wait as people read it: `30 s`, `2.5 s`.
+pub fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 /// The URL path for a ticket; anything that is not a ticket's characters is
 /// refused by the daemon, so only keep those here.
 fn ticket_path(ticket: &str, suffix: &str) -> String {
@@ -309,6 +468,32 @@ fn dechunk(mut b: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_that_does_not_answer_is_named_with_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        // Listening, never accepting: what a stopped daemon looks like.
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let c = Client::new(&sock, Duration::from_millis(300));
+        let started = Instant::now();
+        let e = c.health().unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "privy daemon at {} did not answer within 0.3 s",
+                sock.display()
+            )
+        );
+        // Nobody listening at all is another line.
+        drop(_l);
+        let e = c.health().unwrap_err();
+        assert!(matches!(e, ClientError::NotRunning(_)), "{e}");
+        assert_eq!(seconds(Duration::from_secs(30)), "30 s");
+    }
+
     #[test]
     fn chunked_bodies_decode() {
         let b = super::dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap();

@@ -14,61 +14,46 @@
 //! | `POST /v1/tickets/{ticket}/claim` | owner, root   | the files, for the hook; body [`ClaimBody`] |
 //!
 //! Errors are `{"error": "one line"}` with 400 (malformed), 403 (another
-//! uid's ticket), 404 (unknown), 410 (expired, removed or deleted) or 413
-//! (over a limit). Nothing here logs a request path, since it carries the
-//! ticket, or a body.
+//! uid's ticket), 404 (unknown), 410 (expired, removed or deleted), 413
+//! (over a limit), 408 (too slow) or 503 (too many connections). Nothing
+//! here logs a request path, since it carries the ticket, or a body.
+//!
+//! One local user must not be able to starve the others or the hook
+//! (B2, B3): connections are capped per uid and in total with a reserve for
+//! root ([`admission`]), each must send its head within
+//! `daemon.header_timeout_secs` and its whole request within
+//! `daemon.request_timeout_secs`, and request bodies count against the
+//! uid's `max_bytes_per_uid` before they are buffered ([`http`], [`api`]).
+//!
+//! Modules: [`listen`] (the socket and who connects), [`http`] (the
+//! protocol), [`api`] (routes and handlers), [`store`] (tickets and per-uid
+//! usage), [`admission`] (connection caps), [`rights`] (bundle checks with
+//! a claimant's own rights), [`client`].
 
+pub mod admission;
+pub mod api;
 pub mod client;
+pub mod http;
+pub mod listen;
+pub mod rights;
 pub mod store;
 
 use crate::config::Config;
-use crate::secret::{RelPath, Secret};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use base64::Engine as _;
-use bytes::Bytes;
+use admission::{Admission, ConnLimits, Slot};
+use api::{lock, Ctx, Reply, Shared};
+pub use api::{UploadBody, UploadFile};
+pub use listen::Listen;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-pub use store::{Scope, TicketInfo};
-use store::{Store, StoreLimits, TicketError, Upload};
-use zeroize::Zeroize;
+pub use store::{Caller, Scope, TicketInfo};
+use store::{Store, StoreLimits};
 
 pub use store::TICKET_PREFIX;
 
 /// Base64 as the API carries file contents.
 pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-/// One file of an upload, as sent (`data` is standard base64).
-#[derive(Deserialize)]
-pub struct UploadFile<'a> {
-    pub path: &'a str,
-    #[serde(default = "default_mode")]
-    pub mode: u32,
-    #[serde(borrow)]
-    pub data: &'a str,
-}
-
-fn default_mode() -> u32 {
-    0o400
-}
-
-/// `POST /v1/tickets`.
-#[derive(Deserialize)]
-pub struct UploadBody<'a> {
-    #[serde(borrow)]
-    pub files: Vec<UploadFile<'a>>,
-    /// `run` (default) or `build`.
-    #[serde(default)]
-    pub scope: Option<Scope>,
-    /// Seconds to wait for a claim [default: daemon.ticket_ttl_secs].
-    #[serde(default)]
-    pub ttl_secs: Option<u64>,
-}
 
 /// The answer to an upload.
 #[derive(Serialize, Deserialize, Debug)]
@@ -95,273 +80,10 @@ pub enum DaemonError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("socket directory {path}: {msg}")]
+    SocketDir { path: PathBuf, msg: String },
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),
-}
-
-/// Where the daemon listens.
-pub enum Listen {
-    /// Bind this path (0666: every uid may upload; tickets are per uid).
-    Path(PathBuf),
-    /// A socket systemd passed (`LISTEN_FDS`).
-    Inherited(std::os::unix::net::UnixListener),
-}
-
-impl Listen {
-    /// The socket systemd passed, if this process was socket-activated.
-    pub fn from_systemd() -> Option<Listen> {
-        let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
-        let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
-        if pid != std::process::id() || fds < 1 {
-            return None;
-        }
-        use std::os::fd::FromRawFd;
-        // SAFETY: systemd passes fd 3 as a listening socket for this pid; we
-        // take ownership of it once, here.
-        let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };
-        Some(Listen::Inherited(l))
-    }
-}
-
-type Shared = Arc<Mutex<Store>>;
-
-/// The peer's credentials, from `SO_PEERCRED`.
-#[derive(Clone, Copy, Debug)]
-struct Peer {
-    uid: Option<u32>,
-}
-
-impl
-    axum::extract::connect_info::Connected<
-        axum::serve::IncomingStream<'_, tokio::net::UnixListener>,
-    > for Peer
-{
-    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
-        Peer {
-            uid: s.io().peer_cred().ok().map(|c| c.uid()),
-        }
-    }
-}
-
-struct ApiError(StatusCode, String);
-
-impl From<TicketError> for ApiError {
-    fn from(e: TicketError) -> Self {
-        ApiError(
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            e.to_string(),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
-    }
-}
-
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, msg.into())
-}
-
-fn peer_uid(p: Peer) -> Result<u32, ApiError> {
-    p.uid.ok_or_else(|| {
-        ApiError(
-            StatusCode::FORBIDDEN,
-            "cannot tell who is asking (no SO_PEERCRED)".into(),
-        )
-    })
-}
-
-fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Store> {
-    // A panic while holding the lock leaves the store consistent enough to
-    // serve (every method finishes its mutation or makes none).
-    s.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A response body that zeroizes its bytes once hyper has sent them.
-struct Wiped(Vec<u8>);
-
-impl AsRef<[u8]> for Wiped {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for Wiped {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-fn wiped_json(status: StatusCode, v: Vec<u8>) -> Response {
-    let mut r = Response::new(axum::body::Body::from(Bytes::from_owner(Wiped(v))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-/// Zeroize a request body once parsed, where we hold its only reference.
-fn wipe(body: Bytes) {
-    if let Ok(mut m) = body.try_into_mut() {
-        m.as_mut().zeroize();
-    }
-}
-
-async fn health(State(s): State<Shared>) -> Json<serde_json::Value> {
-    let n = lock(&s).len();
-    Json(serde_json::json!({"ok": true, "tickets": n, "version": env!("CARGO_PKG_VERSION")}))
-}
-
-fn decode_upload(body: &[u8]) -> Result<(Vec<Upload>, Scope, Option<u64>), ApiError> {
-    let parsed: UploadBody<'_> =
-        serde_json::from_slice(body).map_err(|e| bad(format!("malformed upload: {e}")))?;
-    let mut files = Vec::with_capacity(parsed.files.len());
-    for f in &parsed.files {
-        let path = RelPath::new(f.path).map_err(|e| bad(format!("destination {e}")))?;
-        if f.mode > 0o7777 {
-            return Err(bad(format!(
-                "{path}: mode {:o} is not a permission mode",
-                f.mode
-            )));
-        }
-        let data = B64
-            .decode(f.data)
-            .map_err(|_| bad(format!("{path}: data is not standard base64")))?;
-        files.push(Upload {
-            path,
-            data: Secret::new(data),
-            mode: f.mode,
-        });
-    }
-    Ok((files, parsed.scope.unwrap_or(Scope::Run), parsed.ttl_secs))
-}
-
-async fn create(
-    State(s): State<Shared>,
-    ConnectInfo(p): ConnectInfo<Peer>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let uid = peer_uid(p)?;
-    let decoded = decode_upload(&body);
-    wipe(body);
-    let (files, scope, ttl) = decoded?;
-    let n = files.len();
-    let ttl = ttl.map(Duration::from_secs);
-    let (ticket, info) = lock(&s).create(uid, files, scope, ttl, Instant::now())?;
-    tracing::info!(uid, files = n, bytes = info.bytes, scope = ?scope, "upload held");
-    let out = serde_json::to_vec(&Created { ticket, info }).expect("serializes");
-    Ok(wiped_json(StatusCode::CREATED, out))
-}
-
-async fn show(
-    State(s): State<Shared>,
-    ConnectInfo(p): ConnectInfo<Peer>,
-    UrlPath(ticket): UrlPath<String>,
-) -> Result<Json<TicketInfo>, ApiError> {
-    let uid = peer_uid(p)?;
-    Ok(Json(lock(&s).info(uid, &ticket, Instant::now())?))
-}
-
-async fn remove(
-    State(s): State<Shared>,
-    ConnectInfo(p): ConnectInfo<Peer>,
-    UrlPath(ticket): UrlPath<String>,
-) -> Result<StatusCode, ApiError> {
-    let uid = peer_uid(p)?;
-    lock(&s).delete(uid, &ticket, Instant::now())?;
-    tracing::info!(uid, "ticket deleted");
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn claim(
-    State(s): State<Shared>,
-    ConnectInfo(p): ConnectInfo<Peer>,
-    UrlPath(ticket): UrlPath<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let uid = peer_uid(p)?;
-    let body: ClaimBody =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("malformed claim: {e}")))?;
-    if !crate::hook::valid_id(&body.container_id) {
-        return Err(bad("container_id is not a valid OCI id"));
-    }
-    if !body.bundle.is_absolute() {
-        return Err(bad("bundle must be an absolute path"));
-    }
-    let mut out = Vec::with_capacity(256);
-    {
-        let mut st = lock(&s);
-        let files = st.claim(
-            uid,
-            &ticket,
-            &body.container_id,
-            body.bundle.clone(),
-            Instant::now(),
-        )?;
-        out.extend_from_slice(b"{\"files\":[");
-        for (i, (path, data, mode)) in files.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"{\"path\":");
-            serde_json::to_writer(&mut out, path).expect("string");
-            out.extend_from_slice(format!(",\"mode\":{mode},\"data\":\"").as_bytes());
-            let at = out.len();
-            out.resize(
-                at + base64::encoded_len(data.len(), true).expect("small"),
-                0,
-            );
-            B64.encode_slice(data.expose(), &mut out[at..])
-                .expect("sized");
-            out.extend_from_slice(b"\"}");
-        }
-        out.extend_from_slice(b"]}");
-        tracing::info!(uid, container = %body.container_id, files = files.len(), "ticket claimed");
-    }
-    Ok(wiped_json(StatusCode::OK, out))
-}
-
-/// The API routes over a store.
-fn router(store: Shared, body_limit: usize) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/tickets", post(create))
-        .route("/v1/tickets/{ticket}", get(show).delete(remove))
-        .route("/v1/tickets/{ticket}/claim", post(claim))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(store)
-}
-
-/// Whether a claimant's container still exists: its bundle's config.json is there.
-fn bundle_exists(bundle: &Path) -> bool {
-    bundle.join("config.json").exists()
-}
-
-fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, DaemonError> {
-    use std::os::unix::fs::PermissionsExt;
-    let err = |error| DaemonError::Socket {
-        path: path.to_owned(),
-        error,
-    };
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
-        }
-    }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => return Err(DaemonError::AlreadyRunning(path.to_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        // A socket file nobody listens on: left by a daemon that died.
-        Err(_) => std::fs::remove_file(path).map_err(err)?,
-    }
-    let l = std::os::unix::net::UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(err)?;
-    Ok(l)
 }
 
 /// Keep this process's memory out of swap (L1); best effort.
@@ -376,12 +98,139 @@ fn lock_memory() {
     }
 }
 
+/// Give freed memory back to the system (B2). With `mlockall`, every page
+/// the allocator keeps stays resident; glibc keeps large freed blocks when
+/// its mmap threshold adapts upwards (to the largest block freed, up to
+/// 32 MiB), so a burst of big uploads would pin that memory for good. A
+/// fixed threshold keeps every request body and upload in its own mapping,
+/// unmapped when freed; [`trim_memory`] returns the small leftovers.
+fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt with constant arguments.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
+    }
+}
+
+fn trim_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// File descriptors the daemon keeps for itself besides connections
+/// (listener, epoll, log file, blocking threads' files).
+const FD_RESERVE: u64 = 64;
+
+/// Raise the open-file limit to its hard limit, and fit the connection caps
+/// under it, so the caps (not the kernel) decide who is refused.
+fn fit_connections(d: &crate::config::DaemonConfig) -> ConnLimits {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => u64::MAX,
+    };
+    let usable = soft.saturating_sub(FD_RESERVE).max(2);
+    let mut l = ConnLimits {
+        max_connections: d.max_connections,
+        max_connections_per_uid: d.max_connections_per_uid,
+        root_reserved_connections: d.root_reserved_connections,
+    };
+    if u64::from(l.max_connections) > usable {
+        let max = usable.min(u64::from(u32::MAX)) as u32;
+        tracing::warn!(
+            "daemon.max_connections ({}) does not fit the open-file limit ({soft}); using {max}",
+            l.max_connections
+        );
+        l.max_connections = max;
+        l.root_reserved_connections = l.root_reserved_connections.min(max / 2);
+    }
+    l
+}
+
+/// Serve one admitted connection: its request within the deadlines, then
+/// its answer, then close.
+async fn connection(
+    stream: tokio::net::UnixStream,
+    who: Caller,
+    slot: Slot,
+    ctx: Arc<Ctx>,
+    request_timeout: Duration,
+) {
+    let accepted = tokio::time::Instant::now();
+    let mut conn = http::Conn::new(stream);
+    let head_deadline = accepted + ctx.header_timeout;
+    let reply = match tokio::time::timeout_at(
+        accepted + request_timeout,
+        api::serve(&mut conn, &who, &ctx, head_deadline),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Reply::error(
+            408,
+            &format!(
+                "the request was not complete within {} s (daemon.request_timeout_secs)",
+                request_timeout.as_secs()
+            ),
+        ),
+    };
+    let bytes = api::encode(&reply);
+    drop(reply);
+    // A client that does not read its answer is not waited for longer than
+    // it was for its request.
+    let _ = tokio::time::timeout(request_timeout, conn.send(&bytes)).await;
+    drop(slot);
+}
+
+/// Refused connections, logged at most once per 10 s: an operator learns
+/// that someone is at the caps, and a flood does not become a log flood.
+#[derive(Default)]
+struct Refusals {
+    count: u64,
+    next_log: Option<Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, why: &str) {
+        self.count += 1;
+        let now = Instant::now();
+        if self.next_log.is_none_or(|t| now >= t) {
+            tracing::warn!(
+                refused = self.count,
+                latest = why,
+                "connections refused at the daemon's caps"
+            );
+            self.count = 0;
+            self.next_log = Some(now + Duration::from_secs(10));
+        }
+    }
+}
+
+/// Answer a connection that is not taken, without waiting for it.
+fn refuse(stream: tokio::net::UnixStream, msg: &str) {
+    let bytes = api::encode(&Reply::error(503, msg));
+    // Best effort: a fresh socket's buffer holds this short answer.
+    let _ = stream.try_write(&bytes);
+}
+
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
     crate::hook::harden_process();
+    tune_allocator();
     lock_memory();
     let (std_listener, owned_path) = match listen {
-        Listen::Path(p) => (bind(&p)?, Some(p)),
+        Listen::Path(p) => (listen::bind(cfg, &p)?, Some(p)),
         Listen::Inherited(l) => (l, None),
     };
     let shown = owned_path
@@ -392,50 +241,91 @@ pub fn run(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
         .set_nonblocking(true)
         .map_err(DaemonError::Runtime)?;
     let d = &cfg.daemon;
+    // base64 grows 4/3; the JSON around the files is small next to them.
+    let framing = 512 * u64::from(cfg.limits.max_files) + 64 * 1024;
+    let upload_limit = cfg.limits.max_total_bytes / 3 * 4 + framing;
     let limits = StoreLimits {
         max_file_bytes: cfg.limits.max_file_bytes,
         max_total_bytes: cfg.limits.max_total_bytes,
         max_files: cfg.limits.max_files,
         max_bytes_per_uid: d.max_bytes_per_uid,
+        max_tickets_per_uid: d.max_tickets_per_uid,
+        // Counted as bodies are (3/4 of their size).
+        in_flight_slack: framing / 4 * 3,
         default_ttl: Duration::from_secs(d.ticket_ttl_secs),
         max_age: Duration::from_secs(d.ticket_max_age_secs),
     };
-    // base64 grows 4/3; JSON framing per file is small next to the limits.
-    let body_limit = (cfg.limits.max_total_bytes as usize) / 3 * 4
-        + 512 * cfg.limits.max_files as usize
-        + 64 * 1024;
     let store: Shared = Arc::new(Mutex::new(Store::new(limits)));
+    let admission = Admission::new(fit_connections(d));
+    let ctx = Arc::new(Ctx {
+        store: store.clone(),
+        upload_limit,
+        header_timeout: Duration::from_secs(d.header_timeout_secs),
+    });
+    let request_timeout = Duration::from_secs(d.request_timeout_secs);
     let sweep_every = Duration::from_secs(d.sweep_secs);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Locked memory (mlockall) makes every stack resident: keep them
+        // small, and few blocking threads (only bundle checks use them).
+        .thread_stack_size(512 * 1024)
+        .max_blocking_threads(4)
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
     let result = rt.block_on(async {
         let listener =
             tokio::net::UnixListener::from_std(std_listener).map_err(DaemonError::Runtime)?;
-        let sweeper = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(sweep_every);
-                loop {
-                    tick.tick().await;
-                    let n = lock(&store).sweep(Instant::now(), bundle_exists);
-                    if n > 0 {
-                        tracing::info!(ended = n, "tickets expired or their containers removed");
-                    }
-                }
-            })
-        };
+        let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep_every));
         tracing::info!(socket = %shown, "privy daemon listening");
-        let app = router(store.clone(), body_limit);
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        let mut quiet_until = Instant::now();
+        let mut refusals = Refusals::default();
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut stop => break,
+                a = listener.accept() => a,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors or memory: the caps keep this from
+                    // happening through connections alone; wait, do not spin.
+                    if Instant::now() >= quiet_until {
+                        tracing::warn!("accepting a connection: {e}");
+                        quiet_until = Instant::now() + Duration::from_secs(10);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Some(who) = listen::caller(&stream) else {
+                refuse(stream, "cannot tell who is asking (no SO_PEERCRED)");
+                continue;
+            };
+            match admission.admit(who.uid) {
+                Ok(slot) => {
+                    tokio::spawn(connection(stream, who, slot, ctx.clone(), request_timeout));
+                }
+                Err(why) => {
+                    let why = why.to_string();
+                    refusals.note(&why);
+                    refuse(stream, &why);
+                }
+            }
+        }
+        // Let answers in progress finish, briefly.
+        let until = Instant::now() + Duration::from_secs(2);
+        while admission.open() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         sweeper.abort();
-        served.map_err(DaemonError::Runtime)
+        Ok(())
     });
+    rt.shutdown_timeout(Duration::from_millis(100));
     let n = lock(&store).len();
+    drop(ctx);
     drop(store);
     if let Some(p) = owned_path {
         let _ = std::fs::remove_file(p);
@@ -445,6 +335,51 @@ pub fn run(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
         "privy daemon stopped; every upload it held is gone"
     );
     result
+}
+
+/// Every `every`: end expired tickets and run tickets whose containers are
+/// gone, then give freed memory back. Bundles are checked outside the
+/// store's lock, each with its claimant's own rights ([`rights`]).
+async fn sweep_forever(store: Shared, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let checked_at = Instant::now();
+        let bundles = lock(&store).claimed_bundles();
+        let gone = if bundles.is_empty() {
+            Default::default()
+        } else {
+            tokio::task::spawn_blocking(move || gone_bundles(bundles))
+                .await
+                .unwrap_or_default()
+        };
+        let n = lock(&store).sweep(Instant::now(), |c| {
+            // A claim made while the check ran is newer than its answer.
+            c.at > checked_at || !gone.contains(&(c.bundle.to_owned(), c.caller.clone()))
+        });
+        if n > 0 {
+            tracing::info!(ended = n, "tickets expired or their containers removed");
+        }
+        trim_memory();
+    }
+}
+
+/// Which of `bundles` no longer exist, each looked up as its claimant.
+fn gone_bundles(bundles: Vec<(PathBuf, Caller)>) -> std::collections::HashSet<(PathBuf, Caller)> {
+    let mut by_caller: std::collections::HashMap<Caller, Vec<PathBuf>> = Default::default();
+    for (b, c) in bundles {
+        by_caller.entry(c).or_default().push(b);
+    }
+    let mut gone = std::collections::HashSet::new();
+    for (c, paths) in by_caller {
+        let exist = rights::bundles_exist(&c, &paths);
+        for (p, e) in paths.into_iter().zip(exist) {
+            if !e {
+                gone.insert((p, c.clone()));
+            }
+        }
+    }
+    gone
 }
 
 async fn shutdown_signal() {

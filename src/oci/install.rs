@@ -245,7 +245,10 @@ RestrictAddressFamilies=AF_UNIX
 NoNewPrivileges=yes
 # The daemon runs no WebAssembly, so nothing needs writable code pages.
 MemoryDenyWriteExecute=yes
-CapabilityBoundingSet=CAP_IPC_LOCK CAP_DAC_READ_SEARCH
+# CAP_SETUID and CAP_SETGID only let a short-lived thread take a claimant's
+# filesystem ids (setfsuid, setfsgid, setgroups), so the bundle a non-root
+# user named is checked with that user's rights, never the daemon's.
+CapabilityBoundingSet=CAP_IPC_LOCK CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID
 LockPersonality=yes
 RestrictNamespaces=yes
 RestrictRealtime=yes

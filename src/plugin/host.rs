@@ -245,9 +245,16 @@ impl wit_tickets::Host for HostState {
                 "this source's grant does not include `daemon = true`".into(),
             ));
         };
-        // The wall clock holds for host calls too: the daemon gets what is
-        // left of it, not a fresh full timeout.
-        let client = Client::new(&link.socket, self.remaining());
+        // The wall clock holds for host calls too, and the daemon gets half
+        // of what is left of it: the claim blocks this thread, and with it
+        // every source fetched alongside; a daemon that does not answer
+        // must be named as such (`did not answer within N s`) while the
+        // other sources still have time to finish, rather than surface as
+        // another source's wall-clock timeout.
+        let client = Client::new(
+            &link.socket,
+            (self.remaining() / 2).max(Duration::from_millis(1)),
+        );
         match client.claim(&ticket, &link.container_id, &link.bundle) {
             Ok(files) => Ok(files
                 .into_iter()

@@ -18,6 +18,9 @@
 //!   namespaces, config paths, bundle rewrites, narrowing), on runc and crun.
 //! - `uploads`: a real `privy daemon`, `privy run`, podman (crun and runc),
 //!   runc/crun bundles, a dockerd of its own through `privy shim`.
+//! - `harden_daemon`: `privy daemon` against hostile local users (B2, B3,
+//!   B6, B10, B11, B13, a stopped daemon) and fuzzed: raw HTTP requests,
+//!   upload and claim bodies, ticket strings, on a live daemon.
 //! - `network`: the `privy:source/http` host import against loopback
 //!   servers; the hostile fixture asks for un-granted hosts and redirects.
 //! - `vault`: the embedded `vault` source against a real OpenBao (`bao`
@@ -49,6 +52,7 @@ mod cli;
 mod e2e;
 mod fuzz_parsers;
 mod harden_core;
+mod harden_daemon;
 mod hostdir;
 mod network;
 mod sandbox;

@@ -19,7 +19,30 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(w: &World, socket: &Path) -> Daemon {
-        let child = Command::new(util::PRIVY)
+        Daemon::start_with(w, socket, None)
+    }
+
+    /// Start with the open-file limit (soft and hard) at `nofile`, as on a
+    /// host whose service manager sets it.
+    pub fn start_with(w: &World, socket: &Path, nofile: Option<u64>) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(util::PRIVY);
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let l = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .args(["--config", w.config.to_str().unwrap(), "daemon"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -37,6 +60,11 @@ impl Daemon {
             child: Some(child),
             config: w.config.clone(),
         }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// SIGKILL: what a crash or an OOM kill looks like.
@@ -93,6 +121,11 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(extra_top: &str) -> Setup {
+        Setup::with_daemon_keys(extra_top, "")
+    }
+
+    /// With `daemon_keys` (TOML lines) added to the `[daemon]` table.
+    pub fn with_daemon_keys(extra_top: &str, daemon_keys: &str) -> Setup {
         let sockdir = tempfile::Builder::new()
             .prefix("privy-sock-")
             .tempdir()
@@ -100,7 +133,7 @@ impl Setup {
         std::fs::set_permissions(sockdir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let socket = sockdir.path().join("privy.sock");
         let w = World::new(
-            &format!("{extra_top}\n[daemon]\nsocket = {socket:?}\nsweep_secs = 1\n"),
+            &format!("{extra_top}\n[daemon]\nsocket = {socket:?}\nsweep_secs = 1\n{daemon_keys}\n"),
             "",
         );
         let shm = tempfile::Builder::new()
@@ -539,7 +572,7 @@ fn expired_unknown_and_dead_daemon_tickets_stop_the_container_with_the_cause() {
 }
 
 /// A copy of the privy binary that any uid can run.
-fn privy_for_anyone() -> PathBuf {
+pub fn privy_for_anyone() -> PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
         let d = std::env::temp_dir().join(format!("privy-anyone-{}", std::process::id()));
@@ -554,7 +587,7 @@ fn privy_for_anyone() -> PathBuf {
 }
 
 /// A config any uid can read (the daemon's socket comes from PRIVY_SOCKET).
-fn config_for_anyone() -> String {
+pub fn config_for_anyone() -> String {
     let p = privy_for_anyone().with_file_name("privy.toml");
     std::fs::write(&p, "log_file = \"\"\n").unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -562,7 +595,7 @@ fn config_for_anyone() -> String {
 }
 
 /// Run as uid/gid 65534 (nobody).
-fn as_nobody(cmd: &[String], socket: &Path) -> Output {
+pub fn as_nobody(cmd: &[String], socket: &Path) -> Output {
     Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .args(cmd)
