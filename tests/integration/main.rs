@@ -14,6 +14,11 @@
 //!   runc/crun bundles, a dockerd of its own through `privy shim`.
 //! - `network`: the `privy:source/http` host import against loopback
 //!   servers; the hostile fixture asks for un-granted hosts and redirects.
+//! - `cri`: root-only, a Kubernetes node: Debian's containerd 1.6 of the
+//!   test binary's own (shared by its tests), driven through the CRI gRPC
+//!   API as the kubelet drives it, with privy's shim as a runtime handler;
+//!   pods get host-dir and OpenBao files, scoped by namespace, image,
+//!   container and pod annotations; the pause container gets nothing.
 //! - `vault`: the embedded `vault` source against a real OpenBao (`bao`
 //!   dev servers from `bao.rs`, plain and TLS), in-process, under runc,
 //!   podman and a podman build RUN step.
@@ -40,6 +45,7 @@ macro_rules! on_both_runtimes {
 mod bao;
 mod build;
 mod cli;
+mod cri;
 mod e2e;
 mod hostdir;
 mod network;
