@@ -19,6 +19,10 @@
 //!   API as the kubelet drives it, with privy's shim as a runtime handler;
 //!   pods get host-dir and OpenBao files, scoped by namespace, image,
 //!   container and pod annotations; the pause container gets nothing.
+//! - `deploy`: `deploy/kubernetes/`: the manifests against the Kubernetes
+//!   schemas (offline), the shipped config and containerd fragments, the
+//!   node image built from its Containerfile and its installer run against
+//!   a node's directories.
 //! - `vault`: the embedded `vault` source against a real OpenBao (`bao`
 //!   dev servers from `bao.rs`, plain and TLS), in-process, under runc,
 //!   podman and a podman build RUN step.
@@ -46,6 +50,7 @@ mod bao;
 mod build;
 mod cli;
 mod cri;
+mod deploy;
 mod e2e;
 mod hostdir;
 mod network;
