@@ -132,10 +132,11 @@ fn missing() -> Option<String> {
         "ctr",
         "runc",
         "buildah",
+        "podman",
     ] {
         if util::which(bin).is_none() {
             return Some(format!(
-                "{bin} is not installed (scripts/setup installs containerd, runc and buildah)"
+                "{bin} is not installed (scripts/setup installs containerd, runc, buildah and podman)"
             ));
         }
     }
@@ -162,6 +163,7 @@ impl Node {
     }
 
     fn start_in(dir: &Path) -> Result<Node, String> {
+        let began = Instant::now();
         let p = |s: &str| dir.join(s);
         for d in [
             "root",
@@ -191,7 +193,7 @@ impl Node {
         put(&p("private.d/entitlement/cert.pem"), &cert, 0o640);
         put(&p("blue.d/blue/team.key"), &blue_key, 0o600);
         put(&p("annotated.d/annotated/licence.key"), &licence, 0o600);
-        let tars = build_images(&p("images"))?;
+        let images = build_images(&p("images"))?;
 
         // containerd and OpenBao die with the thread that started them
         // (PR_SET_PDEATHSIG): start them from one that lives as long as
@@ -269,17 +271,15 @@ impl Node {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })?;
-        for tar in tars {
-            let out = Command::new("ctr")
-                .arg("--address")
-                .arg(&socket)
-                .args(["-n", "k8s.io", "images", "import"])
-                .arg(&tar)
-                .output()
-                .unwrap();
-            if !out.status.success() {
-                return Err(format!("ctr images import: {}", text(&out.stderr)));
-            }
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args(["-n", "k8s.io", "images", "import"])
+            .arg(&images)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(format!("ctr images import: {}", text(&out.stderr)));
         }
         let node = Node {
             config: p("privy.toml"),
@@ -304,6 +304,11 @@ impl Node {
         for img in [PAUSE_IMAGE, APP_IMAGE, PAYMENTS_IMAGE] {
             node.wait_image(img)?;
         }
+        eprintln!(
+            "privy CRI test node: containerd {} up in {:.1} s",
+            dir.display(),
+            began.elapsed().as_secs_f64()
+        );
         // From here on the node is torn down at exit whatever happens.
         // SAFETY: registering a plain extern "C" fn with no captured state.
         unsafe { libc::atexit(at_exit) };
@@ -608,16 +613,21 @@ fn kill(pid: i32) -> bool {
     }
 }
 
+/// An image to build: its kind, the names it is imported as, and what it
+/// changes in the busybox rootfs.
+type Variant = (&'static str, &'static [&'static str], fn(&Path));
+
 /// Build (once; kept in buildah's storage) and save every image the node
-/// imports: busybox with a long sleep as its entrypoint, plain and hostile.
-fn build_images(out: &Path) -> Result<Vec<PathBuf>, String> {
+/// imports, in one archive: busybox with a long sleep as its entrypoint,
+/// plain and hostile.
+fn build_images(out: &Path) -> Result<PathBuf, String> {
     let tag = &util::sha256_file(&util::busybox().unwrap())[..12];
-    let mut tars = Vec::new();
+    let mut all: Vec<&str> = Vec::new();
     // The payments image has content of its own: containerd names a
     // container's image by the first reference it has for that image ID,
     // so two tags of one image would make `io.kubernetes.cri.image-name`
     // either of them.
-    let variants: [(&str, &[&str], fn(&Path)); 4] = [
+    let variants: [Variant; 4] = [
         ("app", &[PAUSE_IMAGE, APP_IMAGE], |_| {}),
         ("payments", &[PAYMENTS_IMAGE], |root| {
             std::fs::write(root.join("etc/repository"), "payments\n").unwrap();
@@ -676,21 +686,18 @@ fn build_images(out: &Path) -> Result<Vec<PathBuf>, String> {
             }
         }
         for name in names {
-            let _ = run("buildah", &s(&["tag", &local, name]));
-            let tar = out.join(format!("{}.tar", name.replace(['/', ':'], "_")));
-            run(
-                "buildah",
-                &s(&[
-                    "push",
-                    "-q",
-                    name,
-                    &format!("docker-archive:{}:{name}", tar.display()),
-                ]),
-            )?;
-            tars.push(tar);
+            run("buildah", &s(&["tag", &local, name]))?;
+            all.push(*name);
         }
     }
-    Ok(tars)
+    // One docker-archive for all of them (podman reads buildah's storage),
+    // so one `ctr images import`.
+    let tar = out.join("images.tar");
+    let mut args = s(&["save", "-m", "-q", "--format", "docker-archive", "-o"]);
+    args.push(tar.clone().into());
+    args.extend(all.iter().map(Into::into));
+    run("podman", &args)?;
+    Ok(tar)
 }
 
 fn s(a: &[&str]) -> Vec<std::ffi::OsString> {
