@@ -23,9 +23,9 @@
 //!   `ctr -n k8s.io images import`; `sandbox_image` names it.
 //! - No CNI: pods use the node's network (`NamespaceOption.network =
 //!   NODE`) and set no hostname.
-//! - Hybrid cgroups: containerd 1.6 leaves hugetlb out of the spec
-//!   (`disable_hugetlb_controller`, its default), so runc needs no v1
-//!   hugetlb hierarchy; `.ci/run` mounts one anyway for crun.
+//! - Hybrid cgroups: `.ci/run` mounts the v1 hugetlb hierarchy (for crun)
+//!   before the tests; containerd's `disable_hugetlb_controller` (its
+//!   default) keeps hugetlb limits out of the pods' specs.
 
 use crate::bao::Bao;
 use crate::util::{self, text};
@@ -390,6 +390,8 @@ impl Node {
         stop_bao();
         reap(&self.dir);
         let _ = std::fs::remove_dir_all(&self.bao_dir);
+        // Only while empty: anything in it is evidence of an escape.
+        let _ = std::fs::remove_dir(BAIT);
     }
 }
 
