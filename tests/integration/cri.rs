@@ -45,6 +45,10 @@ fn secrets(n: &Node) -> Vec<&[u8]> {
 /// directories and OpenBao's, which hold them by design.
 fn assert_no_secret_on_disk(n: &Node) {
     let skip = n.by_design();
+    let finders: Vec<memchr::memmem::Finder> = secrets(n)
+        .into_iter()
+        .map(memchr::memmem::Finder::new)
+        .collect();
     let mut stack = vec![n.dir.clone()];
     let (mut files, mut saw_meta, mut saw_log) = (0, false, false);
     while let Some(d) = stack.pop() {
@@ -68,9 +72,9 @@ fn assert_no_secret_on_disk(n: &Node) {
                 let Ok(bytes) = std::fs::read(&p) else {
                     continue;
                 };
-                for s in secrets(n) {
+                for f in &finders {
                     assert!(
-                        !crate::util::contains(&bytes, s),
+                        f.find(&bytes).is_none(),
                         "a secret is on the host's disk in {}",
                         p.display()
                     );
@@ -94,26 +98,28 @@ fn assert_no_target_mount_on_host() {
     assert!(m.is_empty(), "privy's tmpfs is mounted on the host: {m:?}");
 }
 
-/// After `RemovePodSandbox`: the CRI no longer knows the pod, no mount on
-/// the host names it or its containers, privy kept no state for them, and
-/// no secret is on disk.
-fn assert_pod_gone(n: &Node, pod: &str, ctrs: &[&str]) {
-    assert!(
-        n.pods().iter().all(|p| p.id != pod),
-        "RemovePodSandbox left the pod listed"
-    );
-    for m in node::mount_points() {
-        for id in std::iter::once(pod).chain(ctrs.iter().copied()) {
-            assert!(!m.contains(id), "a mount of {id} is left on the host: {m}");
+/// After `RemovePodSandbox`: the CRI no longer knows the pods, no mount on
+/// the host names them or their containers, privy kept no state for them,
+/// and no secret is on disk.
+fn assert_pods_gone(n: &Node, gone: &[(&str, &[&str])]) {
+    let listed = n.pods();
+    let mounts = node::mount_points();
+    for (pod, ctrs) in gone {
+        assert!(
+            listed.iter().all(|p| p.id != *pod),
+            "RemovePodSandbox left the pod listed"
+        );
+        for id in std::iter::once(*pod).chain(ctrs.iter().copied()) {
+            for m in &mounts {
+                assert!(!m.contains(id), "a mount of {id} is left on the host: {m}");
+            }
+            assert!(
+                !n.privy_state.join(format!("{id}.json")).exists(),
+                "privy's poststop left its state for {id}"
+            );
         }
     }
     assert_no_target_mount_on_host();
-    for id in std::iter::once(pod).chain(ctrs.iter().copied()) {
-        assert!(
-            !n.privy_state.join(format!("{id}.json")).exists(),
-            "privy's poststop left its state for {id}"
-        );
-    }
     assert_no_secret_on_disk(n);
 }
 
@@ -200,7 +206,7 @@ fn pod_gets_host_dir_files_on_a_sealed_tmpfs_and_its_pause_container_gets_nothin
 
     let pod_id = pod.id.clone();
     pod.remove();
-    assert_pod_gone(n, &pod_id, &[&id]);
+    assert_pods_gone(n, &[(&pod_id, &[&id])]);
 }
 
 #[test]
@@ -246,8 +252,7 @@ fn pod_annotated_io_privy_vault_reads_its_secret_from_openbao_and_io_privy_names
     let ids = [pod.id.clone(), narrow.id.clone()];
     pod.remove();
     narrow.remove();
-    assert_pod_gone(n, &ids[0], &[&id]);
-    assert_pod_gone(n, &ids[1], &[&nid]);
+    assert_pods_gone(n, &[(&ids[0], &[&id]), (&ids[1], &[&nid])]);
 }
 
 #[test]
@@ -279,7 +284,7 @@ fn restarted_container_attempt_1_gets_its_files_again() {
     pod.remove_container(&first);
     let pod_id = pod.id.clone();
     pod.remove();
-    assert_pod_gone(n, &pod_id, &[&first, &second]);
+    assert_pods_gone(n, &[(&pod_id, &[&first, &second])]);
 }
 
 #[test]
@@ -354,9 +359,8 @@ fn another_namespace_gets_nothing_or_fails_to_start_when_its_required_source_ref
     for p in [other, wrong_image, team, ok] {
         p.remove();
     }
-    for id in &ids {
-        assert_pod_gone(n, id, &[]);
-    }
+    let gone: Vec<(&str, &[&str])> = ids.iter().map(|i| (i.as_str(), &[][..])).collect();
+    assert_pods_gone(n, &gone);
 }
 
 #[test]
@@ -394,8 +398,7 @@ fn pod_annotations_and_container_names_scope_a_source() {
     let ids = [blue.id.clone(), red.id.clone()];
     blue.remove();
     red.remove();
-    assert_pod_gone(n, &ids[0], &[&app, &sidecar]);
-    assert_pod_gone(n, &ids[1], &[&rapp]);
+    assert_pods_gone(n, &[(&ids[0], &[&app, &sidecar]), (&ids[1], &[&rapp])]);
 }
 
 #[test]
@@ -437,8 +440,7 @@ fn hostile_images_are_refused_or_confined_as_under_runc() {
     let ids = [pod.id.clone(), dotdot.id.clone()];
     pod.remove();
     dotdot.remove();
-    assert_pod_gone(n, &ids[0], &[]);
-    assert_pod_gone(n, &ids[1], &[&id]);
+    assert_pods_gone(n, &[(&ids[0], &[]), (&ids[1], &[&id])]);
 }
 
 #[test]
@@ -540,9 +542,12 @@ fn pods_started_in_parallel_all_get_their_files() {
                 .map(|(p, c)| (p.id.clone(), c.clone()))
                 .collect();
             drop(pods);
-            for (pod, ctr) in &ids {
-                assert_pod_gone(n, pod, &[ctr]);
-            }
+            let gone: Vec<(&str, Vec<&str>)> = ids
+                .iter()
+                .map(|(p, c)| (p.as_str(), vec![c.as_str()]))
+                .collect();
+            let gone: Vec<(&str, &[&str])> = gone.iter().map(|(p, c)| (*p, &c[..])).collect();
+            assert_pods_gone(n, &gone);
         }
     }
     let [rw, pw] = [median(&mut walls[0]), median(&mut walls[1])];
