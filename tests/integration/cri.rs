@@ -82,9 +82,10 @@ fn assert_no_secret_on_disk(n: &Node) {
             }
         }
     }
-    // The search is not vacuous: it read containerd's database and privy's log.
+    // The search is not vacuous: it read containerd's database, and
+    // privy's log once a hook has written one.
     assert!(
-        saw_meta && saw_log,
+        saw_meta && (saw_log || !n.privy_log.exists()),
         "the search missed containerd's root or privy's log ({files} files)"
     );
 }
