@@ -204,6 +204,37 @@ pub struct When {
     /// Only at this stage: `run` or `build`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
+    /// Only containers of pods in a Kubernetes namespace matching this glob
+    /// (from the CRI runtime's annotations; see `privy::pod`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Only containers of pods whose name matches this glob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Only containers whose name in the pod spec matches this glob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Only containers whose image reference, as the CRI runtime gives it
+    /// (registry included: `docker.io/library/busybox:1.36`), matches this
+    /// glob (`*` within a path segment, `**` across).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Only containers of pods carrying each of these annotations with a
+    /// value matching its glob. containerd passes only the keys its
+    /// runtime handler's `pod_annotations` lists; CRI-O passes all.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+impl When {
+    /// Whether any condition needs the container to be in a pod.
+    pub fn has_pod_conditions(&self) -> bool {
+        self.namespace.is_some()
+            || self.pod.is_some()
+            || self.container.is_some()
+            || self.image.is_some()
+            || !self.pod_annotations.is_empty()
+    }
 }
 
 /// What a source may touch. Nothing outside it exists for the plugin.
@@ -468,6 +499,7 @@ impl Config {
                         return Err(invalid(key("when.stage"), "must be \"run\" or \"build\""));
                     }
                 }
+                check_pod_when(w, &key)?;
             }
             for (j, d) in s.grant.dirs.iter().enumerate() {
                 check_abs_clean(&key(&format!("grant.dirs[{j}]")), d)?;
@@ -625,6 +657,68 @@ pub fn target_refusal(canonical: &str) -> Option<String> {
     REFUSED_TARGETS
         .contains(&canonical)
         .then(|| format!("is the system directory {canonical}"))
+}
+
+/// The pod conditions of a `when`: a value that could never match what a
+/// CRI runtime writes is an operator's mistake, and it would silently keep
+/// a source from every pod, so it is refused with its key.
+fn check_pod_when(w: &When, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    // Kubernetes names are DNS labels (namespaces, containers) or DNS
+    // subdomains (pods): lowercase letters, digits, `-` and (pods) `.`.
+    for (k, v, dots) in [
+        ("namespace", &w.namespace, false),
+        ("pod", &w.pod, true),
+        ("container", &w.container, false),
+    ] {
+        let Some(v) = v else { continue };
+        let ok = |c: char| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || "-*?".contains(c) || (dots && c == '.')
+        };
+        if v.is_empty() || v.len() > 253 || !v.chars().all(ok) {
+            let what = if dots { ", `.`" } else { "" };
+            return Err(invalid(
+                key(&format!("when.{k}")),
+                format!(
+                    "{} can never match a Kubernetes {k} name: use lowercase letters, digits, `-`{what} and the globs `*` `?`",
+                    crate::shown::shown(v)
+                ),
+            ));
+        }
+    }
+    if let Some(img) = &w.image {
+        if img.is_empty()
+            || img.len() > 512
+            || img.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                key("when.image"),
+                "must be an image reference glob without spaces (at most 512 bytes)",
+            ));
+        }
+        // Runtimes give the full reference, registry first
+        // (`docker.io/library/busybox:1.36`), so `busybox:*` never matches.
+        let first = img.split('/').next().unwrap_or_default();
+        let registry = img.contains('/')
+            && (first.contains(['.', ':']) || first == "localhost" || crate::glob::is_glob(first));
+        if !registry && img != "*" && img != "**" {
+            return Err(invalid(
+                key("when.image"),
+                format!(
+                    "{} can never match: runtimes give the full reference with its registry (docker.io/library/busybox:1.36), so start with the registry or a glob",
+                    crate::shown::shown(img)
+                ),
+            ));
+        }
+    }
+    for k in w.pod_annotations.keys() {
+        if k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                key("when.pod_annotations"),
+                format!("{} is not an annotation key", crate::shown::shown(k)),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_abs_clean(key: &str, p: &Path) -> Result<(), ConfigError> {

@@ -5,7 +5,9 @@
 //! [`request`] → [`plan`] → [`fetch`] → [`check`] → [`materialize`] → [`audit`].
 //! [`plugin`] is the sandboxed Wasm host the fetch stage uses; [`oci`] holds
 //! the runtime-spec types and hook installation; [`hook`] wires the stages
-//! together for the OCI `createRuntime` and `poststop` hooks.
+//! together for the OCI `createRuntime` and `poststop` hooks. [`pod`] reads
+//! a Kubernetes pod's identity from the CRI runtime's annotations, for
+//! `when` conditions ([`glob`] patterns) and the sandbox rule.
 
 pub mod audit;
 pub mod build;
@@ -14,12 +16,14 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod fetch;
+pub mod glob;
 pub mod hook;
 pub mod materialize;
 pub mod mountinfo;
 pub mod oci;
 pub mod plan;
 pub mod plugin;
+pub mod pod;
 pub mod request;
 pub mod run;
 pub mod scan;

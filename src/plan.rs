@@ -60,7 +60,7 @@ pub fn matches(src: &SourceConfig, req: &Request) -> bool {
             }
         }
     }
-    true
+    crate::pod::when_matches(w, &req.annotations)
 }
 
 /// Plan one config source, regardless of `when`.
@@ -113,8 +113,14 @@ pub fn builtin_upload() -> SourceConfig {
 
 /// The sources that run for `req`, in config order. A container that
 /// carries a ticket always gets an `upload` source (the built-in one unless
-/// the config names its own), so an upload can never be silently ignored.
+/// the config names its own), so an upload can never be silently ignored;
+/// a pod's sandbox container gets no source at all.
 pub fn plan(cfg: &Config, req: &Request) -> Vec<PlannedSource> {
+    // A pod's sandbox ("pause") container runs no workload, yet it carries
+    // the pod's annotations (io.privy.vault, even a ticket): it gets nothing.
+    if crate::pod::is_sandbox(&req.annotations) {
+        return Vec::new();
+    }
     let mut out: Vec<PlannedSource> = cfg
         .sources
         .iter()

@@ -91,20 +91,33 @@ pub fn exec(
     }
     // No verb (`--version`, `--help`): straight through.
     if let Some((verb, Some(bundle))) = parse(args) {
-        crate::oci::install::bundle(&bundle, binary, config, false).map_err(|e| {
-            ShimError::Install {
-                verb: verb.clone(),
-                bundle: bundle.clone(),
-                msg: e.to_string(),
-            }
-        })?;
-        tracing::debug!(bundle = %bundle.display(), "shim added privy's hooks");
+        if is_sandbox_bundle(&bundle) {
+            tracing::debug!(bundle = %bundle.display(), "shim: a pod's sandbox container gets no hooks");
+        } else {
+            crate::oci::install::bundle(&bundle, binary, config, false).map_err(|e| {
+                ShimError::Install {
+                    verb: verb.clone(),
+                    bundle: bundle.clone(),
+                    msg: e.to_string(),
+                }
+            })?;
+            tracing::debug!(bundle = %bundle.display(), "shim added privy's hooks");
+        }
     }
     let error = std::process::Command::new(runtime).args(args).exec();
     Err(ShimError::Exec {
         runtime: runtime.to_owned(),
         error,
     })
+}
+
+/// Whether the bundle is a Kubernetes pod's sandbox ("pause") container,
+/// which gets no private files (`plan` skips it too): it then gets no
+/// hooks at all, which saves two hook runs per pod start. A bundle whose
+/// `config.json` cannot be read is not one; installing the hooks then
+/// fails as before.
+fn is_sandbox_bundle(bundle: &Path) -> bool {
+    crate::oci::Spec::load(bundle).is_ok_and(|s| crate::pod::is_sandbox(&s.annotations))
 }
 
 #[cfg(test)]
@@ -134,5 +147,26 @@ mod tests {
             ("start".into(), None)
         );
         assert_eq!(parse(&v("--version")), None);
+    }
+
+    #[test]
+    fn pod_sandbox_bundles_are_recognised_and_anything_else_is_not() {
+        let d = tempfile::tempdir().unwrap();
+        let write = |annotations: &str| {
+            std::fs::write(
+                d.path().join("config.json"),
+                format!(r#"{{"root":{{"path":"rootfs"}},"annotations":{annotations}}}"#),
+            )
+            .unwrap()
+        };
+        assert!(!super::is_sandbox_bundle(d.path()), "no config.json");
+        write(r#"{"io.kubernetes.cri.container-type":"sandbox"}"#);
+        assert!(super::is_sandbox_bundle(d.path()));
+        write(r#"{"io.kubernetes.cri-o.ContainerType":"sandbox"}"#);
+        assert!(super::is_sandbox_bundle(d.path()));
+        write(r#"{"io.kubernetes.cri.container-type":"container"}"#);
+        assert!(!super::is_sandbox_bundle(d.path()));
+        write("{}");
+        assert!(!super::is_sandbox_bundle(d.path()));
     }
 }

@@ -23,6 +23,15 @@
 //!   upload and claim bodies, ticket strings, on a live daemon.
 //! - `network`: the `privy:source/http` host import against loopback
 //!   servers; the hostile fixture asks for un-granted hosts and redirects.
+//! - `cri`: root-only, a Kubernetes node: Debian's containerd 1.6 of the
+//!   test binary's own (shared by its tests), driven through the CRI gRPC
+//!   API as the kubelet drives it, with privy's shim as a runtime handler;
+//!   pods get host-dir and OpenBao files, scoped by namespace, image,
+//!   container and pod annotations; the pause container gets nothing.
+//! - `deploy`: `deploy/kubernetes/`: the manifests against the Kubernetes
+//!   schemas (offline), the shipped config and containerd fragments, the
+//!   node image built from its Containerfile and its installer run against
+//!   a node's directories.
 //! - `vault`: the embedded `vault` source against a real OpenBao (`bao`
 //!   dev servers from `bao.rs`, plain and TLS), in-process, under runc,
 //!   podman and a podman build RUN step.
@@ -49,6 +58,8 @@ macro_rules! on_both_runtimes {
 mod bao;
 mod build;
 mod cli;
+mod cri;
+mod deploy;
 mod e2e;
 mod fuzz_parsers;
 mod harden_core;
