@@ -5,6 +5,7 @@
 //! events on one host without the digest being a guessable hash of the value.
 
 use crate::check::Checked;
+use crate::contract::{AUDIT_TARGET, EVENT_INJECTED, EVENT_OVERRIDE};
 use crate::request::Request;
 use hmac::{Hmac, Mac};
 use std::io::{Read, Write};
@@ -127,7 +128,7 @@ pub fn record(auditor: &Auditor, req: &Request, checked: &Checked) -> serde_json
 /// only), so an operator can see why a file a source gave is missing.
 pub fn emit_dropped(req: &Request, checked: &Checked) {
     for d in &checked.dropped {
-        tracing::info!(target: "privy::audit", container = %req.container_id, path = %d.path, source = %d.source, "dropped: not in io.privy.names");
+        tracing::info!(target: AUDIT_TARGET, container = %req.container_id, path = %d.path, source = %d.source, "dropped: not in io.privy.names");
     }
 }
 
@@ -145,12 +146,12 @@ pub struct Timing {
 /// Emit the one audit event for this injection.
 pub fn emit(auditor: &Auditor, req: &Request, checked: &Checked, target: &str, timing: Timing) {
     for o in &checked.overrides {
-        tracing::info!(target: "privy::audit", container = %req.container_id, path = %o.path, winner = %o.winner, loser = %o.loser, "override");
+        tracing::info!(target: AUDIT_TARGET, container = %req.container_id, path = %o.path, winner = %o.winner, loser = %o.loser, "{}", EVENT_OVERRIDE);
     }
     emit_dropped(req, checked);
     let rec = record(auditor, req, checked);
     tracing::info!(
-        target: "privy::audit",
+        target: AUDIT_TARGET,
         container = %req.container_id,
         stage = req.stage.as_str(),
         target = target,
@@ -158,7 +159,8 @@ pub fn emit(auditor: &Auditor, req: &Request, checked: &Checked, target: &str, t
         fetch_us = timing.fetch.as_micros() as u64,
         materialize_us = timing.materialize.as_micros() as u64,
         total_us = timing.total.as_micros() as u64,
-        "injected"
+        "{}",
+        EVENT_INJECTED
     );
 }
 

@@ -10,7 +10,7 @@
 //! `config.json` (it labels the image, and would publish a ticket in it),
 //! so `privy build` writes a per-build hooks directory whose privy entries
 //! carry the build's annotations (`io.privy.stage=build`, the upload ticket)
-//! in the hook's environment ([`crate::request::HOOK_ANNOTATIONS_ENV`]),
+//! in the hook's environment ([`crate::contract::ENV_HOOK_ANNOTATIONS`]),
 //! and passes it last, after the default (or the user's) directories, so
 //! its entries replace privy's system ones of the same file name and every
 //! other hook still runs. Plain builds without `privy build` are recognised
@@ -34,11 +34,13 @@
 //! leak (and `--rm-on-leak` removes the image); 2 when privy cannot check.
 
 use crate::config::Config;
+use crate::contract::{self, Stage};
 use crate::daemon::client::{Client, ClientError, OutFile};
 use crate::daemon::Scope;
 use crate::oci::install;
-use crate::request::{self, Stage};
 use crate::scan::{self, Needle, ScanOptions, Target};
+use crate::sys::fs::PrivateDir;
+use crate::sys::process::IgnoreTerminalSignals;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -254,9 +256,12 @@ pub fn image_id_from_output(last_line: &str) -> Option<String> {
 /// The annotations every RUN step of this build gets.
 pub fn build_annotations(ticket: Option<&str>) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
-    a.insert(request::STAGE_ANNOTATION.to_string(), "build".to_string());
+    a.insert(
+        contract::ANNOTATION_STAGE.to_string(),
+        Stage::Build.as_str().to_string(),
+    );
     if let Some(t) = ticket {
-        a.insert(crate::plan::TICKET_ANNOTATION.to_string(), t.to_string());
+        a.insert(contract::ANNOTATION_TICKET.to_string(), t.to_string());
     }
     a
 }
@@ -295,7 +300,7 @@ pub struct BuildOptions {
 
 /// Run `privy build`; returns the exit status to leave with.
 pub fn run(cfg: &Config, client: &Client, opts: BuildOptions) -> Result<i32, BuildError> {
-    crate::hook::harden_process();
+    crate::sys::process::harden();
     let cmd = EngineCommand::parse(&opts.engine)?;
     cmd.check_isolation(std::env::var("BUILDAH_ISOLATION").ok().as_deref())?;
     let ticket = TicketGuard {
@@ -307,11 +312,11 @@ pub fn run(cfg: &Config, client: &Client, opts: BuildOptions) -> Result<i32, Bui
     // the ticket, so privy never claims it for a container that is not one.
     let needles = needles(cfg, &build_annotations(None), opts.files)?;
 
-    let tmp = PrivateDir::new().map_err(|e| BuildError::Hooks(e.to_string()))?;
+    let tmp = PrivateDir::new("privy-build").map_err(|e| BuildError::Hooks(e.to_string()))?;
     let hooks = tmp.path().join("hooks.d");
     let env = vec![format!(
         "{}={}",
-        request::HOOK_ANNOTATIONS_ENV,
+        contract::ENV_HOOK_ANNOTATIONS,
         serde_json::to_string(&annotations).expect("json")
     )];
     install::write_hooks_d(&hooks, &opts.binary, opts.config_path.as_deref(), &env)
@@ -382,56 +387,6 @@ pub fn run(cfg: &Config, client: &Client, opts: BuildOptions) -> Result<i32, Bui
         }
     }
     Ok(1)
-}
-
-/// A fresh 0700 directory under the temp dir, removed on drop. Holds the
-/// per-build hooks.d entries (which carry the ticket) and the iidfile;
-/// never private bytes.
-struct PrivateDir(PathBuf);
-
-impl PrivateDir {
-    fn new() -> std::io::Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        let mut r = [0u8; 12];
-        getrandom::getrandom(&mut r).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let p = std::env::temp_dir().join(format!("privy-build-{}", hex::encode(r)));
-        std::fs::DirBuilder::new().mode(0o700).create(&p)?;
-        Ok(PrivateDir(p))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// SIGINT and SIGQUIT ignored in this process until dropped.
-struct IgnoreTerminalSignals;
-
-impl IgnoreTerminalSignals {
-    fn new() -> Self {
-        // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
-        unsafe {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
-        }
-        IgnoreTerminalSignals
-    }
-}
-
-impl Drop for IgnoreTerminalSignals {
-    fn drop(&mut self) {
-        // SAFETY: restoring the default disposition has no preconditions.
-        unsafe {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
-        }
-    }
 }
 
 /// Run the engine with stdin and stderr passed through and stdout copied

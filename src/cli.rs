@@ -1,7 +1,8 @@
 //! Command-line interface: flags and dispatch. Everything it calls lives in
 //! the library; this module only parses, sets up logging and prints.
 
-use crate::config::{self, Config};
+use crate::config::Config;
+use crate::contract;
 use crate::oci::install;
 use crate::plugin::PluginHost;
 use anyhow::{bail, Context, Result};
@@ -53,7 +54,7 @@ macro_rules! outln {
 )]
 pub struct Cli {
     /// Config file [default: /etc/privy/privy.toml; built-in default when absent]
-    #[arg(long, global = true, env = "PRIVY_CONFIG")]
+    #[arg(long, global = true, env = contract::ENV_CONFIG)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -86,7 +87,7 @@ pub enum Command {
     /// Hold per-run uploads in memory and hand them to the hook (as root)
     Daemon {
         /// Unix socket [default: daemon.socket from the config, /run/privy/privy.sock]
-        #[arg(long, env = "PRIVY_SOCKET")]
+        #[arg(long, env = contract::ENV_SOCKET)]
         socket: Option<PathBuf>,
     },
     /// Upload private files for one container, then run CMD with the ticket attached
@@ -162,7 +163,7 @@ pub struct UploadSpecs {
     #[arg(long, value_name = "SECS")]
     pub ttl: Option<u64>,
     /// The daemon's socket [default: daemon.socket from the config]
-    #[arg(long, env = "PRIVY_SOCKET")]
+    #[arg(long, env = contract::ENV_SOCKET)]
     pub socket: Option<PathBuf>,
 }
 
@@ -196,13 +197,13 @@ pub enum TicketCommand {
     /// Names, sizes, expiry and containers of a ticket (never contents)
     Info {
         ticket: String,
-        #[arg(long, env = "PRIVY_SOCKET")]
+        #[arg(long, env = contract::ENV_SOCKET)]
         socket: Option<PathBuf>,
     },
     /// Drop a ticket now; its files are zeroized
     Rm {
         ticket: String,
-        #[arg(long, env = "PRIVY_SOCKET")]
+        #[arg(long, env = contract::ENV_SOCKET)]
         socket: Option<PathBuf>,
     },
 }
@@ -210,7 +211,7 @@ pub enum TicketCommand {
 #[derive(clap::Args, Debug)]
 pub struct ShimArgs {
     /// The real OCI runtime
-    #[arg(long, default_value = "runc", env = "PRIVY_RUNTIME_PATH")]
+    #[arg(long, default_value = "runc", env = contract::ENV_RUNTIME_PATH)]
     pub runtime_path: PathBuf,
     /// The runtime's arguments, passed through unchanged
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -309,7 +310,7 @@ pub enum ConfigCommand {
 fn load_config(cli: &Cli) -> Result<Config> {
     let (path, explicit) = match &cli.config {
         Some(p) => (p.clone(), true),
-        None => (PathBuf::from(config::DEFAULT_PATH), false),
+        None => (PathBuf::from(contract::DEFAULT_CONFIG_PATH), false),
     };
     Ok(Config::load(&path, explicit)?)
 }
@@ -317,7 +318,7 @@ fn load_config(cli: &Cli) -> Result<Config> {
 /// Send logs to the config's log file as JSON lines (hooks), or stderr.
 /// Returns whether they go to the file.
 fn init_logging(cfg: Option<&Config>, default_level: &str) -> bool {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PRIVY_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env(contract::ENV_LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let file = cfg
         .filter(|c| !c.log_file.as_os_str().is_empty())
@@ -349,7 +350,7 @@ fn init_logging(cfg: Option<&Config>, default_level: &str) -> bool {
 pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Hook { stage } => {
-            crate::hook::harden_process();
+            crate::sys::process::harden();
             let cfg = load_config(&cli)?;
             let logs_to_file = init_logging(Some(&cfg), "info");
             let mut stdin = Vec::new();
@@ -560,21 +561,11 @@ fn scan_command(cli: &Cli, a: &ScanArgs) -> Result<i32> {
         note(format_args!(
             "privy scan: {:.3} s wall, peak RSS {} MiB, {} bytes scanned",
             started.elapsed().as_secs_f64(),
-            peak_rss_kib() / 1024,
+            crate::sys::process::peak_rss_kib() / 1024,
             report.bytes
         ));
     }
     Ok(report.exit_code())
-}
-
-/// Peak resident set size of this process, in KiB.
-fn peak_rss_kib() -> u64 {
-    // SAFETY: getrusage fills the struct it is given.
-    unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru.ru_maxrss as u64
-    }
 }
 
 fn client_for(cfg: &Config, socket: Option<&Path>) -> crate::daemon::client::Client {
@@ -629,12 +620,13 @@ fn run_command(cli: &Cli, a: &RunArgs) -> Result<()> {
     };
     if route == Route::Env {
         note(format_args!(
-            "privy: {} takes no annotation that privy knows; the ticket is in $PRIVY_TICKET: pass it to the container as the annotation {}=$PRIVY_TICKET",
+            "privy: {} takes no annotation that privy knows; the ticket is in ${env}: pass it to the container as the annotation {}=${env}",
             cmd[0],
-            crate::plan::TICKET_ANNOTATION
+            contract::ANNOTATION_TICKET,
+            env = contract::ENV_TICKET,
         ));
     }
-    let status = run::run_child(&cmd, Some((run::TICKET_ENV, &ticket)));
+    let status = run::run_child(&cmd, Some((contract::ENV_TICKET, &ticket)));
     if let Some((b, original)) = restore {
         if let Err(e) = run::restore_bundle(&b, &original) {
             note(format_args!("privy: {e}"));
@@ -865,7 +857,7 @@ fn load_all(cfg: &Config) -> Result<()> {
 /// A `.wasm` named on the command line: a regular file, opened without
 /// blocking (a FIFO is refused at once, not waited on).
 fn read_wasm(file: &Path) -> Result<Vec<u8>> {
-    crate::plugin::files::read_regular(file, crate::plugin::MAX_WASM_BYTES)
+    crate::sys::fs::read_regular(file, crate::plugin::MAX_WASM_BYTES)
         .with_context(|| format!("{}", file.display()))
 }
 

@@ -9,8 +9,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Where privy looks for its config unless `--config` says otherwise.
-pub const DEFAULT_PATH: &str = "/etc/privy/privy.toml";
 /// The host directory the default `host-dir` source reads.
 pub const DEFAULT_PRIVATE_DIR: &str = "/etc/privy/private.d";
 
@@ -103,13 +101,10 @@ pub struct DaemonConfig {
     pub client_timeout_secs: u64,
 }
 
-/// The daemon's socket unless the config names another.
-pub const DEFAULT_SOCKET: &str = "/run/privy/privy.sock";
-
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
-            socket: DEFAULT_SOCKET.into(),
+            socket: crate::contract::DEFAULT_SOCKET.into(),
             ticket_ttl_secs: 600,
             ticket_max_age_secs: 86_400,
             max_bytes_per_uid: 64 << 20,
@@ -128,7 +123,7 @@ impl Default for DaemonConfig {
 impl DaemonConfig {
     /// The socket, with `PRIVY_SOCKET` taking precedence.
     pub fn socket_path(&self) -> PathBuf {
-        match std::env::var_os("PRIVY_SOCKET") {
+        match std::env::var_os(crate::contract::ENV_SOCKET) {
             Some(s) if !s.is_empty() => s.into(),
             _ => self.socket.clone(),
         }
@@ -257,7 +252,7 @@ pub struct Grant {
 }
 
 fn default_target() -> String {
-    "/run/private".into()
+    crate::contract::DEFAULT_TARGET.into()
 }
 fn default_cache_dir() -> PathBuf {
     "/var/cache/privy".into()

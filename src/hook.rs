@@ -15,7 +15,6 @@ use crate::plugin::{PluginError, PluginHost, PluginRequest};
 use crate::request::Request;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,31 +69,8 @@ pub struct Outcome {
     pub created: Vec<String>,
 }
 
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 1024
-        && id != "."
-        && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
-}
-
 fn state_path(cfg: &Config, id: &str) -> PathBuf {
     cfg.state_dir.join(format!("{id}.json"))
-}
-
-/// Refuse to be swapped out or dumped while holding private bytes (L1).
-pub fn harden_process() {
-    // SAFETY: prctl and setrlimit with constant arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        let zero = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::setrlimit(libc::RLIMIT_CORE, &zero);
-    }
 }
 
 /// Print a hook's one-line error where the user will see it. runc shows a
@@ -169,7 +145,7 @@ fn runtime_log(ppid: u32) -> Option<(PathBuf, bool)> {
 pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> {
     let started = std::time::Instant::now();
     let state = State::parse(stdin)?;
-    if !valid_id(&state.id) {
+    if !crate::oci::valid_id(&state.id) {
         return Err(HookError::BadId(state.id));
     }
     let req = Request::load(state)?;
@@ -190,7 +166,7 @@ pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> 
     let checked = check::check_named(fetched, &cfg.limits, &req.names)?;
     if checked.files.is_empty() {
         audit::emit_dropped(&req, &checked);
-        tracing::info!(target: "privy::audit", container = %req.container_id, "no private files to inject");
+        tracing::info!(target: crate::contract::AUDIT_TARGET, container = %req.container_id, "no private files to inject");
         return Ok(Outcome::default());
     }
     let owner = req.host_owner().ok_or(HookError::UnmappedUser {
@@ -266,25 +242,6 @@ fn check_owner(uid: u32, gid: u32, (huid, hgid): (u32, u32)) -> Result<(), HookE
 }
 
 fn write_state(cfg: &Config, id: &str, st: &HookState) -> Result<(), HookError> {
-    /// Create `dir` with exactly `mode`, and any missing parents with 0755
-    /// (chmod after mkdir, so the umask cannot narrow them). Directories that
-    /// already exist are left as they are.
-    fn create_dirs(dir: &std::path::Path, mode: u32) -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        if dir.is_dir() {
-            return Ok(());
-        }
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            create_dirs(parent, 0o755)?;
-        }
-        match std::fs::DirBuilder::new().mode(mode).create(dir) {
-            Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)),
-            // Another hook created it meanwhile.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
     let path = state_path(cfg, id);
     let err = |error| HookError::State {
         path: path.clone(),
@@ -295,22 +252,26 @@ fn write_state(cfg: &Config, id: &str, st: &HookState) -> Result<(), HookError> 
     // must reach, so a parent created here is 0755 whatever the runtime's
     // umask (B6: creating them 0700 locked every non-root user out of a
     // daemon started afterwards).
-    create_dirs(&cfg.state_dir, 0o700).map_err(err)?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(err)?;
-    f.write_all(&serde_json::to_vec(st).expect("state serializes"))
-        .map_err(err)
+    crate::sys::fs::ensure_dir(&cfg.state_dir, 0o700).map_err(err)?;
+    // Replaced whole (never truncated and rewritten in place), so a hook
+    // that dies midway leaves the old state or the new, never a torn one.
+    // No fsync: the state dir is on /run, and a reboot ends the container.
+    let opts = crate::sys::WriteOpts {
+        mode: Some(0o600),
+        sync: false,
+    };
+    crate::sys::write_atomic(
+        &path,
+        &serde_json::to_vec(st).expect("state serializes"),
+        opts,
+    )
+    .map_err(err)
 }
 
 /// The `poststop` hook: remove what `createRuntime` created in the rootfs.
 pub fn poststop(cfg: &Config, stdin: &[u8]) -> Result<(), HookError> {
     let state = State::parse(stdin)?;
-    if !valid_id(&state.id) {
+    if !crate::oci::valid_id(&state.id) {
         return Err(HookError::BadId(state.id));
     }
     let path = state_path(cfg, &state.id);
@@ -336,16 +297,6 @@ pub fn poststop(cfg: &Config, stdin: &[u8]) -> Result<(), HookError> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn container_ids_that_could_escape_state_dir_are_refused() {
-        for bad in ["", ".", "..", "a/b", "../x", "a\0"] {
-            assert!(!super::valid_id(bad), "{bad:?}");
-        }
-        for ok in ["c1", "abc-DEF_1.2+x", &"f".repeat(64)] {
-            assert!(super::valid_id(ok), "{ok}");
-        }
-    }
-
     #[test]
     fn invalid_or_unmapped_owners_are_named_before_mounting() {
         let init = "         0          0 4294967295\n";

@@ -10,7 +10,7 @@ fn main() {
     let called = args
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
-        .is_some_and(|n| n == "privy-shim");
+        .is_some_and(|n| n == privy::contract::SHIM_ARGV0);
     if called {
         let rest = args.split_off(1);
         args = ["privy", "shim", "--"].map(Into::into).into();

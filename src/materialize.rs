@@ -11,7 +11,7 @@
 //!    directories would have to be created on a mount that is not the
 //!    container's own (a host volume, B7), one that goes through a dangling
 //!    symlink, and one whose mount would propagate out of the container's
-//!    mount namespace (B1, see [`crate::mountinfo`]).
+//!    mount namespace (B1, see [`crate::sys::mountinfo`]).
 //! 3. Create the missing directories; build a fresh, detached tmpfs
 //!    (size-capped, `nosuid,nodev,noexec`, `noswap` where allowed, root dir
 //!    0700 owned by the container user); write every file into it with
@@ -25,9 +25,9 @@
 //! exact flags, ownership and refusals with [`RecordingOs`] and no root.
 
 use crate::check::CheckedFile;
-use crate::mountinfo::{self, Mount, Namespace};
 use crate::shown::shown;
 use crate::sys;
+use crate::sys::mountinfo::{self, Mount, Namespace};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};

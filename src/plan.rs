@@ -89,9 +89,6 @@ pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
     }
 }
 
-/// The annotation that carries a per-run upload's ticket.
-pub const TICKET_ANNOTATION: &str = "io.privy.ticket";
-
 /// The `upload` source that serves a ticket when the config names none.
 pub fn builtin_upload() -> SourceConfig {
     SourceConfig {
@@ -100,7 +97,7 @@ pub fn builtin_upload() -> SourceConfig {
         sha256: None,
         required: true,
         when: Some(crate::config::When {
-            annotation: Some(TICKET_ANNOTATION.into()),
+            annotation: Some(crate::contract::ANNOTATION_TICKET.into()),
             ..Default::default()
         }),
         grant: Grant {
@@ -127,7 +124,9 @@ pub fn plan(cfg: &Config, req: &Request) -> Vec<PlannedSource> {
         .filter(|s| matches(s, req))
         .map(|s| plan_source(s, &cfg.limits))
         .collect();
-    if req.annotations.contains_key(TICKET_ANNOTATION)
+    if req
+        .annotations
+        .contains_key(crate::contract::ANNOTATION_TICKET)
         && !out
             .iter()
             .any(|p| p.plugin == PluginRef::Embedded("upload".into()))

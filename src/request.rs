@@ -2,37 +2,35 @@
 //! `config.json` into a [`Request`]: container id, root, annotations, user,
 //! id mappings, and whether this is a run or a build step.
 
+use crate::contract::{
+    ANNOTATION_IMAGE, ANNOTATION_NAMES, ANNOTATION_STAGE, ANNOTATION_TICKET, ENV_HOOK_ANNOTATIONS,
+    ENV_TICKET,
+};
 use crate::oci::{self, IdMapping, OciError, Spec, State, User};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Annotation that marks a build step explicitly (`build`).
-pub const STAGE_ANNOTATION: &str = "io.privy.stage";
-/// Annotation listing the names a container asks for (comma-separated).
-pub const NAMES_ANNOTATION: &str = "io.privy.names";
+pub use crate::contract::Stage;
 
 /// Annotations engines use for the image reference, most specific first.
 const IMAGE_ANNOTATIONS: &[&str] = &[
     "io.kubernetes.cri-o.ImageName",
     "io.kubernetes.cri.image-name",
     "org.opencontainers.image.ref.name",
-    "io.privy.image",
+    ANNOTATION_IMAGE,
 ];
 
-/// Environment variable through which a hooks.d entry adds annotations to
-/// every request it serves: a JSON object of strings. `privy build` uses it
-/// to mark its RUN steps `io.privy.stage=build` and hand them the build's
-/// ticket, because neither `podman build --annotation` nor `buildah bud
-/// --annotation` reaches a RUN container's `config.json` (they label the
-/// image, and would publish the ticket in it). A runtime gives a hook only
-/// the `env` its entry names, so nothing else can set this.
-pub const HOOK_ANNOTATIONS_ENV: &str = "PRIVY_HOOK_ANNOTATIONS";
-
-/// Parse [`HOOK_ANNOTATIONS_ENV`]'s value.
+/// Parse [`ENV_HOOK_ANNOTATIONS`]'s value: the annotations a hooks.d entry
+/// adds to every request it serves, a JSON object of strings. `privy build`
+/// uses it to mark its RUN steps `io.privy.stage=build` and hand them the
+/// build's ticket, because neither `podman build --annotation` nor `buildah
+/// bud --annotation` reaches a RUN container's `config.json` (they label
+/// the image, and would publish the ticket in it). A runtime gives a hook
+/// only the `env` its entry names, so nothing else can set this.
 pub fn parse_hook_annotations(v: &str) -> Result<BTreeMap<String, String>, OciError> {
     serde_json::from_str(v).map_err(|e| {
         OciError::State(format!(
-            "{HOOK_ANNOTATIONS_ENV} is not a JSON object of strings: {e}"
+            "{ENV_HOOK_ANNOTATIONS} is not a JSON object of strings: {e}"
         ))
     })
 }
@@ -50,22 +48,6 @@ pub fn is_buildah_step(id: &str, bundle: &std::path::Path) -> bool {
         return false;
     };
     base.starts_with("buildah") && id.strip_prefix("buildah-") == Some(base)
-}
-
-/// Run or build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Run,
-    Build,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Run => "run",
-            Stage::Build => "build",
-        }
-    }
 }
 
 /// Everything later stages need to know about one container start.
@@ -96,7 +78,7 @@ impl Request {
         annotations.extend(state.annotations);
         // Engines without annotations (`buildah run`) carry a ticket in the
         // container's environment instead; an annotation wins.
-        if !annotations.contains_key(crate::plan::TICKET_ANNOTATION) {
+        if !annotations.contains_key(ANNOTATION_TICKET) {
             let env = spec
                 .process
                 .as_ref()
@@ -104,12 +86,13 @@ impl Request {
                 .unwrap_or_default();
             if let Some(t) = env
                 .iter()
-                .find_map(|e| e.strip_prefix(concat!("PRIVY_TICKET", "=")))
+                .find_map(|e| e.strip_prefix(ENV_TICKET)?.strip_prefix('='))
             {
-                annotations.insert(crate::plan::TICKET_ANNOTATION.into(), t.to_owned());
+                annotations.insert(ANNOTATION_TICKET.into(), t.to_owned());
             }
         }
-        let stage = if annotations.get(STAGE_ANNOTATION).map(String::as_str) == Some("build")
+        let stage = if annotations.get(ANNOTATION_STAGE).map(String::as_str)
+            == Some(Stage::Build.as_str())
             || is_buildah_step(&state.id, &state.bundle)
         {
             Stage::Build
@@ -120,7 +103,7 @@ impl Request {
             .iter()
             .find_map(|k| annotations.get(*k).cloned());
         let names = annotations
-            .get(NAMES_ANNOTATION)
+            .get(ANNOTATION_NAMES)
             .map(|v| {
                 v.split(',')
                     .map(str::trim)
@@ -146,11 +129,11 @@ impl Request {
     }
 
     /// Read `config.json` from the state's bundle and build the request.
-    /// Annotations in the hook's [`HOOK_ANNOTATIONS_ENV`] (set by the
+    /// Annotations in the hook's [`ENV_HOOK_ANNOTATIONS`] (set by the
     /// hooks.d entry `privy build` writes) are added first; an unparsable
     /// value fails closed.
     pub fn load(mut state: State) -> Result<Self, OciError> {
-        if let Some(v) = std::env::var_os(HOOK_ANNOTATIONS_ENV) {
+        if let Some(v) = std::env::var_os(ENV_HOOK_ANNOTATIONS) {
             state
                 .annotations
                 .extend(parse_hook_annotations(&v.to_string_lossy())?);
@@ -223,7 +206,7 @@ mod tests {
         assert_eq!(m["io.privy.ticket"], "t");
         for bad in ["", "[]", r#"{"a":1}"#, "{"] {
             let e = parse_hook_annotations(bad).unwrap_err().to_string();
-            assert!(e.contains(HOOK_ANNOTATIONS_ENV), "{e}");
+            assert!(e.contains(ENV_HOOK_ANNOTATIONS), "{e}");
         }
     }
 

@@ -9,17 +9,14 @@
 //! container's `PRIVY_TICKET` environment variable where the engine has no
 //! annotations (`buildah run`).
 
+use crate::contract::{ANNOTATION_TICKET as TICKET_ANNOTATION, ENV_TICKET as TICKET_ENV};
 use crate::daemon::client::{Client, ClientError, OutFile};
 use crate::daemon::{Created, Scope};
-use crate::plan::TICKET_ANNOTATION;
 use crate::secret::{RelPath, Secret};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-/// The environment variable a container (or a script) gets the ticket in.
-pub const TICKET_ENV: &str = "PRIVY_TICKET";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -493,7 +490,12 @@ fn write_config(
     bytes: &[u8],
     like: &std::fs::Metadata,
 ) -> Result<(), String> {
-    crate::sys::replace_file(dir, "config.json", bytes, Some(like)).map_err(|e| e.to_string())
+    let opts = crate::sys::WriteOpts {
+        mode: None,
+        sync: true,
+    };
+    crate::sys::write_atomic_at(dir, "config.json", bytes, Some(like), opts)
+        .map_err(|e| e.to_string())
 }
 
 /// Run `cmd` to completion, forwarding SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2
@@ -555,11 +557,7 @@ pub fn run_child(
 pub fn exit_like(st: std::process::ExitStatus) -> ! {
     use std::os::unix::process::ExitStatusExt;
     if let Some(sig) = st.signal() {
-        // SAFETY: restoring the default action and raising a signal on ourselves.
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
-            libc::raise(sig);
-        }
+        crate::sys::process::die_like(sig);
         std::process::exit(128 + sig);
     }
     std::process::exit(st.code().unwrap_or(1))

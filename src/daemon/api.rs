@@ -299,7 +299,7 @@ pub fn decode_upload(body: &[u8]) -> Result<(Vec<Upload>, Scope, Option<u64>), A
 /// A claim body, checked.
 pub fn decode_claim(body: &[u8]) -> Result<ClaimBody, ApiError> {
     let c: ClaimBody = serde_json::from_slice(body).map_err(|e| bad(json_error("claim", &e)))?;
-    if !crate::hook::valid_id(&c.container_id) {
+    if !crate::oci::valid_id(&c.container_id) {
         return Err(bad("container_id is not a valid OCI id"));
     }
     if !c.bundle.is_absolute() {

@@ -79,7 +79,7 @@ pub fn caller(s: &tokio::net::UnixStream) -> Option<Caller> {
 /// The directories privy owns: its default socket directory and the parent
 /// of its state directory (`/run/privy` by default).
 fn privy_owned_dir(cfg: &Config, dir: &Path) -> bool {
-    Path::new(crate::config::DEFAULT_SOCKET).parent() == Some(dir)
+    Path::new(crate::contract::DEFAULT_SOCKET).parent() == Some(dir)
         || cfg.state_dir.parent() == Some(dir)
 }
 

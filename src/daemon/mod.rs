@@ -86,18 +86,6 @@ pub enum DaemonError {
     Runtime(std::io::Error),
 }
 
-/// Keep this process's memory out of swap (L1); best effort.
-fn lock_memory() {
-    // SAFETY: mlockall with constant flags.
-    let r = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
-    if r != 0 {
-        tracing::warn!(
-            "mlockall failed ({}); uploads may be swapped out",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 /// Give freed memory back to the system (B2). With `mlockall`, every page
 /// the allocator keeps stays resident; glibc keeps large freed blocks when
 /// its mmap threshold adapts upwards (to the largest block freed, up to
@@ -226,9 +214,9 @@ fn refuse(stream: tokio::net::UnixStream, msg: &str) {
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
-    crate::hook::harden_process();
+    crate::sys::process::harden();
     tune_allocator();
-    lock_memory();
+    crate::sys::process::lock_memory();
     let (std_listener, owned_path) = match listen {
         Listen::Path(p) => (listen::bind(cfg, &p)?, Some(p)),
         Listen::Inherited(l) => (l, None),

@@ -23,8 +23,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Prefix of every ticket, so a stray one is recognisable in a script.
-pub const TICKET_PREFIX: &str = "pvt_";
+pub use crate::contract::TICKET_PREFIX;
 /// Random bytes in a ticket (192 bits).
 const TICKET_BYTES: usize = 24;
 /// How long the reason a ticket ended is remembered.

@@ -3,12 +3,13 @@
 //! hooks.d entry whose binary is missing, which would fail open, so both
 //! refuse unless the binary is where the hook will point.
 
+use crate::contract::SYSTEMD_UNITS;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// hooks.d file names privy owns.
-pub const HOOKS_D_FILES: [&str; 2] = ["privy-create-runtime.json", "privy-poststop.json"];
+pub use crate::contract::HOOKS_D_FILES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -92,8 +93,8 @@ pub fn bundle(
         .as_object_mut()
         .ok_or_else(|| ferr(&path, "`hooks` is not an object"))?;
     for (stage, arg) in [
-        ("createRuntime", "create-runtime"),
-        ("poststop", "poststop"),
+        ("createRuntime", crate::contract::HOOK_CREATE_RUNTIME),
+        ("poststop", crate::contract::HOOK_POSTSTOP),
     ] {
         let list = hooks.entry(stage).or_insert_with(|| json!([]));
         let list = list
@@ -152,8 +153,8 @@ pub fn write_hooks_d(
     std::fs::create_dir_all(dir).map_err(|e| ferr(dir, e))?;
     let files: Vec<PathBuf> = HOOKS_D_FILES.iter().map(|f| dir.join(f)).collect();
     for (f, (stage, arg)) in files.iter().zip([
-        ("createRuntime", "create-runtime"),
-        ("poststop", "poststop"),
+        ("createRuntime", crate::contract::HOOK_CREATE_RUNTIME),
+        ("poststop", crate::contract::HOOK_POSTSTOP),
     ]) {
         let mut hook = json!({ "path": binary.display().to_string(), "args": hook_args(arg, config), "timeout": 30 });
         if !env.is_empty() {
@@ -185,11 +186,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
     };
     let dir = crate::sys::open_dir_path(parent).map_err(|e| ferr(parent, e))?;
     let like = std::fs::symlink_metadata(path).ok().filter(|m| m.is_file());
-    crate::sys::replace_file(&dir, name, bytes, like.as_ref()).map_err(|e| ferr(path, e))
+    let opts = crate::sys::WriteOpts {
+        mode: None,
+        sync: true,
+    };
+    crate::sys::write_atomic_at(&dir, name, bytes, like.as_ref(), opts).map_err(|e| ferr(path, e))
 }
-
-/// systemd unit files privy owns.
-pub const SYSTEMD_UNITS: [&str; 2] = ["privy.socket", "privy.service"];
 
 /// The socket and service units for `privy daemon`, socket-activated.
 pub fn systemd_units(

@@ -9,6 +9,19 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Whether `id` is a container id privy accepts: what the OCI runtimes
+/// accept, and nothing that could name a path outside `state_dir` when it
+/// becomes `ID.json` (`..`, `/`, a NUL).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
+}
+
 /// Errors reading OCI inputs.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -151,6 +164,16 @@ impl Spec {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn container_ids_that_could_escape_state_dir_are_refused() {
+        for bad in ["", ".", "..", "a/b", "../x", "a\0"] {
+            assert!(!super::valid_id(bad), "{bad:?}");
+        }
+        for ok in ["c1", "abc-DEF_1.2+x", &"f".repeat(64)] {
+            assert!(super::valid_id(ok), "{ok}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -7,8 +7,7 @@
 
 use super::PluginError;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 use wasmtime::Engine;
@@ -72,19 +71,11 @@ impl ComponentCache {
             ));
         }
         let bytes = component.serialize().map_err(std::io::Error::other)?;
-        let tmp = self.dir.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            path.file_name().unwrap().to_string_lossy()
-        ));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        let opts = crate::sys::WriteOpts {
+            mode: Some(0o600),
+            sync: true,
+        };
+        crate::sys::write_atomic(path, &bytes, opts)
     }
 }
 

@@ -9,7 +9,6 @@
 //! in a root-owned cache, so the hook never compiles on a container start.
 
 mod cache;
-pub mod files;
 mod host;
 pub mod net;
 pub mod scaffold;
@@ -449,14 +448,14 @@ pub fn read_pinned(path: &std::path::Path, sha256: &str) -> Result<Vec<u8>, Plug
         path: shown.clone(),
         msg,
     };
-    let f = files::open_regular(path).map_err(|e| load(e.to_string()))?;
+    let f = crate::sys::fs::open_regular(path).map_err(|e| load(e.to_string()))?;
     let meta = f.metadata().map_err(|e| load(e.to_string()))?;
     if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
         return Err(load(
             "must be owned by root and not writable by group or others".into(),
         ));
     }
-    let bytes = files::read_capped(f, MAX_WASM_BYTES).map_err(|e| load(e.to_string()))?;
+    let bytes = crate::sys::fs::read_capped(f, MAX_WASM_BYTES).map_err(|e| load(e.to_string()))?;
     let actual = hex::encode(sha2::Sha256::digest(&bytes));
     if !actual.eq_ignore_ascii_case(sha256) {
         return Err(PluginError::Digest {

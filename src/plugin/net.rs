@@ -536,8 +536,8 @@ impl Net {
 /// A CA file, read as every file privy reads for a source: without
 /// blocking, regular files only (a FIFO here hung the call, B4), capped.
 fn read_capped(path: &str, address: &str) -> Result<Vec<u8>, NetError> {
-    use super::files::ReadError;
-    super::files::read_regular(std::path::Path::new(path), MAX_CA_BYTES).map_err(|e| match e {
+    use crate::sys::fs::ReadError;
+    crate::sys::fs::read_regular(std::path::Path::new(path), MAX_CA_BYTES).map_err(|e| match e {
         ReadError::Io(e) => NetError::Unavailable(format!("{address}: CA file {path}: {e}")),
         e => NetError::Invalid(format!("{address}: CA file {path} {e}")),
     })

@@ -25,8 +25,8 @@
 //! before the OS sees it, exactly as wasmtime-wasi refuses it for a
 //! read-only preopen.
 
-use super::files::{fstat_mode, Kind};
 use super::host::HostState;
+use crate::sys::fs::{fstat_mode, Kind};
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::{Descriptor, Dir, File};
 use wasmtime_wasi::p2::bindings::filesystem::types::{
