@@ -1,17 +1,16 @@
 //! Builds the guest plugins in `plugins/` for wasm32-wasip2 with a nested
 //! cargo (its own target dir, a clean environment), then embeds the shipped
 //! ones in the binary with their SHA-256, and points tests at the fixtures.
+//!
+//! The shipped ones are the crates with a `builtin.toml`: the manifest
+//! that tells the core what the plugin is (`config::builtin`). This script
+//! lists those manifests for the core (`builtins.rs`) and embeds those
+//! crates' wasm (`embedded.rs`), so adding a built-in plugin touches
+//! `plugins/` only.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Plugins shipped inside the binary: (name, crate file stem).
-const EMBEDDED: &[(&str, &str)] = &[
-    ("host-dir", "host_dir"),
-    ("upload", "upload"),
-    ("vault", "vault"),
-];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -52,8 +51,22 @@ fn main() {
     );
     let wasm_dir = guest_target.join("wasm32-wasip2").join("release");
 
+    let builtins = builtin_manifests(&manifest.join("plugins"));
+    let mut list = String::from(
+        "/// (path, text) of every `plugins/*/builtin.toml`, by folder name.\nconst MANIFESTS: &[(&str, &str)] = &[\n",
+    );
+    for (name, path) in &builtins {
+        list.push_str(&format!(
+            "    (\"plugins/{name}/builtin.toml\", include_str!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    list.push_str("];\n");
+    std::fs::write(out.join("builtins.rs"), list).unwrap();
+
     let mut code = String::from("/// Plugins built from `plugins/` and shipped in the binary.\npub static EMBEDDED: &[EmbeddedPlugin] = &[\n");
-    for (name, stem) in EMBEDDED {
+    for (name, _) in &builtins {
+        let stem = name.replace('-', "_");
         let src = wasm_dir.join(format!("{stem}.wasm"));
         let bytes = std::fs::read(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
         let dst = out.join(format!("{stem}.wasm"));
@@ -67,6 +80,35 @@ fn main() {
     code.push_str("];\n");
     std::fs::write(out.join("embedded.rs"), code).unwrap();
     println!("cargo:rustc-env=PRIVY_GUEST_DIR={}", wasm_dir.display());
+}
+
+/// The built-in plugins: every `plugins/<name>/builtin.toml`, sorted by
+/// name, each checked to declare `name = "<name>"` (its folder's name,
+/// which is also its crate's).
+fn builtin_manifests(plugins: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(plugins).expect("plugins/") {
+        let dir = e.expect("plugins/ entry").path();
+        let manifest = dir.join("builtin.toml");
+        if !manifest.is_file() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let declared = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("name")?.trim().strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').to_owned());
+        assert_eq!(
+            declared.as_deref(),
+            Some(name.as_str()),
+            "{}: `name` must be the folder's name",
+            manifest.display()
+        );
+        out.push((name, manifest));
+    }
+    out.sort();
+    out
 }
 
 /// The outer target dir: the ancestor of OUT_DIR that holds CACHEDIR.TAG.

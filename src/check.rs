@@ -13,10 +13,25 @@
 //! filters, cannot hand the container more than it asked for (B18). What
 //! was dropped is reported by name, for the audit event.
 
-use crate::config::Limits;
-use crate::fetch::Fetched;
+use crate::config::{Limits, Precedence};
 use crate::secret::{PathError, RelPath, Secret};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// One file as a plugin returned it, not yet checked.
+#[derive(Debug)]
+pub struct RawFile {
+    pub path: String,
+    pub data: Secret,
+    pub mode: Option<u32>,
+}
+
+/// One source's files, not yet checked: what the fetch stage hands this one.
+#[derive(Debug)]
+pub struct Fetched {
+    pub source: String,
+    pub precedence: Precedence,
+    pub files: Vec<RawFile>,
+}
 
 /// Mode given to a file whose source did not say.
 pub const DEFAULT_MODE: u32 = 0o400;
@@ -129,7 +144,7 @@ pub fn check_named(
     let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     let mut dropped = Vec::new();
     // Validate each source's output on its own first.
-    let mut candidates: Vec<(crate::plan::Precedence, usize, CheckedFile)> = Vec::new();
+    let mut candidates: Vec<(Precedence, usize, CheckedFile)> = Vec::new();
     for (order, f) in fetched.into_iter().enumerate() {
         if f.files.len() > limits.max_files as usize {
             return Err(CheckError::SourceTooMany {
@@ -241,8 +256,6 @@ pub fn check_named(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Precedence;
-    use crate::plugin::RawFile;
 
     fn raw(path: &str, data: &[u8], mode: Option<u32>) -> RawFile {
         RawFile {

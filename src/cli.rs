@@ -701,12 +701,16 @@ fn plugin_command(cli: &Cli, command: &PluginCommand) -> Result<()> {
                 .sources
                 .iter()
                 .map(|s| {
-                    let digest = match crate::plugin::embedded(&s.plugin) {
+                    let embedded = match &s.plugin {
+                        crate::config::PluginRef::Embedded(n) => crate::plugin::embedded(n),
+                        _ => None,
+                    };
+                    let digest = match embedded {
                         Some(e) => format!("sha256:{} (embedded)", e.sha256),
-                        None => format!("sha256:{}", s.sha256.as_deref().unwrap_or("?")),
+                        None => format!("sha256:{}", s.plugin.sha256().unwrap_or("?")),
                     };
                     serde_json::json!({
-                        "name": s.name, "plugin": s.plugin, "digest": digest, "required": s.required,
+                        "name": s.name, "plugin": s.plugin.as_written(), "digest": digest, "required": s.required,
                         "when": s.when, "grant": s.grant, "config_keys": s.config.keys().collect::<Vec<_>>(),
                     })
                 })
@@ -725,7 +729,7 @@ fn plugin_command(cli: &Cli, command: &PluginCommand) -> Result<()> {
                 outln!(
                     "{}  plugin={}  {}  required={}",
                     s.name,
-                    s.plugin,
+                    s.plugin.as_written(),
                     r["digest"].as_str().unwrap_or(""),
                     s.required
                 );
@@ -743,7 +747,11 @@ fn plugin_command(cli: &Cli, command: &PluginCommand) -> Result<()> {
                     "    grant: dirs [{}] files [{}] hosts [{}]",
                     show(&g.dirs),
                     show(&g.files),
-                    g.hosts.join(", ")
+                    g.hosts
+                        .iter()
+                        .map(|h| h.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             Ok(())
@@ -765,10 +773,18 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
     let plugin = host
         .load_bytes(&wasm)
         .with_context(|| format!("source {name:?}"))?;
+    // A bad --grant-host fails where it always did, after the component
+    // loaded, with the line a bad grant gives (`source "x": grant: ...`).
+    let hosts = a
+        .grant_hosts
+        .iter()
+        .map(|h| h.parse())
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| anyhow::anyhow!("source {name:?}: grant: {e}"))?;
     let grant = Grant {
         dirs: a.grant_dirs.clone(),
         files: a.grant_files.clone(),
-        hosts: a.grant_hosts.clone(),
+        hosts,
         daemon: false,
     };
     let config = kv(&a.config_values, "--config-value")?;
@@ -846,10 +862,17 @@ fn load_all(cfg: &Config) -> Result<()> {
         host.load(&p.plugin)
             .with_context(|| format!("source {:?}", s.name))?;
     }
-    // The built-in upload source runs for any container with a ticket.
-    if !cfg.sources.iter().any(|s| s.plugin == "upload") {
-        host.load(&crate::plan::PluginRef::Embedded("upload".into()))
-            .context("source \"upload\"")?;
+    // The plugin that serves tickets runs for any container with one.
+    let catalog = crate::config::builtin::catalog();
+    if let Some(up) = catalog.implicit_ticket_source() {
+        if !cfg
+            .sources
+            .iter()
+            .any(|s| catalog.claims_tickets(&s.plugin))
+        {
+            host.load(&up.plugin)
+                .with_context(|| format!("source {:?}", up.name))?;
+        }
     }
     Ok(())
 }

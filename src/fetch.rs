@@ -2,16 +2,10 @@
 //! and collect what each returned. A required source's failure fails the
 //! whole fetch (L6); an optional one's is logged and skipped.
 
-use crate::plan::{PlannedSource, Precedence};
-use crate::plugin::{Call, PluginError, PluginHost, PluginRequest, RawFile};
+use crate::plan::PlannedSource;
+use crate::plugin::{Call, PluginError, PluginHost, PluginRequest};
 
-/// One source's files, not yet checked.
-#[derive(Debug)]
-pub struct Fetched {
-    pub source: String,
-    pub precedence: Precedence,
-    pub files: Vec<RawFile>,
-}
+pub use crate::check::Fetched;
 
 /// A required source failed.
 #[derive(Debug, thiserror::Error)]

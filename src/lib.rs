@@ -17,7 +17,6 @@ pub mod config;
 pub mod contract;
 pub mod daemon;
 pub mod fetch;
-pub mod glob;
 pub mod hook;
 pub mod materialize;
 pub mod oci;

@@ -1,32 +1,12 @@
 //! Stage two: which sources run for this request, with which grants.
 //! Applies each source's `when` to the request and assigns precedence.
 
+use crate::config::builtin::catalog;
 use crate::config::{Config, Grant, Limits, SourceConfig};
 use crate::request::Request;
 use std::collections::BTreeMap;
 
-/// How strongly a source's file wins over the same path from another one.
-/// Higher wins: an upload for this run beats the user's references, which
-/// beat operator sources, which beat the host directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Precedence {
-    HostDir = 0,
-    Operator = 1,
-    UserReference = 2,
-    Upload = 3,
-}
-
-/// The plugin a source runs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PluginRef {
-    /// Shipped inside the binary.
-    Embedded(String),
-    /// A `.wasm` file that must hash to `sha256`.
-    File {
-        path: std::path::PathBuf,
-        sha256: String,
-    },
-}
+pub use crate::config::{PluginRef, Precedence};
 
 /// One source that will run for this request.
 #[derive(Debug, Clone)]
@@ -45,10 +25,8 @@ pub struct PlannedSource {
 /// Whether `src` applies to `req`.
 pub fn matches(src: &SourceConfig, req: &Request) -> bool {
     let Some(w) = &src.when else { return true };
-    if let Some(st) = &w.stage {
-        if st != req.stage.as_str() {
-            return false;
-        }
+    if w.stage.is_some_and(|st| st != req.stage) {
+        return false;
     }
     if let Some(key) = &w.annotation {
         match req.annotations.get(key) {
@@ -63,18 +41,20 @@ pub fn matches(src: &SourceConfig, req: &Request) -> bool {
     crate::pod::when_matches(w, &req.annotations)
 }
 
-/// Plan one config source, regardless of `when`.
+/// Plan one config source, regardless of `when`. A built-in plugin ranks
+/// as its manifest says; any other is an operator's source.
 pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
-    let plugin = match &src.sha256 {
-        Some(h) if !crate::config::is_embedded(&src.plugin) => PluginRef::File {
-            path: src.plugin.clone().into(),
-            sha256: h.to_ascii_lowercase(),
+    let plugin = match &src.plugin {
+        PluginRef::File { path, sha256 } => PluginRef::File {
+            path: path.clone(),
+            sha256: sha256.to_ascii_lowercase(),
         },
-        _ => PluginRef::Embedded(src.plugin.clone()),
+        p => p.clone(),
     };
-    let precedence = match src.plugin.as_str() {
-        "host-dir" => Precedence::HostDir,
-        "upload" => Precedence::Upload,
+    let precedence = match &src.plugin {
+        PluginRef::Embedded(name) => catalog()
+            .get(name)
+            .map_or(Precedence::Operator, |b| b.precedence),
         _ => Precedence::Operator,
     };
     PlannedSource {
@@ -89,28 +69,10 @@ pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
     }
 }
 
-/// The `upload` source that serves a ticket when the config names none.
-pub fn builtin_upload() -> SourceConfig {
-    SourceConfig {
-        name: "upload".into(),
-        plugin: "upload".into(),
-        sha256: None,
-        required: true,
-        when: Some(crate::config::When {
-            annotation: Some(crate::contract::ANNOTATION_TICKET.into()),
-            ..Default::default()
-        }),
-        grant: Grant {
-            daemon: true,
-            ..Grant::default()
-        },
-        config: BTreeMap::new(),
-    }
-}
-
 /// The sources that run for `req`, in config order. A container that
-/// carries a ticket always gets an `upload` source (the built-in one unless
-/// the config names its own), so an upload can never be silently ignored;
+/// carries a ticket always gets a source of the plugin that serves tickets
+/// (`upload`: the implicit one unless the config names its own), so an
+/// upload can never be silently ignored;
 /// a pod's sandbox container gets no source at all.
 pub fn plan(cfg: &Config, req: &Request) -> Vec<PlannedSource> {
     // A pod's sandbox ("pause") container runs no workload, yet it carries
@@ -127,15 +89,14 @@ pub fn plan(cfg: &Config, req: &Request) -> Vec<PlannedSource> {
     if req
         .annotations
         .contains_key(crate::contract::ANNOTATION_TICKET)
-        && !out
-            .iter()
-            .any(|p| p.plugin == PluginRef::Embedded("upload".into()))
+        && !out.iter().any(|p| catalog().claims_tickets(&p.plugin))
     {
-        let mut up = builtin_upload();
-        if out.iter().any(|p| p.name == up.name) {
-            up.name = "privy-upload".into();
+        if let Some(mut up) = catalog().implicit_ticket_source() {
+            if out.iter().any(|p| p.name == up.name) {
+                up.name = format!("privy-{}", up.name);
+            }
+            out.push(plan_source(&up, &cfg.limits));
         }
-        out.push(plan_source(&up, &cfg.limits));
     }
     for p in &mut out {
         if p.grant.daemon {

@@ -161,7 +161,7 @@ pub fn when_matches(w: &crate::config::When, a: &BTreeMap<String, String>) -> bo
     let field = |want: &Option<String>, have: &Option<String>| match (want, have) {
         (None, _) => true,
         (Some(_), None) => false,
-        (Some(g), Some(v)) => crate::glob::matches(g, v),
+        (Some(g), Some(v)) => crate::config::glob::matches(g, v),
     };
     field(&w.namespace, &p.namespace)
         && field(&w.pod, &p.name)
@@ -169,7 +169,7 @@ pub fn when_matches(w: &crate::config::When, a: &BTreeMap<String, String>) -> bo
         && field(&w.image, &p.image)
         && w.pod_annotations
             .iter()
-            .all(|(k, g)| a.get(k).is_some_and(|v| crate::glob::matches(g, v)))
+            .all(|(k, g)| a.get(k).is_some_and(|v| crate::config::glob::matches(g, v)))
 }
 
 #[cfg(test)]

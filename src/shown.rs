@@ -6,7 +6,8 @@
 //! `"a\nimage.tar: clean (0 leaks)\x1b[2K\r"` forges lines of privy's own
 //! output, and a bidi override (U+202E) makes a terminal show a name
 //! reversed. Every name privy prints goes through [`escaped`] (in listings)
-//! or [`shown`] (quoted and cut short, in error lines).
+//! or [`shown`] (quoted and cut short, in error lines); free text a plugin
+//! or a server wrote goes through [`one_line`].
 //!
 //! What is escaped: C0 and C1 control characters and DEL, the Unicode
 //! bidi controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to
@@ -92,6 +93,21 @@ pub fn shown(s: &str) -> String {
         ""
     };
     format!("\"{}{more}\"", escaped(&cut).replace('"', "\\\""))
+}
+
+/// Printable, single-line, at most `max` characters (then `…`): for free
+/// text a plugin or a server wrote (a log line, an error message), where
+/// every control character, line breaks included, becomes a space.
+pub fn one_line(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]

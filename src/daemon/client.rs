@@ -9,7 +9,7 @@
 //! N s`, never a bare `Resource temporarily unavailable`. Connecting does
 //! not block either: a full listen queue is retried until the deadline.
 
-use super::{ClaimBody, Created, B64};
+use super::proto::{ClaimBody, Created, Scope, TicketInfo, B64};
 use crate::secret::{RelPath, Secret};
 use base64::Engine as _;
 use std::io::{Read, Write};
@@ -336,7 +336,7 @@ impl Client {
     pub fn upload(
         &self,
         files: &[OutFile],
-        scope: super::Scope,
+        scope: Scope,
         ttl_secs: Option<u64>,
     ) -> Result<Created, ClientError> {
         let mut body = Zeroizing::new(Vec::with_capacity(
@@ -364,8 +364,8 @@ impl Client {
             body.extend_from_slice(b"\"}");
         }
         let scope = match scope {
-            super::Scope::Run => "run",
-            super::Scope::Build => "build",
+            Scope::Run => "run",
+            Scope::Build => "build",
         };
         body.extend_from_slice(format!("],\"scope\":\"{scope}\"").as_bytes());
         if let Some(t) = ttl_secs {
@@ -377,7 +377,7 @@ impl Client {
     }
 
     /// `GET /v1/tickets/{ticket}`.
-    pub fn info(&self, ticket: &str) -> Result<super::TicketInfo, ClientError> {
+    pub fn info(&self, ticket: &str) -> Result<TicketInfo, ClientError> {
         let r = self.check(self.send("GET", &ticket_path(ticket, ""), None)?)?;
         serde_json::from_slice(&r.body).map_err(|e| self.proto(e.to_string()))
     }

@@ -28,13 +28,15 @@
 //! Modules: [`listen`] (the socket and who connects), [`http`] (the
 //! protocol), [`api`] (routes and handlers), [`store`] (tickets and per-uid
 //! usage), [`admission`] (connection caps), [`rights`] (bundle checks with
-//! a claimant's own rights), [`client`].
+//! a claimant's own rights), [`proto`] (the types both ends agree on),
+//! [`client`] (the blocking client every other part of privy uses).
 
 pub mod admission;
 pub mod api;
 pub mod client;
 pub mod http;
 pub mod listen;
+pub mod proto;
 pub mod rights;
 pub mod store;
 
@@ -43,33 +45,14 @@ use admission::{Admission, ConnLimits, Slot};
 use api::{lock, Ctx, Reply, Shared};
 pub use api::{UploadBody, UploadFile};
 pub use listen::Listen;
-use serde::{Deserialize, Serialize};
+pub use proto::{ClaimBody, Created, FileInfo, Scope, TicketInfo, B64};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-pub use store::{Caller, Scope, TicketInfo};
+pub use store::Caller;
 use store::{Store, StoreLimits};
 
 pub use store::TICKET_PREFIX;
-
-/// Base64 as the API carries file contents.
-pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-/// The answer to an upload.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct Created {
-    pub ticket: String,
-    #[serde(flatten)]
-    pub info: TicketInfo,
-}
-
-/// `POST /v1/tickets/{ticket}/claim`.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct ClaimBody {
-    pub container_id: String,
-    /// The container's bundle; the ticket lives while it exists.
-    pub bundle: PathBuf,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {

@@ -23,22 +23,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use super::proto::{FileInfo, Scope, TicketInfo};
 pub use crate::contract::TICKET_PREFIX;
 /// Random bytes in a ticket (192 bits).
 const TICKET_BYTES: usize = 24;
 /// How long the reason a ticket ended is remembered.
 const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(3600);
-
-/// What a ticket is for: a run's container, or every RUN step of one build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Dropped when the last container that claimed it is removed.
-    Run,
-    /// Many short RUN containers claim it in turn; it lives until deleted or
-    /// until it has gone unclaimed for the TTL.
-    Build,
-}
 
 /// One uploaded file.
 #[derive(Debug)]
@@ -150,26 +140,6 @@ struct Ticket {
     ttl: Duration,
     /// Containers that claimed it, by id.
     claimants: BTreeMap<String, Claimant>,
-}
-
-/// What the owner may learn about a ticket: names and sizes, never bytes.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TicketInfo {
-    pub owner: u32,
-    pub scope: Scope,
-    pub files: Vec<FileInfo>,
-    pub bytes: u64,
-    /// Seconds until an unclaimed ticket expires (claimed run tickets live
-    /// on while their container exists).
-    pub expires_in_secs: u64,
-    pub containers: Vec<String>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct FileInfo {
-    pub path: String,
-    pub size: u64,
-    pub mode: u32,
 }
 
 /// Limits the store enforces.

@@ -6,7 +6,7 @@ use super::bindings::privy::source::host::{self as wit_host, Level};
 use super::bindings::privy::source::http as wit_http;
 use super::bindings::privy::source::tickets as wit_tickets;
 use super::bindings::privy::source::types as wit_types;
-use super::{sanitize, PluginError};
+use super::PluginError;
 use crate::config::{Grant, Limits};
 use crate::sys::fs::{self as files, ReadError};
 use std::collections::BTreeMap;
@@ -78,7 +78,7 @@ impl HostState {
             b.preopened_dir(dir, &guest, FsPerms::ReadOnly)
                 .map_err(|e| PluginError::Grant(format!("cannot open {}: {e}", dir.display())))?;
         }
-        let net = super::net::Net::new(source, grant, limits).map_err(PluginError::Grant)?;
+        let net = super::net::Net::new(source, grant, limits);
         let limits_store = StoreLimitsBuilder::new()
             .memory_size(limits.plugin_memory_bytes as usize)
             .table_elements(1 << 20)
@@ -206,7 +206,7 @@ impl wit_host::Host for HostState {
         if self.log_lines > MAX_LOG_LINES {
             return;
         }
-        let msg = sanitize(&message, MAX_LOG_CHARS);
+        let msg = crate::shown::one_line(&message, MAX_LOG_CHARS);
         let src = self.source.as_str();
         match level {
             Level::Debug => tracing::debug!(source = src, "plugin: {msg}"),

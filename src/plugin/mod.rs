@@ -92,13 +92,7 @@ pub enum PluginError {
     Grant(String),
 }
 
-/// One file as a plugin returned it, not yet checked.
-#[derive(Debug)]
-pub struct RawFile {
-    pub path: String,
-    pub data: Secret,
-    pub mode: Option<u32>,
-}
+pub use crate::check::RawFile;
 
 /// The request as plugins see it.
 #[derive(Debug, Clone)]
@@ -288,6 +282,7 @@ impl PluginHost {
                 let bytes = read_pinned(path, sha256)?;
                 self.cache.get_or_compile(&bytes, sha256)?
             }
+            PluginRef::Inline(wasm) => return self.load_bytes(wasm),
         };
         self.prepare(component)
     }
@@ -425,7 +420,7 @@ impl PluginHost {
                 };
                 Err(PluginError::Source {
                     kind,
-                    msg: sanitize(&msg, 300),
+                    msg: crate::shown::one_line(&msg, 300),
                 })
             }
         }
@@ -526,7 +521,7 @@ fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> P
 /// cut at their first newline.
 fn one_line(e: &wasmtime::Error) -> String {
     let s: Vec<String> = e.chain().map(|c| fold_lines(&c.to_string())).collect();
-    sanitize(&s.join(": "), 400)
+    crate::shown::one_line(&s.join(": "), 400)
 }
 
 /// `s` with every run of whitespace (newlines included) made one space, and
@@ -538,17 +533,4 @@ fn fold_lines(s: &str) -> String {
         .join(" ")
         .replace("[ ", "[")
         .replace(", ]", "]")
-}
-
-/// Printable, single-line, at most `max` chars: for text from plugins.
-pub fn sanitize(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    if s.chars().count() > max {
-        out.push('…');
-    }
-    out
 }

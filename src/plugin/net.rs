@@ -15,6 +15,7 @@
 //! first use), so the caller's runtime needs no I/O driver, and dropping the
 //! plugin call (its wall-clock timeout) aborts the exchange.
 
+use crate::config::grant::{redact_query, HostPort, HttpUrl};
 use crate::config::{Grant, Limits};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
@@ -23,6 +24,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+pub use crate::config::grant::{parse_grant_host, parse_host, parse_port, HostName};
 
 /// Requests one plugin call may make.
 pub const MAX_REQUESTS: u32 = 32;
@@ -102,160 +105,10 @@ pub enum NetError {
     BadResponse(String),
 }
 
-/// A host as a grant or a URL names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostName {
-    Ip(IpAddr),
-    /// Lowercase, no trailing dot.
-    Name(String),
-}
-
-impl std::fmt::Display for HostName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HostName::Ip(IpAddr::V6(a)) => write!(f, "[{a}]"),
-            HostName::Ip(a) => write!(f, "{a}"),
-            HostName::Name(n) => f.write_str(n),
-        }
-    }
-}
-
-/// Parse a host as it appears in a URL or a grant: an IPv4 literal, a
-/// bracketed IPv6 literal, or a DNS name (letters, digits, `-`, `.`, `_`).
-pub fn parse_host(s: &str) -> Result<HostName, String> {
-    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        return inner
-            .parse::<std::net::Ipv6Addr>()
-            .map(|a| HostName::Ip(IpAddr::V6(a)))
-            .map_err(|_| format!("{s:?} is not an IPv6 address"));
-    }
-    if let Ok(a) = s.parse::<std::net::Ipv4Addr>() {
-        return Ok(HostName::Ip(IpAddr::V4(a)));
-    }
-    let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
-        return Err(format!(
-            "{s:?} is not a host name or IP address (IPv6 goes in brackets)"
-        ));
-    }
-    Ok(HostName::Name(name))
-}
-
-/// Parse a port as a grant or a URL writes it: decimal digits, 1 to 65535.
-/// Nothing is read into it: not a sign, not a value over 65535 (which
-/// `http::Uri` silently drops, so that the default port would be used).
-pub fn parse_port(p: &str) -> Result<u16, String> {
-    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "port {:?} is not a number from 1 to 65535",
-            super::sanitize(p, 20)
-        ));
-    }
-    let digits = p.trim_start_matches('0');
-    if digits.is_empty() {
-        return Err("port 0 is not a port".into());
-    }
-    digits
-        .parse::<u16>()
-        .map_err(|_| format!("port {} is over 65535", super::sanitize(p, 20)))
-}
-
-/// Parse one `grant.hosts` entry, `host:port`.
-pub fn parse_grant_host(s: &str) -> Result<(HostName, u16), String> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .filter(|(_, p)| !p.contains(']'))
-        .ok_or_else(|| format!("{s:?} must be host:port"))?;
-    let port = parse_port(port).map_err(|e| format!("{s:?}: {e}"))?;
-    Ok((parse_host(host)?, port))
-}
-
-/// A URL taken apart: what the host connects to, and what it asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub tls: bool,
-    pub host: HostName,
-    pub port: u16,
-    /// Path and query, such as `/v1/secret/data/ci`.
-    pub path: String,
-}
-
-impl Target {
-    /// `host:port`, as errors and logs name it.
-    pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-
-    /// The `Host` header and TLS name: the host, with the port unless default.
-    fn authority(&self) -> String {
-        let default = if self.tls { 443 } else { 80 };
-        if self.port == default {
-            self.host.to_string()
-        } else {
-            self.address()
-        }
-    }
-}
-
-/// Parse an absolute `http://` or `https://` URL without user info.
-pub fn parse_url(url: &str) -> Result<Target, NetError> {
-    let bad = |why: &str| NetError::Invalid(format!("URL {}: {why}", redact_query(url)));
-    if url.len() > 8192 {
-        return Err(bad("longer than 8192 bytes"));
-    }
-    let uri: hyper::Uri = url.parse().map_err(|_| bad("not a valid absolute URL"))?;
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(bad("the scheme must be http or https")),
-    };
-    let auth = uri.authority().ok_or_else(|| bad("no host"))?;
-    if auth.as_str().contains('@') {
-        return Err(bad("user info is not allowed"));
-    }
-    let host = parse_host(auth.host()).map_err(|e| bad(&e))?;
-    // The port as written: `auth.port()` is `None` both for no port and for
-    // one over 65535, and the second must not become the default port.
-    let written = auth
-        .as_str()
-        .rsplit_once(':')
-        .map(|(_, p)| p)
-        .filter(|p| !p.contains(']'));
-    let port = match written {
-        Some("") => return Err(bad("empty port")),
-        Some(p) => parse_port(p).map_err(|e| bad(&e))?,
-        None if tls => 443,
-        None => 80,
-    };
-    // The request target: never empty, and never a bare query
-    // (`http://h?a=b` has the path "" and the query "a=b": send `/?a=b`).
-    let path = match (uri.path(), uri.query()) {
-        ("", None) => "/".to_owned(),
-        ("", Some(q)) => format!("/?{q}"),
-        (p, None) => p.to_owned(),
-        (p, Some(q)) => format!("{p}?{q}"),
-    };
-    Ok(Target {
-        tls,
-        host,
-        port,
-        path,
-    })
-}
-
-/// A URL with its query replaced by `?…`: queries may carry tokens.
-fn redact_query(url: &str) -> String {
-    let url = url.split('#').next().unwrap_or("");
-    match url.split_once('?') {
-        Some((base, _)) => format!("{}?…", super::sanitize(base, 300)),
-        None => super::sanitize(url, 300),
-    }
+/// Parse an absolute `http://` or `https://` URL without user info
+/// ([`crate::config::grant::parse_url`]); refused as an invalid request.
+pub fn parse_url(url: &str) -> Result<HttpUrl, NetError> {
+    crate::config::grant::parse_url(url).map_err(|e| NetError::Invalid(e.to_string()))
 }
 
 /// Whether `ip` may be connected to at all, whatever the grant says. An
@@ -268,7 +121,7 @@ pub fn connectable(ip: IpAddr) -> bool {
 
 /// Plain `http://` only to loopback: a token never crosses a network in
 /// clear. Checked on the addresses actually connected to.
-pub fn check_cleartext(t: &Target, addrs: &[SocketAddr]) -> Result<(), NetError> {
+pub fn check_cleartext(t: &HttpUrl, addrs: &[SocketAddr]) -> Result<(), NetError> {
     if t.tls {
         return Ok(());
     }
@@ -286,7 +139,7 @@ pub fn check_cleartext(t: &Target, addrs: &[SocketAddr]) -> Result<(), NetError>
 /// names it has resolved so far.
 pub struct Net {
     source: String,
-    hosts: Vec<(HostName, u16)>,
+    hosts: Vec<HostPort>,
     grant_files: Vec<PathBuf>,
     max_body: u64,
     connect_timeout: Duration,
@@ -301,16 +154,11 @@ pub struct Net {
 }
 
 impl Net {
-    /// The network grant of one call that starts now, or why the grant is
-    /// malformed (names the entry).
-    pub fn new(source: &str, grant: &Grant, limits: &Limits) -> Result<Net, String> {
-        let hosts = grant
-            .hosts
-            .iter()
-            .map(|h| parse_grant_host(h))
-            .collect::<Result<Vec<_>, _>>()?;
+    /// The network grant of one call that starts now.
+    pub fn new(source: &str, grant: &Grant, limits: &Limits) -> Net {
+        let hosts = grant.hosts.clone();
         let budget_ms = limits.plugin_timeout_ms.saturating_mul(9) / 10;
-        Ok(Net {
+        Net {
             source: source.to_owned(),
             hosts,
             grant_files: grant.files.clone(),
@@ -321,12 +169,12 @@ impl Net {
             requests: 0,
             pinned: BTreeMap::new(),
             tls: None,
-        })
+        }
     }
 
     /// Whether the grant names exactly this host and port.
-    fn granted(&self, t: &Target) -> bool {
-        self.hosts.iter().any(|(h, p)| *p == t.port && *h == t.host)
+    fn granted(&self, t: &HttpUrl) -> bool {
+        self.hosts.iter().any(|h| h.grants(t))
     }
 
     /// Make one exchange, checked against the grant at every step.
@@ -346,7 +194,7 @@ impl Net {
             } else {
                 self.hosts
                     .iter()
-                    .map(|(h, p)| format!("{h}:{p}"))
+                    .map(|h| format!("{}:{}", h.host(), h.port()))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -409,7 +257,7 @@ impl Net {
 
     /// The addresses to connect to: an IP literal as is; a name resolved by
     /// the host once per call and pinned. Unconnectable addresses are dropped.
-    async fn resolve(&mut self, t: &Target) -> Result<Vec<SocketAddr>, NetError> {
+    async fn resolve(&mut self, t: &HttpUrl) -> Result<Vec<SocketAddr>, NetError> {
         let name = match &t.host {
             HostName::Ip(ip) => {
                 return if connectable(*ip) {
@@ -548,7 +396,7 @@ fn parse_method(m: &str) -> Result<hyper::Method, NetError> {
     if m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(NetError::Invalid(format!(
             "method {:?} is not 1-16 uppercase letters",
-            super::sanitize(m, 20)
+            crate::shown::one_line(m, 20)
         )));
     }
     if m == "CONNECT" {
@@ -576,7 +424,7 @@ fn check_headers(
     }
     h.iter()
         .map(|(n, v)| {
-            let shown = super::sanitize(n, 64);
+            let shown = crate::shown::one_line(n, 64);
             let name = hyper::header::HeaderName::from_bytes(n.as_bytes())
                 .map_err(|_| NetError::Invalid(format!("header name {shown:?} is not valid")))?;
             if RESERVED_HEADERS.contains(&name.as_str()) {
@@ -595,7 +443,7 @@ fn check_headers(
 /// One exchange, run on the network runtime.
 struct Exchange {
     addrs: Vec<SocketAddr>,
-    target: Target,
+    target: HttpUrl,
     tls: Option<Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
     deadline: Instant,
@@ -725,7 +573,7 @@ fn hyper_error(address: &str, e: &hyper::Error) -> NetError {
     let text = std::error::Error::source(e)
         .map(|s| format!("{e}: {s}"))
         .unwrap_or_else(|| e.to_string());
-    let text = super::sanitize(&text, 200);
+    let text = crate::shown::one_line(&text, 200);
     if e.is_parse() || e.is_parse_status() {
         NetError::BadResponse(format!("{address}: not valid HTTP: {text}"))
     } else {
@@ -763,10 +611,10 @@ mod tests {
 
     fn net(hosts: &[&str]) -> Net {
         let grant = Grant {
-            hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            hosts: hosts.iter().map(|s| s.parse().unwrap()).collect(),
             ..Grant::default()
         };
-        Net::new("t", &grant, &Limits::default()).unwrap()
+        Net::new("t", &grant, &Limits::default())
     }
 
     #[test]

@@ -37,7 +37,7 @@ fn ask(
     limits: &Limits,
 ) -> Result<Vec<RawFile>, PluginError> {
     let grant = Grant {
-        hosts: hosts.to_vec(),
+        hosts: hosts.iter().map(|h| h.parse().unwrap()).collect(),
         ..Grant::default()
     };
     let config: BTreeMap<String, String> = [("mode", mode), ("url", url)]

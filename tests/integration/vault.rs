@@ -74,7 +74,7 @@ struct Src {
 impl Src {
     fn new(b: &Bao, allow: &str) -> Src {
         let mut grant = Grant {
-            hosts: vec![b.host()],
+            hosts: vec![b.host().parse().unwrap()],
             files: vec![b.token_file()],
             ..Grant::default()
         };
@@ -366,7 +366,7 @@ fn a_malformed_server_answer_is_one_clear_line() {
         std::fs::write(tok.path(), "t0ken").unwrap();
         let src = Src {
             grant: Grant {
-                hosts: vec![s.host()],
+                hosts: vec![s.host().parse().unwrap()],
                 files: vec![tok.path().to_owned()],
                 ..Grant::default()
             },
@@ -388,7 +388,7 @@ fn a_malformed_server_answer_is_one_clear_line() {
     std::fs::write(tok.path(), "t0ken").unwrap();
     let src = Src {
         grant: Grant {
-            hosts: vec![s.host()],
+            hosts: vec![s.host().parse().unwrap()],
             files: vec![tok.path().to_owned()],
             ..Grant::default()
         },

@@ -1,13 +1,31 @@
 //! `privy.toml`: what sources run, with which grants and limits.
 //!
-//! Serde structs with `deny_unknown_fields`, a doc comment on every field,
-//! and a [`Config::validate`] whose errors name the offending key. With no
-//! file, [`Config::embedded_default`] applies: `host-dir` over
-//! `/etc/privy/private.d`, target `/run/private`.
+//! Two layers. [`file`] is the schema exactly as written (serde structs
+//! with `deny_unknown_fields`, a doc comment on every field). This module
+//! is the model every other part of privy uses: [`Config::from_file`]
+//! checks every value, in a fixed order, with errors that name the
+//! offending key (``config key `source[0].grant.dirs[0]`: "rel" must be an
+//! absolute path``), and builds typed values: [`Stage`], [`HostPort`],
+//! [`PluginRef`]. The grant grammar is [`grant`]; what the core knows about
+//! the built-in plugins (their names, precedence and config checks) is
+//! [`builtin`], read from their manifests; [`glob`] is the pattern grammar
+//! of `when`. With no file, [`Config::embedded_default`] applies
+//! (`config/default.toml`: `host-dir` over `/etc/privy/private.d`, target
+//! `/run/private`).
 
+pub mod builtin;
+pub mod file;
+pub mod glob;
+pub mod grant;
+
+use crate::contract::Stage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use file::{ConfigFile, DaemonConfig, GrantFile, Limits, SourceFile, WhenFile};
+pub use grant::HostPort;
 
 /// The host directory the default `host-dir` source reads.
 pub const DEFAULT_PRIVATE_DIR: &str = "/etc/privy/private.d";
@@ -33,160 +51,38 @@ fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The whole config file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// A validated config. Serializes as the file it came from.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Absolute path inside the container where the tmpfs is mounted.
-    #[serde(default = "default_target")]
     pub target: String,
-    /// Size, count and sandbox limits.
-    #[serde(default)]
     pub limits: Limits,
-    /// Directory for precompiled plugins (root-owned, not writable by others).
-    #[serde(default = "default_cache_dir")]
     pub cache_dir: PathBuf,
-    /// Directory for per-container hook state (names of directories privy created; never file contents).
-    #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// File the audit events and plugin logs are appended to, as JSON lines. Empty: stderr only.
-    #[serde(default = "default_log_file")]
+    /// Empty: logs go to stderr.
     pub log_file: PathBuf,
-    /// File holding the key for audit fingerprints (created, mode 0600, if missing).
-    #[serde(default = "default_audit_key")]
     pub audit_key: PathBuf,
-    /// The daemon that holds per-run uploads, and how the hook reaches it.
-    #[serde(default)]
     pub daemon: DaemonConfig,
     /// The sources, in order. Later sources beat earlier ones of the same precedence.
-    #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
 }
 
-/// Where `privy daemon` listens and how long it keeps uploads.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DaemonConfig {
-    /// The Unix socket (`PRIVY_SOCKET` overrides it for clients and the daemon).
-    pub socket: PathBuf,
-    /// Seconds an upload waits for a container to claim it; also how long
-    /// a build's ticket lives after its last claim.
-    pub ticket_ttl_secs: u64,
-    /// Seconds any ticket lives at most, claimed or not.
-    pub ticket_max_age_secs: u64,
-    /// Bytes one uid may hold in the daemon across all its tickets,
-    /// counting request bodies it is still sending (at what they decode to).
-    pub max_bytes_per_uid: u64,
-    /// Live tickets one uid may hold (also how many ended ones the daemon
-    /// remembers for it, to say why a late claim fails).
-    pub max_tickets_per_uid: u32,
-    /// Seconds between sweeps for expired tickets and removed containers.
-    pub sweep_secs: u64,
-    /// Connections the daemon keeps open at once, root's included. It
-    /// raises its open-file limit to fit, or uses fewer and says so.
-    pub max_connections: u32,
-    /// Connections one non-root uid may keep open at once.
-    pub max_connections_per_uid: u32,
-    /// Of `max_connections`, how many only root (the hook) may use, so no
-    /// crowd of users can keep a container from getting its ticket.
-    pub root_reserved_connections: u32,
-    /// Seconds a client has, from connecting, to send its request head;
-    /// idle connections are closed after it.
-    pub header_timeout_secs: u64,
-    /// Seconds a client has, from connecting, to send its whole request
-    /// (and again to read the answer); slow senders are cut off after it.
-    pub request_timeout_secs: u64,
-    /// Seconds `privy run`, `privy upload` and `privy ticket` wait for the
-    /// daemon to answer (the hook waits half of `limits.plugin_timeout_ms`).
-    pub client_timeout_secs: u64,
-}
-
-impl Default for DaemonConfig {
-    fn default() -> Self {
-        DaemonConfig {
-            socket: crate::contract::DEFAULT_SOCKET.into(),
-            ticket_ttl_secs: 600,
-            ticket_max_age_secs: 86_400,
-            max_bytes_per_uid: 64 << 20,
-            max_tickets_per_uid: 1024,
-            sweep_secs: 2,
-            max_connections: 1024,
-            max_connections_per_uid: 64,
-            root_reserved_connections: 128,
-            header_timeout_secs: 5,
-            request_timeout_secs: 30,
-            client_timeout_secs: 30,
-        }
-    }
-}
-
-impl DaemonConfig {
-    /// The socket, with `PRIVY_SOCKET` taking precedence.
-    pub fn socket_path(&self) -> PathBuf {
-        match std::env::var_os(crate::contract::ENV_SOCKET) {
-            Some(s) if !s.is_empty() => s.into(),
-            _ => self.socket.clone(),
-        }
-    }
-}
-
-/// Limits on what a container gets and on what a plugin may use.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Largest single private file, in bytes.
-    pub max_file_bytes: u64,
-    /// Largest total of all private files for one container, in bytes.
-    pub max_total_bytes: u64,
-    /// Most private files for one container.
-    pub max_files: u32,
-    /// Linear memory one plugin instance may grow to, in bytes.
-    pub plugin_memory_bytes: u64,
-    /// CPU time one plugin call may spend running Wasm, in milliseconds.
-    pub plugin_cpu_ms: u64,
-    /// Wall-clock time one plugin call may take, host calls included, in milliseconds.
-    pub plugin_timeout_ms: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_file_bytes: 1 << 20,
-            max_total_bytes: 16 << 20,
-            max_files: 1024,
-            plugin_memory_bytes: 64 << 20,
-            plugin_cpu_ms: 2000,
-            plugin_timeout_ms: 10_000,
-        }
-    }
-}
-
-/// One `[[source]]` table.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// One source, validated.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
-    /// Unique name, used in logs and errors: lowercase letters, digits and `-`.
+    /// Unique: lowercase letters, digits and `-`.
     pub name: String,
-    /// An embedded plugin's name (`host-dir`), or the absolute path of a `.wasm` component.
-    pub plugin: String,
-    /// SHA-256 of the `.wasm` file, in hex; required for a path, refused for an embedded name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    /// Whether a failure stops the container (true) or is logged and skipped (false).
-    #[serde(default = "yes")]
+    pub plugin: PluginRef,
+    /// Whether a failure stops the container (true) or is logged and skipped.
     pub required: bool,
-    /// Run only for containers that match; absent means every container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Run only for containers that match; `None`: every container.
     pub when: Option<When>,
-    /// What the plugin may touch. Empty means nothing.
-    #[serde(default)]
     pub grant: Grant,
     /// Free-form strings the plugin reads through the `config` host import.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
 }
 
-/// A source's match condition. All given fields must match.
+/// A source's match condition: all given fields must match.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct When {
@@ -196,11 +92,10 @@ pub struct When {
     /// ... with exactly this value (needs `annotation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// Only at this stage: `run` or `build`.
+    /// Only at this stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage: Option<String>,
-    /// Only containers of pods in a Kubernetes namespace matching this glob
-    /// (from the CRI runtime's annotations; see `privy::pod`).
+    pub stage: Option<Stage>,
+    /// Only containers of pods in a Kubernetes namespace matching this glob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Only containers of pods whose name matches this glob.
@@ -209,14 +104,11 @@ pub struct When {
     /// Only containers whose name in the pod spec matches this glob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// Only containers whose image reference, as the CRI runtime gives it
-    /// (registry included: `docker.io/library/busybox:1.36`), matches this
-    /// glob (`*` within a path segment, `**` across).
+    /// Only containers whose image reference (registry included) matches this glob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Only containers of pods carrying each of these annotations with a
-    /// value matching its glob. containerd passes only the keys its
-    /// runtime handler's `pod_annotations` lists; CRI-O passes all.
+    /// value matching its glob.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_annotations: BTreeMap<String, String>,
 }
@@ -242,68 +134,181 @@ pub struct Grant {
     /// Single host files, read through the `read-file` host import.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<PathBuf>,
-    /// `host:port` pairs the plugin may reach through the `http` host import
-    /// (a name, an IPv4 address, or an IPv6 address in brackets). None by default.
+    /// `host:port` pairs the plugin may reach through the `http` host import.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<String>,
+    pub hosts: Vec<HostPort>,
     /// May claim per-run uploads from `privy daemon` (the `upload` source).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub daemon: bool,
 }
 
-fn default_target() -> String {
-    crate::contract::DEFAULT_TARGET.into()
-}
-fn default_cache_dir() -> PathBuf {
-    "/var/cache/privy".into()
-}
-fn default_state_dir() -> PathBuf {
-    "/run/privy/state".into()
-}
-fn default_log_file() -> PathBuf {
-    "/var/log/privy/privy.log".into()
-}
-fn default_audit_key() -> PathBuf {
-    "/var/lib/privy/audit.key".into()
-}
-fn yes() -> bool {
-    true
+/// The plugin a source runs.
+#[derive(Clone, PartialEq)]
+pub enum PluginRef {
+    /// Shipped inside the binary (a name in [`builtin::catalog`]).
+    Embedded(String),
+    /// A `.wasm` file that must hash to `sha256` (hex, as the config wrote it).
+    File { path: PathBuf, sha256: String },
+    /// Wasm bytes the caller already holds (`privy plugin run FILE`), run
+    /// without an owner or digest check. Config parsing never produces it.
+    Inline(Arc<[u8]>),
 }
 
-/// Names of the plugins shipped inside the binary.
-pub fn is_embedded(name: &str) -> bool {
-    crate::plugin::embedded(name).is_some()
+impl std::fmt::Debug for PluginRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginRef::Embedded(n) => f.debug_tuple("Embedded").field(n).finish(),
+            PluginRef::File { path, sha256 } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("sha256", sha256)
+                .finish(),
+            PluginRef::Inline(b) => write!(f, "Inline({} bytes)", b.len()),
+        }
+    }
+}
+
+impl PluginRef {
+    /// What `plugin = ...` says: the name, or the path.
+    pub fn as_written(&self) -> String {
+        match self {
+            PluginRef::Embedded(n) => n.clone(),
+            PluginRef::File { path, .. } => path.display().to_string(),
+            PluginRef::Inline(_) => "<inline>".into(),
+        }
+    }
+
+    /// The pinned digest of a `.wasm` file plugin, as written.
+    pub fn sha256(&self) -> Option<&str> {
+        match self {
+            PluginRef::File { sha256, .. } => Some(sha256),
+            _ => None,
+        }
+    }
+}
+
+/// `plugin == "host-dir"`: compares what `plugin = ...` says.
+impl PartialEq<&str> for PluginRef {
+    fn eq(&self, other: &&str) -> bool {
+        !matches!(self, PluginRef::Inline(_)) && self.as_written() == *other
+    }
+}
+
+/// How strongly a source's file wins over the same path from another one.
+/// Higher wins: an upload for this run beats the user's references, which
+/// beat operator sources, which beat the host directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precedence {
+    HostDir = 0,
+    Operator = 1,
+    UserReference = 2,
+    Upload = 3,
+}
+
+impl SourceConfig {
+    /// The model of a source `from_file` has checked.
+    fn typed(s: &SourceFile, embedded: bool, hosts: Vec<HostPort>) -> SourceConfig {
+        let plugin = match &s.sha256 {
+            Some(h) if !embedded => PluginRef::File {
+                path: s.plugin.clone().into(),
+                sha256: h.clone(),
+            },
+            _ => PluginRef::Embedded(s.plugin.clone()),
+        };
+        SourceConfig {
+            name: s.name.clone(),
+            plugin,
+            required: s.required,
+            when: s.when.as_ref().map(|w| When {
+                annotation: w.annotation.clone(),
+                value: w.value.clone(),
+                stage: w.stage.as_deref().map(|st| st.parse().expect("checked")),
+                namespace: w.namespace.clone(),
+                pod: w.pod.clone(),
+                container: w.container.clone(),
+                image: w.image.clone(),
+                pod_annotations: w.pod_annotations.clone(),
+            }),
+            grant: Grant {
+                dirs: s.grant.dirs.clone(),
+                files: s.grant.files.clone(),
+                hosts,
+                daemon: s.grant.daemon,
+            },
+            config: s.config.clone(),
+        }
+    }
+}
+
+impl From<&SourceConfig> for SourceFile {
+    fn from(s: &SourceConfig) -> SourceFile {
+        SourceFile {
+            name: s.name.clone(),
+            plugin: s.plugin.as_written(),
+            sha256: s.plugin.sha256().map(str::to_owned),
+            required: s.required,
+            when: s.when.as_ref().map(|w| WhenFile {
+                annotation: w.annotation.clone(),
+                value: w.value.clone(),
+                stage: w.stage.map(|st| st.as_str().to_owned()),
+                namespace: w.namespace.clone(),
+                pod: w.pod.clone(),
+                container: w.container.clone(),
+                image: w.image.clone(),
+                pod_annotations: w.pod_annotations.clone(),
+            }),
+            grant: GrantFile {
+                dirs: s.grant.dirs.clone(),
+                files: s.grant.files.clone(),
+                hosts: s
+                    .grant
+                    .hosts
+                    .iter()
+                    .map(|h| h.as_str().to_owned())
+                    .collect(),
+                daemon: s.grant.daemon,
+            },
+            config: s.config.clone(),
+        }
+    }
+}
+
+impl From<&Config> for ConfigFile {
+    fn from(c: &Config) -> ConfigFile {
+        ConfigFile {
+            target: c.target.clone(),
+            limits: c.limits.clone(),
+            cache_dir: c.cache_dir.clone(),
+            state_dir: c.state_dir.clone(),
+            log_file: c.log_file.clone(),
+            audit_key: c.audit_key.clone(),
+            daemon: c.daemon.clone(),
+            sources: c.sources.iter().map(SourceFile::from).collect(),
+        }
+    }
+}
+
+/// A config serializes as the file it was read from.
+impl Serialize for Config {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ConfigFile::from(self).serialize(s)
+    }
 }
 
 impl Config {
-    /// The config used when no file exists: `host-dir` over `/etc/privy/private.d`.
+    /// The config used when no file exists: `config/default.toml`, taken as
+    /// written (no built-in plugin's config defaults are filled in, so
+    /// `privy config check` shows exactly that file).
     pub fn embedded_default() -> Self {
-        Config {
-            target: default_target(),
-            limits: Limits::default(),
-            cache_dir: default_cache_dir(),
-            state_dir: default_state_dir(),
-            log_file: default_log_file(),
-            audit_key: default_audit_key(),
-            daemon: DaemonConfig::default(),
-            sources: vec![SourceConfig {
-                name: "host-dir".into(),
-                plugin: "host-dir".into(),
-                sha256: None,
-                required: true,
-                when: None,
-                grant: Grant {
-                    dirs: vec![DEFAULT_PRIVATE_DIR.into()],
-                    ..Grant::default()
-                },
-                config: BTreeMap::new(),
-            }],
-        }
+        let text = include_str!("default.toml");
+        let file: ConfigFile = toml::from_str(text).expect("config/default.toml parses");
+        Self::from_file(file).expect("config/default.toml is valid")
     }
 
     /// Parse and validate TOML text; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             // toml's messages can span lines ("invalid table header\nexpected
             // ..."); an error is one line.
@@ -312,9 +317,8 @@ impl Config {
                     .map(|s| format!(" (at byte {})", s.start))
                     .unwrap_or_default(),
         })?;
-        cfg.fill_defaults();
-        cfg.validate()?;
-        Ok(cfg)
+        fill_defaults(&mut file);
+        Self::from_file(file)
     }
 
     /// Load `path`. When `explicit` is false and the file does not exist, the
@@ -332,43 +336,35 @@ impl Config {
         }
     }
 
-    /// `host-dir` with one granted directory and no `dir` reads that directory.
-    fn fill_defaults(&mut self) {
-        for s in &mut self.sources {
-            if s.plugin == "host-dir" && !s.config.contains_key("dir") && s.grant.dirs.len() == 1 {
-                let dir = s.grant.dirs[0].display().to_string();
-                s.config.insert("dir".into(), dir);
-            }
-        }
-    }
-
-    /// Check everything that can be checked without touching plugins.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        check_abs_clean("target", Path::new(&self.target))?;
+    /// Check everything that can be checked without touching plugins, in a
+    /// fixed order (the first problem is the one reported), and build the
+    /// model.
+    pub fn from_file(f: ConfigFile) -> Result<Self, ConfigError> {
+        check_abs_clean("target", Path::new(&f.target))?;
         // `Path` drops `.` components (`/.` is `/` to it): judge the string.
-        let canonical = clean_target(&self.target).ok_or_else(|| {
+        let canonical = clean_target(&f.target).ok_or_else(|| {
             invalid(
                 "target",
-                format!("{:?} must be a clean path without `.` or `..`", self.target),
+                format!("{:?} must be a clean path without `.` or `..`", f.target),
             )
         })?;
         if let Some(why) = target_refusal(&canonical) {
-            return Err(invalid("target", format!("{:?} {why}", self.target)));
+            return Err(invalid("target", format!("{:?} {why}", f.target)));
         }
         // Every other path privy itself opens must be absolute: the hook runs
         // with the bundle as its working directory, so a relative path would
         // write into the container's bundle (B17).
         for (key, p) in [
-            ("cache_dir", &self.cache_dir),
-            ("state_dir", &self.state_dir),
-            ("audit_key", &self.audit_key),
+            ("cache_dir", &f.cache_dir),
+            ("state_dir", &f.state_dir),
+            ("audit_key", &f.audit_key),
         ] {
             check_abs_clean(key, p)?;
         }
-        if !self.log_file.as_os_str().is_empty() {
-            check_abs_clean("log_file", &self.log_file)?;
+        if !f.log_file.as_os_str().is_empty() {
+            check_abs_clean("log_file", &f.log_file)?;
         }
-        let l = &self.limits;
+        let l = &f.limits;
         for (key, v) in [
             ("limits.max_file_bytes", l.max_file_bytes),
             ("limits.max_total_bytes", l.max_total_bytes),
@@ -396,7 +392,7 @@ impl Config {
                 "must be at most 4 GiB",
             ));
         }
-        let d = &self.daemon;
+        let d = &f.daemon;
         check_abs_clean("daemon.socket", &d.socket)?;
         for (key, v) in [
             ("daemon.ticket_ttl_secs", d.ticket_ttl_secs),
@@ -442,7 +438,8 @@ impl Config {
             ));
         }
         let mut names = std::collections::BTreeSet::new();
-        for (i, s) in self.sources.iter().enumerate() {
+        let mut sources = Vec::with_capacity(f.sources.len());
+        for (i, s) in f.sources.iter().enumerate() {
             let key = |k: &str| format!("source[{i}].{k}");
             if s.name.is_empty()
                 || s.name.len() > 64
@@ -459,7 +456,8 @@ impl Config {
                     format!("duplicate source name {:?}", s.name),
                 ));
             }
-            if is_embedded(&s.plugin) {
+            let builtin = builtin::catalog().get(&s.plugin);
+            if builtin.is_some() {
                 if s.sha256.is_some() {
                     return Err(invalid(
                         key("sha256"),
@@ -481,7 +479,7 @@ impl Config {
                     format!(
                         "{:?} is neither an embedded plugin ({}) nor a .wasm path",
                         s.plugin,
-                        crate::plugin::embedded_names().join(", ")
+                        builtin::catalog().names().join(", ")
                     ),
                 ));
             }
@@ -490,9 +488,8 @@ impl Config {
                     return Err(invalid(key("when.value"), "needs when.annotation"));
                 }
                 if let Some(st) = &w.stage {
-                    if st != "run" && st != "build" {
-                        return Err(invalid(key("when.stage"), "must be \"run\" or \"build\""));
-                    }
+                    st.parse::<Stage>()
+                        .map_err(|e| invalid(key("when.stage"), e))?;
                 }
                 check_pod_when(w, &key)?;
             }
@@ -502,36 +499,43 @@ impl Config {
             for (j, f) in s.grant.files.iter().enumerate() {
                 check_abs_clean(&key(&format!("grant.files[{j}]")), f)?;
             }
-            if s.plugin == "host-dir" {
-                // Outside its grant the directory would just look empty.
-                if let Some(dir) = s.config.get("dir") {
-                    if !s.grant.dirs.iter().any(|g| Path::new(dir).starts_with(g)) {
-                        return Err(invalid(
-                            key("config.dir"),
-                            format!("{dir:?} is not inside any of grant.dirs"),
-                        ));
-                    }
-                }
+            // A built-in plugin's own checks on its config (its manifest's
+            // rules), where the host-dir and vault checks always ran.
+            if let Some(b) = builtin {
+                b.check(s, &key)?;
             }
-            if s.plugin == "vault" {
-                check_vault(s, &key)?;
-            }
+            let mut hosts = Vec::with_capacity(s.grant.hosts.len());
             for (j, h) in s.grant.hosts.iter().enumerate() {
-                if let Err(e) = crate::plugin::net::parse_grant_host(h) {
-                    return Err(invalid(
+                hosts.push(h.parse::<HostPort>().map_err(|e| {
+                    invalid(
                         key(&format!("grant.hosts[{j}]")),
                         format!("{e}; must be host:port"),
-                    ));
-                }
+                    )
+                })?);
             }
+            sources.push(SourceConfig::typed(s, builtin.is_some(), hosts));
         }
-        Ok(())
+        Ok(Config {
+            target: f.target,
+            limits: f.limits,
+            cache_dir: f.cache_dir,
+            state_dir: f.state_dir,
+            log_file: f.log_file,
+            audit_key: f.audit_key,
+            daemon: f.daemon,
+            sources,
+        })
+    }
+
+    /// Check this config again, as [`Config::from_file`] checked its file.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        Self::from_file(ConfigFile::from(self)).map(|_| ())
     }
 
     /// The effective config as TOML, with every `config` value replaced by
     /// `<set>`: operators sometimes put tokens there, and this is printed.
     pub fn effective_toml(&self) -> String {
-        let mut shown = self.clone();
+        let mut shown = ConfigFile::from(self);
         for s in &mut shown.sources {
             for v in s.config.values_mut() {
                 *v = "<set>".into();
@@ -541,36 +545,14 @@ impl Config {
     }
 }
 
-/// The embedded `vault` source would fail on every start if its address or
-/// credential files were outside its grant: say so at `config check`.
-fn check_vault(s: &SourceConfig, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
-    let address = s
-        .config
-        .get("address")
-        .ok_or_else(|| invalid(key("config.address"), "required by the vault plugin"))?;
-    let target = crate::plugin::net::parse_url(address.trim())
-        .map_err(|e| invalid(key("config.address"), e.to_string()))?;
-    let granted = s.grant.hosts.iter().any(|h| {
-        crate::plugin::net::parse_grant_host(h)
-            .is_ok_and(|(host, port)| host == target.host && port == target.port)
-    });
-    if !granted {
-        return Err(invalid(
-            key("config.address"),
-            format!("{} is not in grant.hosts", target.address()),
-        ));
-    }
-    for k in ["token_file", "secret_id_file", "ca_file"] {
-        if let Some(f) = s.config.get(k) {
-            if !s.grant.files.iter().any(|g| g.as_os_str() == f.as_str()) {
-                return Err(invalid(
-                    key(&format!("config.{k}")),
-                    format!("{f:?} is not in grant.files"),
-                ));
-            }
+/// Fill in what built-in plugins' manifests default (`host-dir` with one
+/// granted directory and no `dir` reads that directory).
+fn fill_defaults(f: &mut ConfigFile) {
+    for s in &mut f.sources {
+        if let Some(b) = builtin::catalog().get(&s.plugin) {
+            b.fill_defaults(s);
         }
     }
-    Ok(())
 }
 
 /// Directories no target may be in, at any depth: a mount there would
@@ -657,7 +639,7 @@ pub fn target_refusal(canonical: &str) -> Option<String> {
 /// The pod conditions of a `when`: a value that could never match what a
 /// CRI runtime writes is an operator's mistake, and it would silently keep
 /// a source from every pod, so it is refused with its key.
-fn check_pod_when(w: &When, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+fn check_pod_when(w: &WhenFile, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
     // Kubernetes names are DNS labels (namespaces, containers) or DNS
     // subdomains (pods): lowercase letters, digits, `-` and (pods) `.`.
     for (k, v, dots) in [
@@ -694,7 +676,7 @@ fn check_pod_when(w: &When, key: &dyn Fn(&str) -> String) -> Result<(), ConfigEr
         // (`docker.io/library/busybox:1.36`), so `busybox:*` never matches.
         let first = img.split('/').next().unwrap_or_default();
         let registry = img.contains('/')
-            && (first.contains(['.', ':']) || first == "localhost" || crate::glob::is_glob(first));
+            && (first.contains(['.', ':']) || first == "localhost" || glob::is_glob(first));
         if !registry && img != "*" && img != "**" {
             return Err(invalid(
                 key("when.image"),
