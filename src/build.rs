@@ -6,7 +6,7 @@
 //! OCI runtime with the hooks.d entries of their `--hooks-dir` directories
 //! (by default `/usr/share/containers/oci/hooks.d` and
 //! `/etc/containers/oci/hooks.d`; containers.conf's `hooks_dir` is *not*
-//! read by builds). `--annotation` does not reach a RUN step's
+//! read by builds; see `engines::buildah`). `--annotation` does not reach a RUN step's
 //! `config.json` (it labels the image, and would publish a ticket in it),
 //! so `privy build` writes a per-build hooks directory whose privy entries
 //! carry the build's annotations (`io.privy.stage=build`, the upload ticket)
@@ -14,7 +14,7 @@
 //! and passes it last, after the default (or the user's) directories, so
 //! its entries replace privy's system ones of the same file name and every
 //! other hook still runs. Plain builds without `privy build` are recognised
-//! by the hook itself ([`crate::request::is_buildah_step`]).
+//! by the hook itself ([`crate::engines::buildah::is_run_step`]).
 //!
 //! Where the ticket is while the build runs (never in the image): in the
 //! per-build hooks.d files (a 0700 directory, removed afterwards), in each
@@ -37,21 +37,15 @@ use crate::config::Config;
 use crate::contract::{self, Stage};
 use crate::daemon::client::{Client, ClientError, OutFile};
 use crate::daemon::Scope;
+use crate::engines::buildah::{image_id_from_output, BuildCommand};
 use crate::oci::install;
 use crate::scan::{self, Needle, ScanOptions, Target};
 use crate::sys::fs::PrivateDir;
 use crate::sys::process::IgnoreTerminalSignals;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-/// The hooks.d directories buildah (and so `podman build`) reads when no
-/// `--hooks-dir` is given, in override order.
-pub const DEFAULT_HOOKS_DIRS: [&str; 2] = [
-    "/usr/share/containers/oci/hooks.d",
-    "/etc/containers/oci/hooks.d",
-];
 
 /// A process exit status a command asks for; everything worth saying has
 /// been printed already. `main` exits with it.
@@ -118,141 +112,6 @@ impl Drop for TicketGuard<'_> {
     }
 }
 
-/// Which build engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    Podman,
-    Buildah,
-}
-
-/// The engine command line after `--`, understood just enough to add
-/// privy's flags after the build subcommand and to find the tag.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EngineCommand {
-    pub engine: Engine,
-    /// Program and arguments as given.
-    pub argv: Vec<String>,
-    /// Index in `argv` of the build subcommand (`build` or `bud`).
-    pub sub: usize,
-}
-
-impl EngineCommand {
-    pub fn parse(argv: &[String]) -> Result<Self, BuildError> {
-        let program = argv
-            .first()
-            .ok_or_else(|| BuildError::Engine(String::new()))?;
-        let base = Path::new(program)
-            .file_name()
-            .and_then(|b| b.to_str())
-            .unwrap_or("");
-        let engine = match base {
-            "podman" => Engine::Podman,
-            "buildah" => Engine::Buildah,
-            _ => {
-                return Err(BuildError::Engine(format!(
-                    "; {program:?} is not podman or buildah"
-                )))
-            }
-        };
-        let sub = argv
-            .iter()
-            .enumerate()
-            .skip(1)
-            .find(|(_, a)| *a == "build" || (engine == Engine::Buildah && *a == "bud"))
-            .map(|(i, _)| i)
-            .ok_or_else(|| {
-                BuildError::Engine(format!("; no build subcommand in {base}'s arguments"))
-            })?;
-        Ok(EngineCommand {
-            engine,
-            argv: argv.to_vec(),
-            sub,
-        })
-    }
-
-    /// The arguments after the build subcommand.
-    pub fn build_args(&self) -> &[String] {
-        &self.argv[self.sub + 1..]
-    }
-
-    /// Every value of a flag that takes one (`--f V`, `--f=V`, and for a
-    /// short flag `-t V`, `-tV`, `-t=V`), up to a bare `--`.
-    pub fn flag_values(&self, long: &str, short: Option<&str>) -> Vec<String> {
-        let args = self.build_args();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < args.len() {
-            let a = &args[i];
-            if a == "--" {
-                break;
-            }
-            let names = std::iter::once(long).chain(short);
-            for n in names {
-                if a == n {
-                    if let Some(v) = args.get(i + 1) {
-                        out.push(v.clone());
-                        i += 1;
-                    }
-                } else if let Some(v) = a.strip_prefix(n) {
-                    if let Some(v) = v.strip_prefix('=') {
-                        out.push(v.to_owned());
-                    } else if !n.starts_with("--") && !v.is_empty() {
-                        out.push(v.to_owned());
-                    }
-                }
-            }
-            i += 1;
-        }
-        out
-    }
-
-    /// The image's tags as given (`-t`, `--tag`).
-    pub fn tags(&self) -> Vec<String> {
-        self.flag_values("--tag", Some("-t"))
-    }
-
-    /// Refuse chroot isolation: buildah then runs RUN steps without an OCI
-    /// runtime, so no hook would inject anything.
-    pub fn check_isolation(&self, env_isolation: Option<&str>) -> Result<(), BuildError> {
-        let flag = self.flag_values("--isolation", None).pop();
-        match (flag.as_deref(), env_isolation) {
-            (Some("chroot"), _) => Err(BuildError::Chroot("--isolation chroot".into())),
-            (None, Some("chroot")) => Err(BuildError::Chroot("BUILDAH_ISOLATION=chroot".into())),
-            _ => Ok(()),
-        }
-    }
-
-    /// The command to run: privy's `--hooks-dir` (after the user's, or the
-    /// default directories that exist) and an `--iidfile` when the user
-    /// gave none, right after the build subcommand.
-    pub fn with_privy(&self, hooks_dir: &Path, iidfile: Option<&Path>) -> Vec<String> {
-        let mut extra = Vec::new();
-        if self.flag_values("--hooks-dir", None).is_empty() {
-            for d in DEFAULT_HOOKS_DIRS {
-                if Path::new(d).is_dir() {
-                    extra.extend(["--hooks-dir".to_string(), d.to_string()]);
-                }
-            }
-        }
-        extra.extend(["--hooks-dir".to_string(), hooks_dir.display().to_string()]);
-        if let Some(f) = iidfile {
-            extra.extend(["--iidfile".to_string(), f.display().to_string()]);
-        }
-        let mut out = self.argv[..=self.sub].to_vec();
-        out.extend(extra);
-        out.extend_from_slice(self.build_args());
-        out
-    }
-}
-
-/// The image id on the engine's last non-empty output line (podman build
-/// and buildah bud both end with the full 64-hex id).
-pub fn image_id_from_output(last_line: &str) -> Option<String> {
-    let t = last_line.trim();
-    let t = t.strip_prefix("sha256:").unwrap_or(t);
-    (t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())).then(|| t.to_ascii_lowercase())
-}
-
 /// The annotations every RUN step of this build gets.
 pub fn build_annotations(ticket: Option<&str>) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
@@ -301,8 +160,9 @@ pub struct BuildOptions {
 /// Run `privy build`; returns the exit status to leave with.
 pub fn run(cfg: &Config, client: &Client, opts: BuildOptions) -> Result<i32, BuildError> {
     crate::sys::process::harden();
-    let cmd = EngineCommand::parse(&opts.engine)?;
-    cmd.check_isolation(std::env::var("BUILDAH_ISOLATION").ok().as_deref())?;
+    let cmd = BuildCommand::parse(&opts.engine).map_err(BuildError::Engine)?;
+    cmd.check_isolation(std::env::var("BUILDAH_ISOLATION").ok().as_deref())
+        .map_err(BuildError::Chroot)?;
     let ticket = TicketGuard {
         client,
         ticket: upload_for_build(client, &opts.files, opts.ttl)?,
@@ -373,8 +233,9 @@ pub fn run(cfg: &Config, client: &Client, opts: BuildOptions) -> Result<i32, Bui
         );
     }
     if opts.rm_on_leak {
-        let out = Command::new(&cmd.argv[0])
-            .args(["rmi", "-f", &id])
+        let rmi = cmd.remove_image(&id);
+        let out = Command::new(&rmi[0])
+            .args(&rmi[1..])
             .stdin(Stdio::null())
             .output();
         match out {
@@ -440,72 +301,6 @@ fn run_engine(argv: &[String]) -> Result<(i32, String), BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn argv(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    #[test]
-    fn engine_command_finds_the_subcommand_tags_and_adds_privy_flags_after_it() {
-        let c = EngineCommand::parse(&argv(
-            "podman --log-level warn build -t a:1 --tag=b --tag c -td --no-cache ctx",
-        ))
-        .unwrap();
-        assert_eq!((c.engine, c.sub), (Engine::Podman, 3));
-        assert_eq!(c.tags(), ["a:1", "b", "c", "d"]);
-        let out = c.with_privy(Path::new("/h"), Some(Path::new("/i")));
-        let pos = out.iter().position(|a| a == "/h").unwrap();
-        assert_eq!(out[3], "build");
-        assert!(pos > 3 && out[pos - 1] == "--hooks-dir");
-        assert_eq!(out[pos + 1..pos + 3], ["--iidfile", "/i"]);
-        assert_eq!(out.last().unwrap(), "ctx");
-
-        let b =
-            EngineCommand::parse(&argv("/usr/bin/buildah bud --hooks-dir /mine -f F .")).unwrap();
-        assert_eq!(b.engine, Engine::Buildah);
-        let out = b.with_privy(Path::new("/h"), None);
-        assert_eq!(
-            out,
-            argv("/usr/bin/buildah bud --hooks-dir /h --hooks-dir /mine -f F .")
-        );
-        assert_eq!(b.tags(), Vec::<String>::new());
-
-        for bad in ["", "docker build .", "podman run x", "podman bud ."] {
-            assert!(EngineCommand::parse(&argv(bad)).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn user_hooks_dirs_come_before_privys_so_its_entries_win() {
-        let b = EngineCommand::parse(&argv("buildah bud --hooks-dir=/mine .")).unwrap();
-        let out = b.with_privy(Path::new("/h"), None);
-        assert_eq!(out, argv("buildah bud --hooks-dir /h --hooks-dir=/mine ."));
-    }
-
-    #[test]
-    fn chroot_isolation_is_refused() {
-        let c = EngineCommand::parse(&argv("buildah bud --isolation chroot .")).unwrap();
-        assert!(c
-            .check_isolation(None)
-            .unwrap_err()
-            .to_string()
-            .contains("chroot"));
-        let c = EngineCommand::parse(&argv("buildah bud --isolation=oci .")).unwrap();
-        assert!(c.check_isolation(Some("chroot")).is_ok());
-        let c = EngineCommand::parse(&argv("buildah bud .")).unwrap();
-        assert!(c.check_isolation(Some("chroot")).is_err());
-        assert!(c.check_isolation(Some("oci")).is_ok());
-    }
-
-    #[test]
-    fn image_id_is_the_full_hex_id_on_the_last_line() {
-        let id = "796dcb3a431ae111059bf10a52fdfbc3032ea8d9df16874559e65ad2e82733c9";
-        assert_eq!(image_id_from_output(&format!("{id}\n")).unwrap(), id);
-        assert_eq!(image_id_from_output(&format!("sha256:{id}")).unwrap(), id);
-        for bad in ["", "Successfully tagged x", &id[..12], &format!("{id}0")] {
-            assert_eq!(image_id_from_output(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn build_annotations_mark_the_stage_and_carry_the_ticket() {

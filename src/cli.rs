@@ -211,7 +211,7 @@ pub enum TicketCommand {
 #[derive(clap::Args, Debug)]
 pub struct ShimArgs {
     /// The real OCI runtime
-    #[arg(long, default_value = "runc", env = contract::ENV_RUNTIME_PATH)]
+    #[arg(long, default_value = crate::engines::runtime::DEFAULT_RUNTIME, env = contract::ENV_RUNTIME_PATH)]
     pub runtime_path: PathBuf,
     /// The runtime's arguments, passed through unchanged
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -614,7 +614,7 @@ fn run_command(cli: &Cli, a: &RunArgs) -> Result<()> {
             (Route::Bundle, Some((b.clone(), original)))
         }
         None => {
-            let annotations = run::engine(&cmd) != "docker" || run::docker_passes_annotations(&cmd);
+            let annotations = run::passes_annotations(&cmd);
             (run::attach(&mut cmd, &ticket, annotations), None)
         }
     };

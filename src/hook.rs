@@ -74,7 +74,7 @@ fn state_path(cfg: &Config, id: &str) -> PathBuf {
 }
 
 /// Print a hook's one-line error where the user will see it. runc shows a
-/// failed hook's stderr; crun sends it to /dev/null. When ours is /dev/null,
+/// failed hook's stderr; crun sends it to /dev/null (`engines::runtime`). When ours is /dev/null,
 /// the line also goes to the runtime's own stderr (our parent's fd 2), so
 /// `crun run` tells the user why the container did not start.
 pub fn report_error(line: &str) {
@@ -118,26 +118,9 @@ fn runtime_log(ppid: u32) -> Option<(PathBuf, bool)> {
         .split(|b| *b == 0)
         .filter_map(|a| std::str::from_utf8(a).ok())
         .collect();
-    let mut log = None;
-    let mut json = false;
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i];
-        if a == "--log" {
-            log = args.get(i + 1).map(PathBuf::from);
-            i += 1;
-        } else if let Some(v) = a.strip_prefix("--log=") {
-            log = Some(PathBuf::from(v));
-        } else if a == "--log-format" {
-            json = args.get(i + 1) == Some(&"json");
-            i += 1;
-        } else if a == "--log-format=json" {
-            json = true;
-        }
-        i += 1;
-    }
+    let (log, json) = crate::engines::runtime::log_destination(&args)?;
     // Only an existing regular file: never create one where the runtime did not.
-    let path = log.filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))?;
+    let path = Some(log).filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))?;
     Some((path, json))
 }
 

@@ -6,16 +6,7 @@ use clap::Parser;
 fn main() {
     // Linked as `privy-shim` (containerd's `--runc-binary` takes no
     // arguments), the binary is the runtime wrapper.
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let called = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .is_some_and(|n| n == privy::contract::SHIM_ARGV0);
-    if called {
-        let rest = args.split_off(1);
-        args = ["privy", "shim", "--"].map(Into::into).into();
-        args.extend(rest);
-    }
+    let args = privy::engines::ctr::shim_argv(std::env::args_os());
     let cli = privy::cli::Cli::parse_from(args);
     let is_hook = matches!(cli.command, privy::cli::Command::Hook { .. });
     // `privy scan` documents 2 for errors (1 means a leak was found).

@@ -2,7 +2,8 @@
 //! Applies each source's `when` to the request and assigns precedence.
 
 use crate::config::builtin::catalog;
-use crate::config::{Config, Grant, Limits, SourceConfig};
+use crate::config::{glob, Config, Grant, Limits, SourceConfig, When};
+use crate::engines::cri::{self, identify, Identity};
 use crate::request::Request;
 use std::collections::BTreeMap;
 
@@ -38,7 +39,35 @@ pub fn matches(src: &SourceConfig, req: &Request) -> bool {
             }
         }
     }
-    crate::pod::when_matches(w, &req.annotations)
+    when_matches(w, &req.annotations)
+}
+
+/// Whether `w`'s pod conditions hold for a container with annotations `a`.
+/// A `when` without pod conditions holds everywhere; one with any holds
+/// only for a workload container of a pod whose every named field is
+/// present and matches its glob.
+pub fn when_matches(w: &When, a: &BTreeMap<String, String>) -> bool {
+    if !w.has_pod_conditions() {
+        return true;
+    }
+    let Identity::Pod(p) = identify(a) else {
+        return false;
+    };
+    if p.sandbox {
+        return false;
+    }
+    let field = |want: &Option<String>, have: &Option<String>| match (want, have) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(g), Some(v)) => glob::matches(g, v),
+    };
+    field(&w.namespace, &p.namespace)
+        && field(&w.pod, &p.name)
+        && field(&w.container, &p.container)
+        && field(&w.image, &p.image)
+        && w.pod_annotations
+            .iter()
+            .all(|(k, g)| a.get(k).is_some_and(|v| glob::matches(g, v)))
 }
 
 /// Plan one config source, regardless of `when`. A built-in plugin ranks
@@ -77,7 +106,7 @@ pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
 pub fn plan(cfg: &Config, req: &Request) -> Vec<PlannedSource> {
     // A pod's sandbox ("pause") container runs no workload, yet it carries
     // the pod's annotations (io.privy.vault, even a ticket): it gets nothing.
-    if crate::pod::is_sandbox(&req.annotations) {
+    if cri::is_sandbox(&req.annotations) {
         return Vec::new();
     }
     let mut out: Vec<PlannedSource> = cfg
@@ -126,6 +155,156 @@ mod tests {
 
     fn cfg(text: &str) -> Config {
         Config::parse(text, Path::new("t.toml")).unwrap()
+    }
+
+    use crate::engines::cri::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// What containerd 1.6 writes for a workload container (seen in the
+    /// CRI tests' config.json) plus a pod annotation passed through.
+    fn containerd(ns: &str, pod: &str, ctr: &str, image: &str) -> BTreeMap<String, String> {
+        ann(&[
+            (CONTAINERD_TYPE, "container"),
+            ("io.kubernetes.cri.sandbox-id", "0123abcd"),
+            (CONTAINERD_NAMESPACE, ns),
+            ("io.kubernetes.cri.sandbox-uid", "uid-1"),
+            (CONTAINERD_POD, pod),
+            (CONTAINERD_CONTAINER, ctr),
+            (CONTAINERD_IMAGE, image),
+            ("io.privy.vault", "payments/db"),
+        ])
+    }
+
+    /// What CRI-O writes for a workload container under the kubelet.
+    fn crio(ns: &str, pod: &str, ctr: &str, image: &str) -> BTreeMap<String, String> {
+        ann(&[
+            (CRIO_TYPE, "container"),
+            ("io.kubernetes.cri-o.SandboxName", "k8s_POD_x_y_z_0"),
+            (CRIO_IMAGE, image),
+            (CRIO_REQUESTED_IMAGE, "api:1"),
+            (KUBELET_NAMESPACE, ns),
+            (KUBELET_POD, pod),
+            (KUBELET_CONTAINER, ctr),
+            ("team", "payments-blue"),
+        ])
+    }
+
+    fn when(toml_text: &str) -> When {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn when_matches_namespace_pod_container_image_and_pod_annotations() {
+        let w = when(
+            r#"namespace = "payments"
+               image = "registry.example.com/payments/*""#,
+        );
+        let img = "registry.example.com/payments/api:1.2";
+        for a in [
+            containerd("payments", "api-7", "app", img),
+            crio("payments", "api-7", "app", img),
+        ] {
+            assert!(when_matches(&w, &a));
+        }
+        for a in [
+            containerd("billing", "api-7", "app", img),
+            containerd(
+                "payments",
+                "api-7",
+                "app",
+                "registry.example.com/other/api:1",
+            ),
+            containerd("payments", "api-7", "app", "docker.io/library/busybox:1"),
+            crio("payments-dev", "api-7", "app", img),
+        ] {
+            assert!(!when_matches(&w, &a), "{a:?}");
+        }
+        let w = when(
+            r#"pod = "api-*"
+               container = "app"
+               pod_annotations = { team = "payments-*" }"#,
+        );
+        assert!(when_matches(&w, &crio("x", "api-7", "app", img)));
+        assert!(!when_matches(&w, &crio("x", "web-7", "app", img)));
+        assert!(!when_matches(&w, &crio("x", "api-7", "sidecar", img)));
+        // containerd passed no `team` annotation through.
+        assert!(!when_matches(&w, &containerd("x", "api-7", "app", img)));
+    }
+
+    #[test]
+    fn pod_conditions_never_match_outside_a_pod_in_a_sandbox_or_on_conflict() {
+        let w = when(r#"namespace = "*""#);
+        assert!(!when_matches(&w, &ann(&[("io.privy.vault", "x")])));
+        assert!(!when_matches(
+            &w,
+            &ann(&[(CONTAINERD_TYPE, "sandbox"), (CONTAINERD_NAMESPACE, "n")])
+        ));
+        let mut a = crio("n", "p", "c", "i/x");
+        a.insert(CONTAINERD_TYPE.into(), "container".into());
+        a.insert(CONTAINERD_NAMESPACE.into(), "n".into());
+        assert!(!when_matches(&w, &a));
+        // A missing field fails its condition; an absent condition passes.
+        let mut a = containerd("n", "p", "c", "i/x");
+        a.remove(CONTAINERD_NAMESPACE);
+        assert!(!when_matches(&w, &a));
+        assert!(when_matches(&when(r#"pod = "p""#), &a));
+        // No pod condition: everything, pods or not, as before.
+        assert!(when_matches(&When::default(), &ann(&[])));
+    }
+
+    fn plan_names(cfg: &str, annotations: BTreeMap<String, String>) -> Vec<String> {
+        let cfg = crate::config::Config::parse(cfg, std::path::Path::new("t.toml")).unwrap();
+        let state = crate::oci::State {
+            id: "c".into(),
+            pid: Some(1),
+            bundle: "/b".into(),
+            annotations,
+        };
+        let spec: crate::oci::Spec = serde_json::from_str(r#"{"root":{"path":"r"}}"#).unwrap();
+        let req = crate::request::Request::from_oci(state, spec).unwrap();
+        plan(&cfg, &req).into_iter().map(|p| p.name).collect()
+    }
+
+    #[test]
+    fn sandbox_container_gets_no_source_not_even_an_upload_for_its_ticket() {
+        let cfg = "[[source]]\nname = 'all'\nplugin = 'host-dir'\n\
+                   [[source]]\nname = 'vault'\nplugin = 'host-dir'\nwhen = { annotation = 'io.privy.vault' }\n";
+        let pod = |ty: &str, key: &str| {
+            ann(&[
+                (key, ty),
+                ("io.privy.vault", "payments/db"),
+                ("io.privy.ticket", "pvt_x"),
+            ])
+        };
+        for key in [CONTAINERD_TYPE, CRIO_TYPE] {
+            assert!(plan_names(cfg, pod("sandbox", key)).is_empty(), "{key}");
+            assert_eq!(
+                plan_names(cfg, pod("container", key)),
+                vec!["all", "vault", "upload"],
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn plan_scopes_a_source_to_a_namespace_and_an_image() {
+        let cfg = "[[source]]\nname = 'payments'\nplugin = 'host-dir'\n\
+                   when = { namespace = 'payments', image = 'registry.example.com/payments/*', annotation = 'io.privy.vault' }\n";
+        let img = "registry.example.com/payments/api:1";
+        assert_eq!(
+            plan_names(cfg, containerd("payments", "p", "c", img)),
+            vec!["payments"]
+        );
+        assert!(plan_names(cfg, containerd("other", "p", "c", img)).is_empty());
+        let mut no_ann = containerd("payments", "p", "c", img);
+        no_ann.remove("io.privy.vault");
+        assert!(plan_names(cfg, no_ann).is_empty());
     }
 
     #[test]

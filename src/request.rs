@@ -12,14 +12,6 @@ use std::path::PathBuf;
 
 pub use crate::contract::Stage;
 
-/// Annotations engines use for the image reference, most specific first.
-const IMAGE_ANNOTATIONS: &[&str] = &[
-    "io.kubernetes.cri-o.ImageName",
-    "io.kubernetes.cri.image-name",
-    "org.opencontainers.image.ref.name",
-    ANNOTATION_IMAGE,
-];
-
 /// Parse [`ENV_HOOK_ANNOTATIONS`]'s value: the annotations a hooks.d entry
 /// adds to every request it serves, a JSON object of strings. `privy build`
 /// uses it to mark its RUN steps `io.privy.stage=build` and hand them the
@@ -33,21 +25,6 @@ pub fn parse_hook_annotations(v: &str) -> Result<BTreeMap<String, String>, OciEr
             "{ENV_HOOK_ANNOTATIONS} is not a JSON object of strings: {e}"
         ))
     })
-}
-
-/// Whether a container is a buildah RUN step (`buildah bud`, `buildah
-/// run`, and `podman build`, which is buildah inside): buildah names the
-/// container it hands the runtime `buildah-` + the base name of its bundle
-/// directory (`/var/tmp/buildahNNN` → `buildah-buildahNNN`, buildah
-/// 1.28's `run_linux.go`). No other engine derives the id from the bundle
-/// path this way (podman and CRI-O use 64 hex digits). Neither engine puts
-/// annotations, labels or env that say "build" into a RUN step's
-/// `config.json`, so this is the signal for plain builds.
-pub fn is_buildah_step(id: &str, bundle: &std::path::Path) -> bool {
-    let Some(base) = bundle.file_name().and_then(|b| b.to_str()) else {
-        return false;
-    };
-    base.starts_with("buildah") && id.strip_prefix("buildah-") == Some(base)
 }
 
 /// Everything later stages need to know about one container start.
@@ -93,14 +70,15 @@ impl Request {
         }
         let stage = if annotations.get(ANNOTATION_STAGE).map(String::as_str)
             == Some(Stage::Build.as_str())
-            || is_buildah_step(&state.id, &state.bundle)
+            || crate::engines::buildah::is_run_step(&state.id, &state.bundle)
         {
             Stage::Build
         } else {
             Stage::Run
         };
-        let image = IMAGE_ANNOTATIONS
+        let image = crate::engines::cri::IMAGE_ANNOTATIONS
             .iter()
+            .chain([&ANNOTATION_IMAGE])
             .find_map(|k| annotations.get(*k).cloned());
         let names = annotations
             .get(ANNOTATION_NAMES)
@@ -193,7 +171,7 @@ mod tests {
             ("buildah-", "/"),
         ] {
             assert!(
-                !is_buildah_step(id, std::path::Path::new(bundle)),
+                !crate::engines::buildah::is_run_step(id, std::path::Path::new(bundle)),
                 "{id} {bundle}"
             );
         }

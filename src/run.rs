@@ -9,9 +9,10 @@
 //! container's `PRIVY_TICKET` environment variable where the engine has no
 //! annotations (`buildah run`).
 
-use crate::contract::{ANNOTATION_TICKET as TICKET_ANNOTATION, ENV_TICKET as TICKET_ENV};
+use crate::contract::ANNOTATION_TICKET as TICKET_ANNOTATION;
 use crate::daemon::client::{Client, ClientError, OutFile};
 use crate::daemon::{Created, Scope};
+use crate::engines::{Command, Engine};
 use crate::secret::{RelPath, Secret};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -256,163 +257,31 @@ pub enum Route {
     Env,
 }
 
-const PODMAN_VALUE_FLAGS: &[&str] = &[
-    "--root",
-    "--runroot",
-    "--runtime",
-    "--runtime-flag",
-    "--storage-driver",
-    "--storage-opt",
-    "--hooks-dir",
-    "--cgroup-manager",
-    "--log-level",
-    "--conmon",
-    "--network-cmd-path",
-    "--network-config-dir",
-    "--events-backend",
-    "--tmpdir",
-    "--url",
-    "--connection",
-    "-c",
-    "--identity",
-    "--module",
-    "--volumepath",
-    "--imagestore",
-    "--registries-conf",
-    "--ssh",
-    "--config",
-    "--context",
-    "--host",
-    "-H",
-    "--log-driver",
-    "--tlscacert",
-    "--tlscert",
-    "--tlskey",
-    "-l",
-];
-
-/// Index of the first positional argument after `start`, skipping global
-/// flags (and the values of those that take one).
-fn verb_index(args: &[String], start: usize, value_flags: &[&str]) -> Option<usize> {
-    let mut i = start;
-    while i < args.len() {
-        let a = &args[i];
-        if a == "--" {
-            return None;
-        }
-        if a.starts_with('-') {
-            if !a.contains('=') && value_flags.contains(&a.as_str()) {
-                i += 1;
-            }
-            i += 1;
-            continue;
-        }
-        return Some(i);
-    }
-    None
-}
-
-/// Whether `flag` (or one of its spellings) appears among the options that
-/// follow the verb, before the image.
-fn has_flag(opts: &[String], names: &[&str]) -> bool {
-    opts.iter().take_while(|a| a.starts_with('-')).any(|a| {
-        names
-            .iter()
-            .any(|n| a == n || a.starts_with(&format!("{n}=")))
-    })
-}
-
-/// The engine's name: the command's file name.
-pub fn engine(cmd: &[String]) -> String {
-    cmd.first()
-        .and_then(|c| Path::new(c).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Whether the Docker daemon `cmd` talks to passes annotations to the
-/// runtime (API 1.43, Docker 24). Older ones drop them silently, so privy
-/// then passes the ticket in the environment instead.
-pub fn docker_passes_annotations(cmd: &[String]) -> bool {
-    let Some(v) = verb_index(cmd, 1, PODMAN_VALUE_FLAGS) else {
-        return false;
-    };
-    let out = std::process::Command::new(&cmd[0])
-        .args(&cmd[1..v])
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output();
-    let Ok(out) = out else { return false };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut parts = text
-        .trim()
-        .split('.')
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major, minor) >= (1, 43)
-}
-
-/// Add the ticket to `cmd` where the engine takes it. Returns the route.
+/// Add the ticket to `cmd` where its engine takes it ([`crate::engines`]).
 /// `annotations` says whether a Docker engine passes annotations on.
 pub fn attach(cmd: &mut Vec<String>, ticket: &str, annotations: bool) -> Route {
-    let engine = engine(cmd);
-    let annotation = format!("{TICKET_ANNOTATION}={ticket}");
-    match engine.as_str() {
-        "podman" | "docker" | "nerdctl" => {
-            let by_env = engine == "docker" && !annotations;
-            let Some(mut v) = verb_index(cmd, 1, PODMAN_VALUE_FLAGS) else {
-                return Route::Env;
-            };
-            if cmd[v] == "container" {
-                v += 1;
-            }
-            match cmd.get(v).map(String::as_str) {
-                Some("run") | Some("create") => {
-                    let is_run = cmd[v] == "run";
-                    let rest = &cmd[v + 1..];
-                    let ephemeral =
-                        is_run && has_flag(rest, &["--rm"]) && !has_flag(rest, &["-d", "--detach"]);
-                    let added = if by_env {
-                        ["--env".to_owned(), format!("{TICKET_ENV}={ticket}")]
-                    } else {
-                        ["--annotation".to_owned(), annotation]
-                    };
-                    cmd.splice(v + 1..v + 1, added);
-                    Route::Args { ephemeral }
-                }
-                _ => Route::Env,
-            }
+    let mut c = Command::parse(cmd);
+    match c.attach_ticket(ticket, annotations) {
+        Some(ephemeral) => {
+            *cmd = c.argv;
+            Route::Args { ephemeral }
         }
-        "buildah" => {
-            // buildah run has no --annotation; the hook also reads
-            // PRIVY_TICKET from the container's environment.
-            match verb_index(cmd, 1, PODMAN_VALUE_FLAGS) {
-                Some(v) if cmd[v] == "run" => {
-                    cmd.splice(
-                        v + 1..v + 1,
-                        ["--env".to_owned(), format!("{TICKET_ENV}={ticket}")],
-                    );
-                    Route::Args { ephemeral: true }
-                }
-                _ => Route::Env,
-            }
-        }
-        _ => Route::Env,
+        None => Route::Env,
     }
+}
+
+/// Whether the engine `cmd` runs passes a ticket annotation on to the
+/// runtime: every engine privy attaches one for, except a Docker daemon
+/// older than API 1.43, which drops it (the ticket then goes in `--env`).
+pub fn passes_annotations(cmd: &[String]) -> bool {
+    let c = Command::parse(cmd);
+    c.engine != Some(Engine::Docker) || crate::engines::docker::passes_annotations(&c)
 }
 
 /// Whether `cmd` is a foreground `runc|crun run` (the container is deleted
 /// when it exits).
 pub fn is_foreground_runtime_run(cmd: &[String]) -> bool {
-    if !matches!(engine(cmd).as_str(), "runc" | "crun" | "youki" | "runsc") {
-        return false;
-    }
-    let runtime_value_flags = ["--root", "--log", "--log-format", "--criu", "--rootless"];
-    match verb_index(cmd, 1, &runtime_value_flags) {
-        Some(v) if cmd[v] == "run" => !has_flag(&cmd[v + 1..], &["-d", "--detach"]),
-        _ => false,
-    }
+    crate::engines::runtime::is_foreground_run(&Command::parse(cmd))
 }
 
 /// Largest `config.json` privy reads from a bundle.

@@ -900,4 +900,68 @@ mod tests {
             .as_os_str()
             .is_empty());
     }
+
+    #[test]
+    fn config_refuses_pod_conditions_that_could_never_match_naming_the_key() {
+        let cases = [
+            ("namespace = 'Payments'", "source[0].when.namespace"),
+            ("namespace = ''", "source[0].when.namespace"),
+            ("namespace = 'a.b'", "source[0].when.namespace"),
+            ("pod = 'api_1'", "source[0].when.pod"),
+            ("container = 'App'", "source[0].when.container"),
+            ("image = 'busybox:*'", "source[0].when.image"),
+            ("image = 'library/busybox'", "source[0].when.image"),
+            ("image = 'a b/c'", "source[0].when.image"),
+            (
+                "pod_annotations = { '' = 'x' }",
+                "source[0].when.pod_annotations",
+            ),
+        ];
+        for (when, key) in cases {
+            let text = format!("[[source]]\nname='a'\nplugin='host-dir'\nwhen = {{ {when} }}\n");
+            let e = crate::config::Config::parse(&text, std::path::Path::new("t.toml"))
+                .expect_err(when)
+                .to_string();
+            assert!(e.contains(&format!("`{key}`")), "{when:?} gave {e}");
+        }
+        let e = crate::config::Config::parse(
+            "[[source]]\nname='a'\nplugin='host-dir'\nwhen = { namespce = 'x' }\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("namespce"), "{e}");
+        for ok in [
+            "namespace = 'team-*'",
+            "pod = 'api-7.v2'",
+            "container = 'app'",
+            "image = 'registry.example.com/payments/*'",
+            "image = 'localhost/x:1'",
+            "image = 'registry:5000/x/**'",
+            "image = '*/library/busybox:*'",
+            "image = '**'",
+            "pod_annotations = { 'io.privy.team' = 'blue*' }",
+        ] {
+            let text = format!("[[source]]\nname='a'\nplugin='host-dir'\nwhen = {{ {ok} }}\n");
+            crate::config::Config::parse(&text, std::path::Path::new("t.toml")).expect(ok);
+        }
+    }
+
+    #[test]
+    fn config_check_shows_pod_conditions() {
+        let c = crate::config::Config::parse(
+            "[[source]]\nname='a'\nplugin='host-dir'\n\
+             when = { namespace = 'payments', image = 'r.io/p/*', pod_annotations = { team = 'blue' } }\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let t = c.effective_toml();
+        for want in [
+            "namespace = \"payments\"",
+            "image = \"r.io/p/*\"",
+            "team = \"blue\"",
+        ] {
+            assert!(t.contains(want), "{want} not in {t}");
+        }
+    }
 }

@@ -26,7 +26,7 @@ pub fn bundles_exist(caller: &Caller, bundles: &[PathBuf]) -> Vec<bool> {
     let look = |bundles: &[PathBuf]| -> Vec<bool> {
         bundles
             .iter()
-            .map(|b| b.join("config.json").exists())
+            .map(|b| crate::engines::container_exists(b))
             .collect()
     };
     // SAFETY: geteuid has no preconditions.

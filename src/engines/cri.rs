@@ -1,8 +1,9 @@
-//! Kubernetes pods, as a container's annotations tell them: whether the
-//! container is a pod's sandbox ("pause") container, and the pod's
-//! namespace and name, the container's name and its image, for `when`
-//! conditions (`namespace`, `pod`, `container`, `image`,
-//! `pod_annotations`).
+//! What CRI runtimes (containerd's CRI, CRI-O) write into a container's
+//! annotations: the image reference, and the Kubernetes pod the container
+//! belongs to: whether it is a pod's sandbox ("pause") container, and the
+//! pod's namespace and name, the container's name and its image, for
+//! `when` conditions (`namespace`, `pod`, `container`, `image`,
+//! `pod_annotations`, matched in `pipeline::plan`).
 //!
 //! privy never talks to the Kubernetes API. Both CRI runtimes write the
 //! pod's identity into every container's `config.json`, and the hook reads
@@ -69,6 +70,12 @@ pub const KUBELET_POD: &str = "io.kubernetes.pod.name";
 pub const KUBELET_CONTAINER: &str = "io.kubernetes.container.name";
 /// The container-type value of a pod's sandbox.
 pub const SANDBOX: &str = "sandbox";
+/// The OCI image annotation some engines set.
+pub const OCI_IMAGE_REF: &str = "org.opencontainers.image.ref.name";
+
+/// Annotations engines use for the image reference, most specific first;
+/// privy's own `io.privy.image` is read after these.
+pub const IMAGE_ANNOTATIONS: &[&str] = &[CRIO_IMAGE, CONTAINERD_IMAGE, OCI_IMAGE_REF];
 
 /// The CRI runtime that started a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,38 +151,9 @@ pub fn is_sandbox(a: &BTreeMap<String, String>) -> bool {
     }
 }
 
-/// Whether `w`'s pod conditions hold for a container with annotations `a`.
-/// A `when` without pod conditions holds everywhere; one with any holds
-/// only for a workload container of a pod whose every named field is
-/// present and matches its glob.
-pub fn when_matches(w: &crate::config::When, a: &BTreeMap<String, String>) -> bool {
-    if !w.has_pod_conditions() {
-        return true;
-    }
-    let Identity::Pod(p) = identify(a) else {
-        return false;
-    };
-    if p.sandbox {
-        return false;
-    }
-    let field = |want: &Option<String>, have: &Option<String>| match (want, have) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(g), Some(v)) => crate::config::glob::matches(g, v),
-    };
-    field(&w.namespace, &p.namespace)
-        && field(&w.pod, &p.name)
-        && field(&w.container, &p.container)
-        && field(&w.image, &p.image)
-        && w.pod_annotations
-            .iter()
-            .all(|(k, g)| a.get(k).is_some_and(|v| crate::config::glob::matches(g, v)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::When;
 
     fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -211,10 +189,6 @@ mod tests {
             (KUBELET_CONTAINER, ctr),
             ("team", "payments-blue"),
         ])
-    }
-
-    fn when(toml_text: &str) -> When {
-        toml::from_str(toml_text).unwrap()
     }
 
     #[test]
@@ -263,180 +237,5 @@ mod tests {
         );
         a.insert(CONTAINERD_TYPE.into(), "container".into());
         assert_eq!(identify(&a), Identity::Conflicting);
-    }
-
-    #[test]
-    fn when_matches_namespace_pod_container_image_and_pod_annotations() {
-        let w = when(
-            r#"namespace = "payments"
-               image = "registry.example.com/payments/*""#,
-        );
-        let img = "registry.example.com/payments/api:1.2";
-        for a in [
-            containerd("payments", "api-7", "app", img),
-            crio("payments", "api-7", "app", img),
-        ] {
-            assert!(when_matches(&w, &a));
-        }
-        for a in [
-            containerd("billing", "api-7", "app", img),
-            containerd(
-                "payments",
-                "api-7",
-                "app",
-                "registry.example.com/other/api:1",
-            ),
-            containerd("payments", "api-7", "app", "docker.io/library/busybox:1"),
-            crio("payments-dev", "api-7", "app", img),
-        ] {
-            assert!(!when_matches(&w, &a), "{a:?}");
-        }
-        let w = when(
-            r#"pod = "api-*"
-               container = "app"
-               pod_annotations = { team = "payments-*" }"#,
-        );
-        assert!(when_matches(&w, &crio("x", "api-7", "app", img)));
-        assert!(!when_matches(&w, &crio("x", "web-7", "app", img)));
-        assert!(!when_matches(&w, &crio("x", "api-7", "sidecar", img)));
-        // containerd passed no `team` annotation through.
-        assert!(!when_matches(&w, &containerd("x", "api-7", "app", img)));
-    }
-
-    #[test]
-    fn pod_conditions_never_match_outside_a_pod_in_a_sandbox_or_on_conflict() {
-        let w = when(r#"namespace = "*""#);
-        assert!(!when_matches(&w, &ann(&[("io.privy.vault", "x")])));
-        assert!(!when_matches(
-            &w,
-            &ann(&[(CONTAINERD_TYPE, "sandbox"), (CONTAINERD_NAMESPACE, "n")])
-        ));
-        let mut a = crio("n", "p", "c", "i/x");
-        a.insert(CONTAINERD_TYPE.into(), "container".into());
-        a.insert(CONTAINERD_NAMESPACE.into(), "n".into());
-        assert!(!when_matches(&w, &a));
-        // A missing field fails its condition; an absent condition passes.
-        let mut a = containerd("n", "p", "c", "i/x");
-        a.remove(CONTAINERD_NAMESPACE);
-        assert!(!when_matches(&w, &a));
-        assert!(when_matches(&when(r#"pod = "p""#), &a));
-        // No pod condition: everything, pods or not, as before.
-        assert!(when_matches(&When::default(), &ann(&[])));
-    }
-
-    fn plan_names(cfg: &str, annotations: BTreeMap<String, String>) -> Vec<String> {
-        let cfg = crate::config::Config::parse(cfg, std::path::Path::new("t.toml")).unwrap();
-        let state = crate::oci::State {
-            id: "c".into(),
-            pid: Some(1),
-            bundle: "/b".into(),
-            annotations,
-        };
-        let spec: crate::oci::Spec = serde_json::from_str(r#"{"root":{"path":"r"}}"#).unwrap();
-        let req = crate::request::Request::from_oci(state, spec).unwrap();
-        crate::plan::plan(&cfg, &req)
-            .into_iter()
-            .map(|p| p.name)
-            .collect()
-    }
-
-    #[test]
-    fn sandbox_container_gets_no_source_not_even_an_upload_for_its_ticket() {
-        let cfg = "[[source]]\nname = 'all'\nplugin = 'host-dir'\n\
-                   [[source]]\nname = 'vault'\nplugin = 'host-dir'\nwhen = { annotation = 'io.privy.vault' }\n";
-        let pod = |ty: &str, key: &str| {
-            ann(&[
-                (key, ty),
-                ("io.privy.vault", "payments/db"),
-                ("io.privy.ticket", "pvt_x"),
-            ])
-        };
-        for key in [CONTAINERD_TYPE, CRIO_TYPE] {
-            assert!(plan_names(cfg, pod("sandbox", key)).is_empty(), "{key}");
-            assert_eq!(
-                plan_names(cfg, pod("container", key)),
-                vec!["all", "vault", "upload"],
-                "{key}"
-            );
-        }
-    }
-
-    #[test]
-    fn plan_scopes_a_source_to_a_namespace_and_an_image() {
-        let cfg = "[[source]]\nname = 'payments'\nplugin = 'host-dir'\n\
-                   when = { namespace = 'payments', image = 'registry.example.com/payments/*', annotation = 'io.privy.vault' }\n";
-        let img = "registry.example.com/payments/api:1";
-        assert_eq!(
-            plan_names(cfg, containerd("payments", "p", "c", img)),
-            vec!["payments"]
-        );
-        assert!(plan_names(cfg, containerd("other", "p", "c", img)).is_empty());
-        let mut no_ann = containerd("payments", "p", "c", img);
-        no_ann.remove("io.privy.vault");
-        assert!(plan_names(cfg, no_ann).is_empty());
-    }
-
-    #[test]
-    fn config_refuses_pod_conditions_that_could_never_match_naming_the_key() {
-        let cases = [
-            ("namespace = 'Payments'", "source[0].when.namespace"),
-            ("namespace = ''", "source[0].when.namespace"),
-            ("namespace = 'a.b'", "source[0].when.namespace"),
-            ("pod = 'api_1'", "source[0].when.pod"),
-            ("container = 'App'", "source[0].when.container"),
-            ("image = 'busybox:*'", "source[0].when.image"),
-            ("image = 'library/busybox'", "source[0].when.image"),
-            ("image = 'a b/c'", "source[0].when.image"),
-            (
-                "pod_annotations = { '' = 'x' }",
-                "source[0].when.pod_annotations",
-            ),
-        ];
-        for (when, key) in cases {
-            let text = format!("[[source]]\nname='a'\nplugin='host-dir'\nwhen = {{ {when} }}\n");
-            let e = crate::config::Config::parse(&text, std::path::Path::new("t.toml"))
-                .expect_err(when)
-                .to_string();
-            assert!(e.contains(&format!("`{key}`")), "{when:?} gave {e}");
-        }
-        let e = crate::config::Config::parse(
-            "[[source]]\nname='a'\nplugin='host-dir'\nwhen = { namespce = 'x' }\n",
-            std::path::Path::new("t.toml"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("namespce"), "{e}");
-        for ok in [
-            "namespace = 'team-*'",
-            "pod = 'api-7.v2'",
-            "container = 'app'",
-            "image = 'registry.example.com/payments/*'",
-            "image = 'localhost/x:1'",
-            "image = 'registry:5000/x/**'",
-            "image = '*/library/busybox:*'",
-            "image = '**'",
-            "pod_annotations = { 'io.privy.team' = 'blue*' }",
-        ] {
-            let text = format!("[[source]]\nname='a'\nplugin='host-dir'\nwhen = {{ {ok} }}\n");
-            crate::config::Config::parse(&text, std::path::Path::new("t.toml")).expect(ok);
-        }
-    }
-
-    #[test]
-    fn config_check_shows_pod_conditions() {
-        let c = crate::config::Config::parse(
-            "[[source]]\nname='a'\nplugin='host-dir'\n\
-             when = { namespace = 'payments', image = 'r.io/p/*', pod_annotations = { team = 'blue' } }\n",
-            std::path::Path::new("t.toml"),
-        )
-        .unwrap();
-        let t = c.effective_toml();
-        for want in [
-            "namespace = \"payments\"",
-            "image = \"r.io/p/*\"",
-            "team = \"blue\"",
-        ] {
-            assert!(t.contains(want), "{want} not in {t}");
-        }
     }
 }

@@ -1,0 +1,73 @@
+//! docker: its global flags, and whether its daemon passes annotations on.
+//!
+//! `docker run|create` take `--annotation` from API 1.43 (Docker 24); an
+//! older daemon drops it silently, so privy then passes the ticket as
+//! `--env PRIVY_TICKET=` and the hook reads the container's environment.
+//! Docker runs no hooks of its own: privy's reach it through `privy shim`
+//! configured as a runtime (`/etc/docker/daemon.json`:
+//! `{"runtimes": {"privy": {"path": "/usr/local/bin/privy", "runtimeArgs":
+//! ["shim", "--runtime-path", "/usr/bin/runc", "--"]}}}`, then `docker run
+//! --runtime privy`), which runs the real runtime with the same arguments.
+
+use super::Command;
+
+/// Global flags (before the verb) that take a value: Docker 20.10's
+/// `docker --help` on this machine.
+pub const GLOBAL_VALUE_FLAGS: &[&str] = &[
+    "--config",
+    "-c",
+    "--context",
+    "-H",
+    "--host",
+    "-l",
+    "--log-level",
+    "--tlscacert",
+    "--tlscert",
+    "--tlskey",
+];
+
+/// The Docker API version that first passes `--annotation` to the runtime.
+const ANNOTATIONS_API: (u32, u32) = (1, 43);
+
+/// Whether the Docker daemon `cmd` talks to passes annotations to the
+/// runtime. Asks it (`docker <the same global flags> version`), so a
+/// `-H` or `--context` in `cmd` reaches the daemon the command will use.
+pub fn passes_annotations(cmd: &Command) -> bool {
+    if cmd.verb.is_none() {
+        return false;
+    }
+    let out = std::process::Command::new(&cmd.argv[0])
+        .args(cmd.globals())
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    let Ok(out) = out else { return false };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text
+        .trim()
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= ANNOTATIONS_API
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engines::Command;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn docker_global_flags_with_values_are_skipped_to_the_verb() {
+        let c = Command::parse(&v("docker -H unix:///x -l warn --tlscert c run --rm img"));
+        assert_eq!(c.verb(), Some("run"));
+        assert_eq!(c.globals(), &v("-H unix:///x -l warn --tlscert c")[..]);
+        assert_eq!(
+            Command::parse(&v("docker --context=ctx container create img")).verb(),
+            Some("create")
+        );
+    }
+}
