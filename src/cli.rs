@@ -315,35 +315,52 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Ok(Config::load(&path, explicit)?)
 }
 
-/// Send logs to the config's log file as JSON lines (hooks), or stderr.
-/// Returns whether they go to the file.
+/// Send logs to the config's log file as JSON lines (hooks), or stderr,
+/// through this process's one [`crate::logging::Sink`]. Returns whether
+/// they go to the file.
 fn init_logging(cfg: Option<&Config>, default_level: &str) -> bool {
+    use crate::logging::{self, Sink};
     let filter = tracing_subscriber::EnvFilter::try_from_env(contract::ENV_LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let file = cfg
-        .filter(|c| !c.log_file.as_os_str().is_empty())
-        .and_then(|c| {
-            if let Some(d) = c.log_file.parent() {
-                let _ = std::fs::create_dir_all(d);
-            }
-            // Names and fingerprints only, but still root's business.
-            std::os::unix::fs::OpenOptionsExt::mode(
-                std::fs::OpenOptions::new().create(true).append(true),
-                0o600,
-            )
-            .open(&c.log_file)
-            .ok()
-        });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let to_file = file.is_some();
-    let _ = match file {
-        Some(f) => builder
-            .json()
-            .with_writer(std::sync::Mutex::new(f))
-            .try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
+    let sink = logging::install(
+        cfg.and_then(|c| Sink::open(&c.log_file))
+            .unwrap_or_else(Sink::stderr),
+    );
+    let to_file = sink.is_file();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(SinkWriter(sink));
+    let _ = if to_file {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
     };
     to_file
+}
+
+/// `tracing-subscriber`'s writer over the process's sink: each formatted
+/// line is written whole, under the sink's lock.
+struct SinkWriter(&'static crate::logging::Sink);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SinkWriter {
+    type Writer = SinkLine;
+
+    fn make_writer(&'a self) -> SinkLine {
+        SinkLine(self.0)
+    }
+}
+
+struct SinkLine(&'static crate::logging::Sink);
+
+impl std::io::Write for SinkLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_line(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Run the CLI; the caller prints errors.
@@ -359,7 +376,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 .context("reading OCI state from stdin")?;
             match stage {
                 HookStage::CreateRuntime => {
-                    crate::hook::create_runtime(&cfg, &stdin).map_err(|e| {
+                    crate::hook::create_runtime(
+                        &cfg,
+                        &stdin,
+                        &mut crate::pipeline::gather::InProcess,
+                    )
+                    .map_err(|e| {
                         // The log file keeps a record; on stderr (a rootless
                         // hook, which cannot open it) main's `privy:` line
                         // is the one report, not a second copy of it.
@@ -528,9 +550,9 @@ fn scan_command(cli: &Cli, a: &ScanArgs) -> Result<i32> {
     if a.sources {
         let cfg = load_config(cli)?;
         let stage = if a.stage == "build" {
-            crate::request::Stage::Build
+            crate::pipeline::request::Stage::Build
         } else {
-            crate::request::Stage::Run
+            crate::pipeline::request::Stage::Run
         };
         let got =
             scan::sources::needles_from_sources(&cfg, kv(&a.annotation, "--annotation")?, stage)?;
@@ -760,67 +782,49 @@ fn plugin_command(cli: &Cli, command: &PluginCommand) -> Result<()> {
 }
 
 fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
-    use crate::config::Grant;
-    use crate::plugin::{Call, PluginRequest};
+    use crate::config::{Grant, PluginRef, SourceConfig};
+    use crate::pipeline::{gather, plan, request::Request};
     let cfg = load_config(cli)?;
     let wasm = read_wasm(&a.file)?;
-    let host = PluginHost::new(&cfg.cache_dir)?;
     let name = a
         .file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let plugin = host
-        .load_bytes(&wasm)
-        .with_context(|| format!("source {name:?}"))?;
-    // A bad --grant-host fails where it always did, after the component
-    // loaded, with the line a bad grant gives (`source "x": grant: ...`).
+    // A bad --grant-host gives the line a bad grant always gave.
     let hosts = a
         .grant_hosts
         .iter()
         .map(|h| h.parse())
         .collect::<Result<Vec<_>, String>>()
         .map_err(|e| anyhow::anyhow!("source {name:?}: grant: {e}"))?;
-    let grant = Grant {
-        dirs: a.grant_dirs.clone(),
-        files: a.grant_files.clone(),
-        hosts,
-        daemon: false,
+    let source = SourceConfig {
+        name: name.clone(),
+        // Run as given: no owner or digest check (it is not installed).
+        plugin: PluginRef::Inline(wasm.into()),
+        required: true,
+        when: None,
+        grant: Grant {
+            dirs: a.grant_dirs.clone(),
+            files: a.grant_files.clone(),
+            hosts,
+            daemon: false,
+        },
+        config: kv(&a.config_values, "--config-value")?,
     };
-    let config = kv(&a.config_values, "--config-value")?;
-    let stage = if a.stage == "build" {
-        crate::request::Stage::Build
-    } else {
-        crate::request::Stage::Run
-    };
-    let mut req = PluginRequest::bare(&a.container_id, stage);
-    req.annotations = kv(&a.annotation, "--annotation")?;
-    let call = Call {
-        source: &name,
-        grant: &grant,
-        config: &config,
-        limits: &cfg.limits,
-        request: &req,
-        daemon: None,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?;
-    let files = rt
-        .block_on(host.fetch(&plugin, call))
-        .map_err(|e| crate::fetch::FetchError {
-            name: name.clone(),
-            error: e,
-        })?;
-    let fetched = crate::fetch::Fetched {
-        source: name.clone(),
-        precedence: crate::plan::Precedence::Operator,
-        files,
-    };
-    let checked = crate::check::check(vec![fetched], &cfg.limits)?;
-    let (auditor, keyed) = match crate::audit::Auditor::load(&cfg.audit_key) {
+    let stage = a.stage.parse().map_err(anyhow::Error::msg)?;
+    let req = Request::synthetic(&a.container_id, stage, kv(&a.annotation, "--annotation")?);
+    // Exactly the one component given, as the hook would run it: planned
+    // by hand (an operator source), never `plan::plan`, which would add
+    // the ticket source for an `io.privy.ticket` annotation.
+    let planned = vec![plan::plan_source(&source, &cfg.limits)];
+    let checked = gather::gather_planned(&cfg, planned, &req)?.checked;
+    let (auditor, keyed) = match crate::pipeline::audit::Auditor::load(&cfg.audit_key) {
         Some(a) => (a, "host audit key"),
-        None => (crate::audit::Auditor::ephemeral(), "a one-off key"),
+        None => (
+            crate::pipeline::audit::Auditor::ephemeral(),
+            "a one-off key",
+        ),
     };
     if a.json {
         let files: Vec<serde_json::Value> = checked
@@ -858,7 +862,7 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
 fn load_all(cfg: &Config) -> Result<()> {
     let host = PluginHost::new(&cfg.cache_dir)?;
     for s in &cfg.sources {
-        let p = crate::plan::plan_source(s, &cfg.limits);
+        let p = crate::pipeline::plan::plan_source(s, &cfg.limits);
         host.load(&p.plugin)
             .with_context(|| format!("source {:?}", s.name))?;
     }

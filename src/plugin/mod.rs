@@ -15,7 +15,7 @@ pub mod scaffold;
 mod wasi_open;
 
 use crate::config::{Grant, Limits};
-use crate::plan::PluginRef;
+use crate::pipeline::plan::PluginRef;
 use crate::secret::Secret;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -92,13 +92,13 @@ pub enum PluginError {
     Grant(String),
 }
 
-pub use crate::check::RawFile;
+pub use crate::pipeline::check::RawFile;
 
 /// The request as plugins see it.
 #[derive(Debug, Clone)]
 pub struct PluginRequest {
     pub container_id: String,
-    pub stage: crate::request::Stage,
+    pub stage: crate::pipeline::request::Stage,
     pub annotations: BTreeMap<String, String>,
     pub image: Option<String>,
     pub names: Vec<String>,
@@ -113,7 +113,7 @@ pub struct PluginRequest {
 impl PluginRequest {
     /// A request with no annotations, names or image, for root: what
     /// `privy plugin run`, benches and tests start from.
-    pub fn bare(container_id: &str, stage: crate::request::Stage) -> Self {
+    pub fn bare(container_id: &str, stage: crate::pipeline::request::Stage) -> Self {
         PluginRequest {
             container_id: container_id.to_owned(),
             stage,
@@ -128,8 +128,8 @@ impl PluginRequest {
     }
 }
 
-impl From<&crate::request::Request> for PluginRequest {
-    fn from(r: &crate::request::Request) -> Self {
+impl From<&crate::pipeline::request::Request> for PluginRequest {
+    fn from(r: &crate::pipeline::request::Request) -> Self {
         PluginRequest {
             container_id: r.container_id.clone(),
             stage: r.stage,
@@ -466,8 +466,8 @@ fn to_wit(r: &PluginRequest) -> wit::Request {
     wit::Request {
         container_id: r.container_id.clone(),
         stage: match r.stage {
-            crate::request::Stage::Run => wit::Stage::Run,
-            crate::request::Stage::Build => wit::Stage::Build,
+            crate::pipeline::request::Stage::Run => wit::Stage::Run,
+            crate::pipeline::request::Stage::Build => wit::Stage::Build,
         },
         annotations: r
             .annotations

@@ -2,10 +2,10 @@
 //! and collect what each returned. A required source's failure fails the
 //! whole fetch (L6); an optional one's is logged and skipped.
 
-use crate::plan::PlannedSource;
+use crate::pipeline::plan::PlannedSource;
 use crate::plugin::{Call, PluginError, PluginHost, PluginRequest};
 
-pub use crate::check::Fetched;
+pub use crate::pipeline::check::Fetched;
 
 /// A required source failed.
 #[derive(Debug, thiserror::Error)]

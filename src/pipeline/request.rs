@@ -120,6 +120,31 @@ impl Request {
         Self::from_oci(state, spec)
     }
 
+    /// A request that no container made: "what would a container with
+    /// these annotations get at this stage" (`privy scan --sources`, `privy
+    /// build`'s needles, `privy plugin run`). Root's user, no image, no
+    /// names, no bundle, root or pid; nothing is derived from the
+    /// annotations (a synthetic request asks for everything).
+    pub fn synthetic(
+        container_id: &str,
+        stage: Stage,
+        annotations: BTreeMap<String, String>,
+    ) -> Request {
+        Request {
+            container_id: container_id.to_owned(),
+            pid: None,
+            bundle: PathBuf::new(),
+            root: PathBuf::new(),
+            stage,
+            annotations,
+            image: None,
+            names: Vec::new(),
+            user: User::default(),
+            uid_mappings: Vec::new(),
+            gid_mappings: Vec::new(),
+        }
+    }
+
     /// The host uid and gid that own the private files, as the container's
     /// id mappings translate its user.
     pub fn host_owner(&self) -> Option<(u32, u32)> {

@@ -4,7 +4,7 @@
 use crate::config::builtin::catalog;
 use crate::config::{glob, Config, Grant, Limits, SourceConfig, When};
 use crate::engines::cri::{self, identify, Identity};
-use crate::request::Request;
+use crate::pipeline::request::Request;
 use std::collections::BTreeMap;
 
 pub use crate::config::{PluginRef, Precedence};
@@ -267,7 +267,7 @@ mod tests {
             annotations,
         };
         let spec: crate::oci::Spec = serde_json::from_str(r#"{"root":{"path":"r"}}"#).unwrap();
-        let req = crate::request::Request::from_oci(state, spec).unwrap();
+        let req = crate::pipeline::request::Request::from_oci(state, spec).unwrap();
         plan(&cfg, &req).into_iter().map(|p| p.name).collect()
     }
 

@@ -1,21 +1,40 @@
-//! The OCI hooks: `createRuntime` runs the whole pipeline
-//! (request → plan → fetch → check → materialize → audit) and fails closed
-//! on any error (L6); `poststop` removes the mountpoint directories that
-//! `createRuntime` had to create, so no empty `run/private` is left in a
-//! rootfs that a build will commit (L3). Poststop never loads wasmtime.
+//! The OCI hooks: `createRuntime` runs the pipeline (request → plan →
+//! gather → materialize → audit) and fails closed on any error (L6);
+//! `poststop` removes the mountpoint directories that `createRuntime` had
+//! to create, so no empty `run/private` is left in a rootfs that a build
+//! will commit (L3). Poststop never loads wasmtime.
+//!
+//! The flow is written once, here; how the planned sources become checked
+//! files is a [`Gatherer`]'s business: the whole pipeline in process
+//! (`pipeline::gather::InProcess`), or a node agent that holds the plugins
+//! warm. [`report`] says where the hook's one error line goes.
 
-use crate::audit::{self, Auditor};
-use crate::check::{self, CheckError};
+pub mod report;
+
+pub use report::report_error;
+
 use crate::config::Config;
-use crate::fetch::{self, FetchError};
-use crate::materialize::{self, MaterializeError, RealOs};
 use crate::oci::{OciError, State};
-use crate::plan;
-use crate::plugin::{PluginError, PluginHost, PluginRequest};
-use crate::request::Request;
+use crate::pipeline::audit::{self, Auditor};
+use crate::pipeline::check::Checked;
+use crate::pipeline::materialize::{self, MaterializeError, RealOs};
+use crate::pipeline::plan::{self, PlannedSource};
+use crate::pipeline::request::Request;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::PathBuf;
+
+/// Turns the sources planned for a request into checked files: the part
+/// of `createRuntime` that needs the plugins.
+pub trait Gatherer {
+    /// The checked files `planned` (never empty) give `req`, or the one
+    /// line that says why not (`source "vault": ...`).
+    fn gather(
+        &mut self,
+        cfg: &Config,
+        req: &Request,
+        planned: Vec<PlannedSource>,
+    ) -> Result<Checked, Box<dyn std::error::Error + Send + Sync>>;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
@@ -35,12 +54,10 @@ pub enum HookError {
         id: u32,
         why: &'static str,
     },
+    /// The sources could not give the files (a required source failed, a
+    /// check refused what one gave).
     #[error(transparent)]
-    Plugin(#[from] PluginError),
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
-    #[error(transparent)]
-    Check(#[from] CheckError),
+    Gather(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Materialize(#[from] MaterializeError),
     #[error("hook state {path}: {error}")]
@@ -48,8 +65,6 @@ pub enum HookError {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("async runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 /// What poststop needs to undo, kept per container in `state_dir`. Never
@@ -73,59 +88,13 @@ fn state_path(cfg: &Config, id: &str) -> PathBuf {
     cfg.state_dir.join(format!("{id}.json"))
 }
 
-/// Print a hook's one-line error where the user will see it. runc shows a
-/// failed hook's stderr; crun sends it to /dev/null (`engines::runtime`). When ours is /dev/null,
-/// the line also goes to the runtime's own stderr (our parent's fd 2), so
-/// `crun run` tells the user why the container did not start.
-pub fn report_error(line: &str) {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    eprintln!("{line}");
-    let devnull =
-        |m: &std::fs::Metadata| m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3);
-    let ours = std::fs::metadata("/proc/self/fd/2");
-    if !ours.as_ref().is_ok_and(devnull) {
-        return;
-    }
-    let ppid = std::os::unix::process::parent_id();
-    // Under podman, crun's own errors go to the file its `--log` names, and
-    // podman shows what that file says: put the cause there too.
-    if let Some((path, json)) = runtime_log(ppid) {
-        let entry = if json {
-            let mut e = serde_json::to_string(&serde_json::json!({"level": "error", "msg": line}))
-                .expect("json");
-            e.push('\n');
-            e
-        } else {
-            format!("{line}\n")
-        };
-        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&path) {
-            let _ = f.write_all(entry.as_bytes());
-        }
-    }
-    let theirs = format!("/proc/{ppid}/fd/2");
-    if std::fs::metadata(&theirs).is_ok_and(|m| !devnull(&m)) {
-        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&theirs) {
-            let _ = writeln!(f, "{line}");
-        }
-    }
-}
-
-/// The runtime's `--log FILE` and whether `--log-format` is json, from its
-/// command line.
-fn runtime_log(ppid: u32) -> Option<(PathBuf, bool)> {
-    let raw = std::fs::read(format!("/proc/{ppid}/cmdline")).ok()?;
-    let args: Vec<&str> = raw
-        .split(|b| *b == 0)
-        .filter_map(|a| std::str::from_utf8(a).ok())
-        .collect();
-    let (log, json) = crate::engines::runtime::log_destination(&args)?;
-    // Only an existing regular file: never create one where the runtime did not.
-    let path = Some(log).filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))?;
-    Some((path, json))
-}
-
-/// The `createRuntime` hook.
-pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> {
+/// The `createRuntime` hook: what `gatherer` gives the container named by
+/// the OCI state on `stdin`, put into it.
+pub fn create_runtime(
+    cfg: &Config,
+    stdin: &[u8],
+    gatherer: &mut dyn Gatherer,
+) -> Result<Outcome, HookError> {
     let started = std::time::Instant::now();
     let state = State::parse(stdin)?;
     if !crate::oci::valid_id(&state.id) {
@@ -137,16 +106,10 @@ pub fn create_runtime(cfg: &Config, stdin: &[u8]) -> Result<Outcome, HookError> 
         tracing::debug!(container = %req.container_id, "no source applies");
         return Ok(Outcome::default());
     }
-    let host = PluginHost::new(&cfg.cache_dir)?;
-    let preq = PluginRequest::from(&req);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(HookError::Runtime)?;
-    let fetched = rt.block_on(fetch::fetch_all(&host, &planned, &preq))?;
-    drop(rt);
+    let checked = gatherer
+        .gather(cfg, &req, planned)
+        .map_err(HookError::Gather)?;
     let fetched_at = started.elapsed();
-    let checked = check::check_named(fetched, &cfg.limits, &req.names)?;
     if checked.files.is_empty() {
         audit::emit_dropped(&req, &checked);
         tracing::info!(target: crate::contract::AUDIT_TARGET, container = %req.container_id, "no private files to inject");

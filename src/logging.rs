@@ -1,0 +1,275 @@
+//! The one writer of privy's log lines: JSON lines to the config's
+//! `log_file` (created 0600: names and fingerprints only, but still root's
+//! business), or text to stderr when it is empty or cannot be opened.
+//!
+//! A process installs one [`Sink`] ([`install`]). The CLI's `tracing`
+//! subscriber writes its lines through it, and so does [`event`], which
+//! writes a structured event itself: the audit event's `injection` is one
+//! nested JSON object, which `tracing`'s formatters can only write as a
+//! string (their nesting needs a build flag for every user). Both write a
+//! whole line with one call under one lock, so lines never interleave.
+//! A process that has installed none (a library caller) writes nothing.
+//!
+//! The JSON line is what `tracing-subscriber`'s JSON formatter writes, key
+//! for key: `{"timestamp":"2026-12-02T04:39:35.804991Z","level":"INFO",
+//! "fields":{"message":...,<fields>},"target":"privy::audit"}`.
+
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where log lines go.
+#[derive(Debug)]
+pub struct Sink {
+    out: Mutex<Out>,
+}
+
+#[derive(Debug)]
+enum Out {
+    /// JSON lines, appended.
+    File(std::fs::File),
+    /// Text, for a person.
+    Stderr,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+impl Sink {
+    /// The log file at `path`, created 0600 (and its directory) if
+    /// missing; `None` when `path` is empty or cannot be opened.
+    pub fn open(path: &Path) -> Option<Sink> {
+        if path.as_os_str().is_empty() {
+            return None;
+        }
+        if let Some(d) = path.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let f = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new().create(true).append(true),
+            0o600,
+        )
+        .open(path)
+        .ok()?;
+        Some(Sink {
+            out: Mutex::new(Out::File(f)),
+        })
+    }
+
+    /// Standard error, as text.
+    pub fn stderr() -> Sink {
+        Sink {
+            out: Mutex::new(Out::Stderr),
+        }
+    }
+
+    /// Whether lines go to a file (as JSON).
+    pub fn is_file(&self) -> bool {
+        matches!(*self.lock(), Out::File(_))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Out> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write `line` (which ends with its newline) whole. A log that cannot
+    /// be written loses the line, nothing else.
+    pub fn write_line(&self, line: &[u8]) {
+        match &mut *self.lock() {
+            Out::File(f) => {
+                let _ = f.write_all(line);
+            }
+            Out::Stderr => {
+                let _ = std::io::stderr().lock().write_all(line);
+            }
+        }
+    }
+
+    /// Write one event: `message` and `fields` (a struct whose fields
+    /// serialize in order) at `level` for `target`.
+    pub fn event<F: Serialize>(&self, level: Level, target: &str, message: &str, fields: &F) {
+        let now = SystemTime::now();
+        let line = if self.is_file() {
+            json_line(now, level, target, message, fields)
+        } else {
+            text_line(now, level, target, message, fields)
+        };
+        self.write_line(line.as_bytes());
+    }
+}
+
+/// Make `sink` this process's; the first one installed stays.
+pub fn install(sink: Sink) -> &'static Sink {
+    let _ = SINK.set(sink);
+    SINK.get().expect("set above")
+}
+
+/// This process's sink, if one was installed.
+pub fn sink() -> Option<&'static Sink> {
+    SINK.get()
+}
+
+/// Write one event through this process's sink, if it has one and
+/// `tracing`'s filter lets `level` for `target` through (the caller asks
+/// it: `tracing::enabled!` needs the target as a constant).
+pub fn event<F: Serialize>(enabled: bool, level: Level, target: &str, message: &str, fields: &F) {
+    if let (true, Some(s)) = (enabled, sink()) {
+        s.event(level, target, message, fields);
+    }
+}
+
+/// A log level, as the lines spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a, F: Serialize> {
+    timestamp: String,
+    level: &'a str,
+    fields: Fields<'a, F>,
+    target: &'a str,
+}
+
+#[derive(Serialize)]
+struct Fields<'a, F: Serialize> {
+    message: &'a str,
+    #[serde(flatten)]
+    rest: &'a F,
+}
+
+fn json_line<F: Serialize>(
+    now: SystemTime,
+    level: Level,
+    target: &str,
+    message: &str,
+    fields: &F,
+) -> String {
+    let mut line = serde_json::to_string(&JsonLine {
+        timestamp: rfc3339_micros(now),
+        level: level.as_str(),
+        fields: Fields {
+            message,
+            rest: fields,
+        },
+        target,
+    })
+    .expect("log fields serialize");
+    line.push('\n');
+    line
+}
+
+/// `TIMESTAMP  LEVEL target: message key=value ...`, as `tracing`'s text
+/// formatter writes it; strings quoted, anything else as compact JSON.
+fn text_line<F: Serialize>(
+    now: SystemTime,
+    level: Level,
+    target: &str,
+    message: &str,
+    fields: &F,
+) -> String {
+    let mut line = format!(
+        "{} {:>5} {target}: {message}",
+        rfc3339_micros(now),
+        level.as_str()
+    );
+    if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(fields) {
+        for (k, v) in map {
+            line.push_str(&format!(" {k}={v}"));
+        }
+    }
+    line.push('\n');
+    line
+}
+
+/// `2026-12-02T04:39:35.804991Z`: UTC, microseconds.
+pub fn rfc3339_micros(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_utc_with_microseconds() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_796_186_375_804_991);
+        assert_eq!(rfc3339_micros(t), "2026-12-02T04:39:35.804991Z");
+        assert_eq!(rfc3339_micros(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&rfc3339_micros(leap)[..10], "2000-02-29");
+    }
+
+    #[derive(Serialize)]
+    struct F<'a> {
+        container: &'a str,
+        injection: serde_json::Value,
+        total_us: u64,
+    }
+
+    #[test]
+    fn a_json_line_nests_objects_and_keeps_the_key_order() {
+        let f = F {
+            container: "c1",
+            injection: serde_json::json!({"count": 1, "files": [{"path": "a"}]}),
+            total_us: 7,
+        };
+        let line = json_line(UNIX_EPOCH, Level::Info, "privy::audit", "injected", &f);
+        assert_eq!(
+            line,
+            "{\"timestamp\":\"1970-01-01T00:00:00.000000Z\",\"level\":\"INFO\",\"fields\":{\"message\":\"injected\",\"container\":\"c1\",\"injection\":{\"count\":1,\"files\":[{\"path\":\"a\"}]},\"total_us\":7},\"target\":\"privy::audit\"}\n"
+        );
+        let text = text_line(UNIX_EPOCH, Level::Info, "privy::audit", "injected", &f);
+        assert!(
+            text.starts_with(
+                "1970-01-01T00:00:00.000000Z  INFO privy::audit: injected container=\"c1\""
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("total_us=7\n"), "{text}");
+    }
+}
