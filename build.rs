@@ -3,10 +3,10 @@
 //! ones in the binary with their SHA-256, and points tests at the fixtures.
 //!
 //! The shipped ones are the crates with a `builtin.toml`: the manifest
-//! that tells the core what the plugin is (`config::builtin`). This script
-//! lists those manifests for the core (`builtins.rs`) and embeds those
-//! crates' wasm (`embedded.rs`), so adding a built-in plugin touches
-//! `plugins/` only.
+//! that tells the core what the plugin is (`config::builtin`, which
+//! `crates/core/build.rs` compiles in). This script embeds those crates'
+//! wasm (`embedded.rs`), so adding a built-in plugin touches `plugins/`
+//! only.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -52,18 +52,6 @@ fn main() {
     let wasm_dir = guest_target.join("wasm32-wasip2").join("release");
 
     let builtins = builtin_manifests(&manifest.join("plugins"));
-    let mut list = String::from(
-        "/// (path, text) of every `plugins/*/builtin.toml`, by folder name.\nconst MANIFESTS: &[(&str, &str)] = &[\n",
-    );
-    for (name, path) in &builtins {
-        list.push_str(&format!(
-            "    (\"plugins/{name}/builtin.toml\", include_str!({:?})),\n",
-            path.display().to_string()
-        ));
-    }
-    list.push_str("];\n");
-    std::fs::write(out.join("builtins.rs"), list).unwrap();
-
     let mut code = String::from("/// Plugins built from `plugins/` and shipped in the binary.\npub static EMBEDDED: &[EmbeddedPlugin] = &[\n");
     for (name, _) in &builtins {
         let stem = name.replace('-', "_");

@@ -2,29 +2,28 @@
 //! sources, on a tmpfs that only the container sees.
 //!
 //! The hook runs one pipeline, one module per stage ([`pipeline`]):
-//! request → plan → fetch → check → materialize → audit.
-//! [`plugin`] is the sandboxed Wasm host the fetch stage uses; [`oci`] holds
-//! the runtime-spec types and hook installation; [`hook`] wires the stages
-//! together for the OCI `createRuntime` and `poststop` hooks; [`engines`]
-//! is everything privy knows about container engines and runtimes.
+//! request → plan → fetch → check → materialize → audit. Everything that
+//! needs no WebAssembly engine, async runtime, TLS or HTTP server is the
+//! `privy-core` crate, re-exported here under the same paths (its layer
+//! map is in its crate docs); this crate adds the layers above it:
+//!
+//! - [`plugin`]: the sandboxed Wasm host the fetch stage uses;
+//! - [`pipeline`]: core's stages plus fetch and `gather` (plan → fetch →
+//!   check, once);
+//! - [`scan`]: the leak scanner, a leaf library;
+//! - [`daemon`]: `privy daemon`'s server (core has its protocol and client);
+//! - [`run`]: `privy run` and `privy upload`; [`build`]: `privy build`;
+//! - [`cli`]: flags and dispatch.
+
+pub use privy_core::{config, contract, engines, hook, logging, oci, secret, shim, shown, sys};
 
 pub mod build;
 pub mod cli;
-pub mod config;
-pub mod contract;
 pub mod daemon;
-pub mod engines;
-pub mod hook;
-pub mod logging;
-pub mod oci;
 pub mod pipeline;
 pub mod plugin;
 pub mod run;
 pub mod scan;
-pub mod secret;
-pub mod shim;
-pub mod shown;
-pub mod sys;
 
 // The stages' old top-level paths, which tests and benches use.
 pub use pipeline::{audit, check, fetch, gather, materialize, plan, request};

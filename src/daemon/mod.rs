@@ -31,12 +31,12 @@
 //! a claimant's own rights), [`proto`] (the types both ends agree on),
 //! [`client`] (the blocking client every other part of privy uses).
 
+pub use privy_core::daemon::{client, proto};
+
 pub mod admission;
 pub mod api;
-pub mod client;
 pub mod http;
 pub mod listen;
-pub mod proto;
 pub mod rights;
 pub mod store;
 

@@ -10,14 +10,13 @@
 //!   -> audit        one event: container, names, sizes, keyed fingerprints; never a value
 //! ```
 //!
-//! A stage may use the types of an earlier one, never a later one's.
+//! A stage may use the types of an earlier one, never a later one's. The
+//! stages that need no plugin host live in `privy-core` and are re-exported
+//! here; fetch and gather, which run the plugins, are this crate's.
 //! `plan -> fetch -> check` is written once, in [`gather`]: everything that
 //! needs "what would this request get" calls it.
 
-pub mod audit;
-pub mod check;
+pub use privy_core::pipeline::{audit, check, materialize, plan, request};
+
 pub mod fetch;
 pub mod gather;
-pub mod materialize;
-pub mod plan;
-pub mod request;

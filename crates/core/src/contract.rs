@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn the_upload_guest_reads_the_same_ticket_annotation() {
-        let guest = include_str!("../plugins/upload/src/lib.rs");
+        let guest = include_str!("../../../plugins/upload/src/lib.rs");
         assert!(
             guest.contains(&format!("{ANNOTATION_TICKET:?}")),
             "plugins/upload reads another annotation"
