@@ -8,10 +8,14 @@
 //! Components are compiled once per (engine settings, wasm digest) and kept
 //! in a root-owned cache, so the hook never compiles on a container start.
 
+mod bindings;
 mod cache;
-mod host;
+mod embedded;
+mod imports;
+mod limits;
 pub mod net;
 pub mod scaffold;
+mod tickets;
 mod wasi_open;
 
 use crate::config::{Grant, Limits};
@@ -23,44 +27,15 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
-pub use cache::ComponentCache;
-use host::HostState;
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        world: "source-plugin",
-        path: "wit",
-        exports: { default: async },
-        imports: { "privy:source/http.send": async },
-    });
-}
-
 use bindings::privy::source::types as wit;
+pub use cache::ComponentCache;
+pub use embedded::{embedded, embedded_names, EmbeddedPlugin};
+use imports::HostState;
+use limits::{classify, one_line, TICK};
+pub use limits::{pooled_wasm_config, wasm_config};
 
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.0";
-
-/// Length of one epoch tick; CPU limits are counted in these.
-const TICK: Duration = Duration::from_millis(10);
-
-/// A plugin shipped inside the binary.
-pub struct EmbeddedPlugin {
-    pub name: &'static str,
-    pub wasm: &'static [u8],
-    pub sha256: &'static str,
-}
-
-include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
-
-/// The embedded plugin called `name`.
-pub fn embedded(name: &str) -> Option<&'static EmbeddedPlugin> {
-    EMBEDDED.iter().find(|p| p.name == name)
-}
-
-/// Names of all embedded plugins.
-pub fn embedded_names() -> Vec<&'static str> {
-    EMBEDDED.iter().map(|p| p.name).collect()
-}
 
 /// Directory holding the guest components built from `plugins/` (fixtures included).
 pub const GUEST_DIR: &str = env!("PRIVY_GUEST_DIR");
@@ -191,43 +166,12 @@ pub struct PluginHost {
     ticker: OnceLock<()>,
 }
 
-/// The engine configuration; part of the cache key through wasmtime's
-/// compatibility hash, so changing it invalidates cached code.
-pub fn engine_config() -> Config {
-    let mut c = Config::new();
-    c.epoch_interruption(true);
-    c.wasm_component_model(true);
-    c.max_wasm_stack(512 << 10);
-    c.async_stack_size(1 << 20);
-    c.memory_reservation(1 << 30);
-    c.memory_guard_size(64 << 10);
-    c
-}
-
-/// The engine configuration for a long-lived host: the same settings, plus
-/// a pooling allocator with `slots` instance slots, so each call reuses
-/// reserved memory and stacks instead of mapping them afresh. `memory` is
-/// the largest linear memory a plugin may have (`limits.plugin_memory_bytes`).
-pub fn pooled_engine_config(slots: u32, memory: u64) -> Config {
-    let mut pool = wasmtime::PoolingAllocationConfig::default();
-    pool.total_component_instances(slots)
-        .total_core_instances(slots * 8)
-        .total_memories(slots * 2)
-        .total_tables(slots * 8)
-        .total_stacks(slots)
-        .max_memories_per_component(2)
-        .max_memory_size(memory as usize);
-    let mut c = engine_config();
-    c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-    c
-}
-
 impl PluginHost {
     /// A host whose compiled components live in `cache_dir`. Memory is
     /// mapped per call: the cheapest start for a process that makes one
     /// call per source, as the hook does.
     pub fn new(cache_dir: &std::path::Path) -> Result<Self, PluginError> {
-        Self::with_config(cache_dir, &engine_config())
+        Self::with_config(cache_dir, &wasm_config())
     }
 
     /// A host for a process that makes many calls (the daemon, benches):
@@ -239,7 +183,7 @@ impl PluginHost {
     ) -> Result<Self, PluginError> {
         Self::with_config(
             cache_dir,
-            &pooled_engine_config(slots, limits.plugin_memory_bytes),
+            &pooled_wasm_config(slots, limits.plugin_memory_bytes),
         )
     }
 
@@ -332,31 +276,15 @@ impl PluginHost {
         Ok(Plugin { pre, imports })
     }
 
-    fn start_ticker(&self) {
-        self.ticker.get_or_init(|| {
-            let engine = self.engine.weak();
-            std::thread::Builder::new()
-                .name("privy-epoch".into())
-                .spawn(move || loop {
-                    std::thread::sleep(TICK);
-                    match engine.upgrade() {
-                        Some(e) => e.increment_epoch(),
-                        None => return,
-                    }
-                })
-                .expect("spawn epoch ticker");
-        });
-    }
-
     /// Run one `fetch` in a fresh store under `call.limits`.
     pub async fn fetch(
         &self,
         plugin: &Plugin,
         call: Call<'_>,
     ) -> Result<Vec<RawFile>, PluginError> {
-        self.start_ticker();
+        limits::start_ticker(&self.engine, &self.ticker);
         let limits = call.limits;
-        let link = call.daemon.map(|socket| host::DaemonLink {
+        let link = call.daemon.map(|socket| imports::DaemonLink {
             socket: socket.to_owned(),
             container_id: call.request.container_id.clone(),
             bundle: call.request.bundle.clone().unwrap_or_default(),
@@ -385,7 +313,7 @@ impl PluginHost {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let req = to_wit(call.request);
+        let req = bindings::to_wit(call.request);
         let run = async {
             let inst = plugin
                 .pre
@@ -460,77 +388,4 @@ pub fn read_pinned(path: &std::path::Path, sha256: &str) -> Result<Vec<u8>, Plug
         });
     }
     Ok(bytes)
-}
-
-fn to_wit(r: &PluginRequest) -> wit::Request {
-    wit::Request {
-        container_id: r.container_id.clone(),
-        stage: match r.stage {
-            crate::pipeline::request::Stage::Run => wit::Stage::Run,
-            crate::pipeline::request::Stage::Build => wit::Stage::Build,
-        },
-        annotations: r
-            .annotations
-            .iter()
-            .map(|(k, v)| wit::Annotation {
-                key: k.clone(),
-                value: v.clone(),
-            })
-            .collect(),
-        image: r.image.clone(),
-        names: r.names.clone(),
-        user: wit::User {
-            uid: r.uid,
-            gid: r.gid,
-            additional_gids: r.additional_gids.clone(),
-        },
-    }
-}
-
-/// Turn a wasmtime error into the limit it hit, or a one-line trap.
-fn classify(e: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> PluginError {
-    let st = store.data();
-    if st.timed_out {
-        return PluginError::Timeout(limits.plugin_timeout_ms);
-    }
-    if st.cpu_exceeded {
-        return PluginError::Cpu(limits.plugin_cpu_ms);
-    }
-    let text = format!("{e:#}");
-    if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
-        return PluginError::Memory(limits.plugin_memory_bytes >> 20);
-    }
-    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-        let what = match trap {
-            wasmtime::Trap::StackOverflow => "stack overflow (runaway recursion)".to_string(),
-            wasmtime::Trap::UnreachableCodeReached => "wasm `unreachable` executed (the plugin panicked or aborted)".into(),
-            wasmtime::Trap::MemoryOutOfBounds => {
-                "out-of-bounds memory access (its stack ran out, as deep recursion does, or a plugin bug)".into()
-            }
-            wasmtime::Trap::Interrupt => return PluginError::Cpu(limits.plugin_cpu_ms),
-            other => other.to_string(),
-        };
-        return PluginError::Trap(what);
-    }
-    PluginError::Trap(one_line(e))
-}
-
-/// An error chain as one whole line, its parts joined with `: `. Parts
-/// that span lines (wasmparser pretty-prints the bytes it expected and
-/// found, `expected=[\n    0x0,\n ...]`) are folded onto one line, not
-/// cut at their first newline.
-fn one_line(e: &wasmtime::Error) -> String {
-    let s: Vec<String> = e.chain().map(|c| fold_lines(&c.to_string())).collect();
-    crate::shown::one_line(&s.join(": "), 400)
-}
-
-/// `s` with every run of whitespace (newlines included) made one space, and
-/// the padding of a pretty-printed list dropped: `[ 0x0, 0x61, ]` becomes
-/// `[0x0, 0x61]`.
-fn fold_lines(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace("[ ", "[")
-        .replace(", ]", "]")
 }

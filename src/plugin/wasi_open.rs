@@ -25,7 +25,7 @@
 //! before the OS sees it, exactly as wasmtime-wasi refuses it for a
 //! read-only preopen.
 
-use super::host::HostState;
+use super::imports::HostState;
 use crate::sys::fs::{fstat_mode, Kind};
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::{Descriptor, Dir, File};

@@ -1,10 +1,9 @@
 //! The per-call store state and the `privy:source/host` imports: logging
 //! (capped), the source's config values, and the grant-checked `file-mode`
-//! and `read-file`; plus `privy:source/http`, which [`super::net`] does.
+//! and `read-file`. The other imports: `privy:source/tickets` is
+//! [`super::tickets`], `privy:source/http` is [`super::net`].
 
 use super::bindings::privy::source::host::{self as wit_host, Level};
-use super::bindings::privy::source::http as wit_http;
-use super::bindings::privy::source::tickets as wit_tickets;
 use super::bindings::privy::source::types as wit_types;
 use super::PluginError;
 use crate::config::{Grant, Limits};
@@ -35,11 +34,11 @@ pub struct HostState {
     grant_fds: Vec<Option<std::os::fd::OwnedFd>>,
     log_lines: u32,
     /// The network grant and budget of this call.
-    net: super::net::Net,
+    pub(super) net: super::net::Net,
     pub ticks: u64,
     pub cpu_exceeded: bool,
     /// Set only for a source granted `daemon = true`.
-    daemon: Option<DaemonLink>,
+    pub(super) daemon: Option<DaemonLink>,
     /// The call's wall clock (`limits.plugin_timeout_ms`) ends here; host
     /// calls that wait get only what is left of it.
     pub deadline: Instant,
@@ -119,7 +118,7 @@ impl HostState {
 
     /// What is left of the call's wall clock (at least 1 ms: a socket
     /// timeout of zero means none).
-    fn remaining(&self) -> Duration {
+    pub(super) fn remaining(&self) -> Duration {
         self.deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1))
@@ -230,82 +229,5 @@ impl wit_host::Host for HostState {
 
     fn read_file(&mut self, path: String) -> Result<Vec<u8>, String> {
         self.grant_read(&path)
-    }
-}
-
-impl wit_tickets::Host for HostState {
-    fn claim(
-        &mut self,
-        ticket: String,
-    ) -> Result<Vec<wit_types::PrivateFile>, wit_types::SourceError> {
-        use crate::daemon::client::{Client, ClientError};
-        use wit_types::SourceError as E;
-        let Some(link) = &self.daemon else {
-            return Err(E::Denied(
-                "this source's grant does not include `daemon = true`".into(),
-            ));
-        };
-        // The wall clock holds for host calls too, and the daemon gets half
-        // of what is left of it: the claim blocks this thread, and with it
-        // every source fetched alongside; a daemon that does not answer
-        // must be named as such (`did not answer within N s`) while the
-        // other sources still have time to finish, rather than surface as
-        // another source's wall-clock timeout.
-        let client = Client::new(
-            &link.socket,
-            (self.remaining() / 2).max(Duration::from_millis(1)),
-        );
-        match client.claim(&ticket, &link.container_id, &link.bundle) {
-            Ok(files) => Ok(files
-                .into_iter()
-                .map(|f| wit_types::PrivateFile {
-                    path: f.path,
-                    // Moved into the guest's memory; the host copy zeroizes on drop.
-                    data: f.data.expose().to_vec(),
-                    mode: Some(f.mode),
-                })
-                .collect()),
-            Err(e @ ClientError::NotRunning(_)) => Err(E::Unavailable(e.to_string())),
-            Err(ClientError::Api { status, message }) => Err(match status {
-                403 => E::Denied(message),
-                404 | 410 => E::NotFound(message),
-                400 => E::Denied(message),
-                _ => E::Other(message),
-            }),
-            Err(e) => Err(E::Unavailable(e.to_string())),
-        }
-    }
-}
-
-impl wit_http::Host for HostState {
-    async fn send(
-        &mut self,
-        req: wit_http::HttpRequest,
-    ) -> Result<wit_http::HttpResponse, wit_http::HttpError> {
-        use super::net::{NetError, NetRequest};
-        let req = NetRequest {
-            method: req.method,
-            url: req.url,
-            headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-            body: req.body,
-            ca_file: req.ca_file,
-        };
-        match self.net.send(req).await {
-            Ok(r) => Ok(wit_http::HttpResponse {
-                status: r.status,
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(name, value)| wit_http::Header { name, value })
-                    .collect(),
-                body: r.body,
-            }),
-            Err(e) => Err(match e {
-                NetError::Invalid(m) => wit_http::HttpError::InvalidRequest(m),
-                NetError::Denied(m) => wit_http::HttpError::Denied(m),
-                NetError::Unavailable(m) => wit_http::HttpError::Unavailable(m),
-                NetError::BadResponse(m) => wit_http::HttpError::BadResponse(m),
-            }),
-        }
     }
 }

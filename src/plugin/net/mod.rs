@@ -11,46 +11,29 @@
 //! response size are bounded by the source's limits. Logs name the method,
 //! address, status and sizes; never a header value or a body.
 //!
-//! The exchanges run on one small runtime owned by this module (created on
-//! first use), so the caller's runtime needs no I/O driver, and dropping the
-//! plugin call (its wall-clock timeout) aborts the exchange.
+//! The exchanges run on one small runtime owned by [`exchange`] (created
+//! on first use), so the caller's runtime needs no I/O driver, and dropping
+//! the plugin call (its wall-clock timeout) aborts the exchange. The rules
+//! (what the grant allows, which addresses, methods and headers) are
+//! [`policy`]'s; the grammar of a grant and a URL is `config::grant`'s.
+
+pub mod exchange;
+pub mod policy;
+
+use super::bindings::privy::source::http as wit_http;
 
 use crate::config::grant::{redact_query, HostPort, HttpUrl};
 use crate::config::{Grant, Limits};
-use http_body_util::BodyExt;
+use exchange::{runtime, AbortOnDrop, Exchange};
 use hyper::body::Bytes;
+use policy::{check_cleartext, check_headers, connectable, parse_method, MAX_REQUESTS};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::config::grant::{parse_grant_host, parse_host, parse_port, HostName};
-
-/// Requests one plugin call may make.
-pub const MAX_REQUESTS: u32 = 32;
-/// Headers one request may carry, and their total size in bytes.
-const MAX_HEADERS: usize = 64;
-const MAX_HEADER_BYTES: usize = 64 << 10;
-/// Largest CA file read.
-const MAX_CA_BYTES: u64 = 1 << 20;
-/// CA bundles tried, in order, when a request names no `ca-file`.
-const SYSTEM_CA_FILES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-];
-/// Headers the host sets itself; a plugin may not.
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-connection",
-];
 
 /// One request as the plugin asked for it.
 #[derive(Clone)]
@@ -111,30 +94,6 @@ pub fn parse_url(url: &str) -> Result<HttpUrl, NetError> {
     crate::config::grant::parse_url(url).map_err(|e| NetError::Invalid(e.to_string()))
 }
 
-/// Whether `ip` may be connected to at all, whatever the grant says. An
-/// unspecified address (which Linux treats as "this host"), multicast and
-/// broadcast are never the server a grant means.
-pub fn connectable(ip: IpAddr) -> bool {
-    let ip = ip.to_canonical();
-    !(ip.is_unspecified() || ip.is_multicast() || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()))
-}
-
-/// Plain `http://` only to loopback: a token never crosses a network in
-/// clear. Checked on the addresses actually connected to.
-pub fn check_cleartext(t: &HttpUrl, addrs: &[SocketAddr]) -> Result<(), NetError> {
-    if t.tls {
-        return Ok(());
-    }
-    match addrs.iter().find(|a| !a.ip().to_canonical().is_loopback()) {
-        Some(a) => Err(NetError::Denied(format!(
-            "{}: plain http only to loopback, and {} is not; use https",
-            t.address(),
-            a.ip()
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// The network side of one plugin call: its grant, its budget, and the
 /// names it has resolved so far.
 pub struct Net {
@@ -174,7 +133,7 @@ impl Net {
 
     /// Whether the grant names exactly this host and port.
     fn granted(&self, t: &HttpUrl) -> bool {
-        self.hosts.iter().any(|h| h.grants(t))
+        policy::granted(&self.hosts, t)
     }
 
     /// Make one exchange, checked against the grant at every step.
@@ -189,15 +148,7 @@ impl Net {
         let address = target.address();
         let method = parse_method(&req.method)?;
         if !self.granted(&target) {
-            let granted = if self.hosts.is_empty() {
-                "none".to_string()
-            } else {
-                self.hosts
-                    .iter()
-                    .map(|h| format!("{}:{}", h.host(), h.port()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let granted = policy::describe(&self.hosts);
             return Err(NetError::Denied(format!(
                 "{address} is not in grant.hosts (granted: {granted})"
             )));
@@ -334,15 +285,15 @@ impl Net {
         }
         let (path, pem) = match ca_file {
             Some(p) => {
-                if !self.grant_files.iter().any(|f| f.as_os_str() == p) {
+                if !policy::ca_file_granted(&self.grant_files, p) {
                     return Err(NetError::Denied(format!(
                         "{address}: CA file {p} is not in grant.files"
                     )));
                 }
-                (p.to_owned(), read_capped(p, address)?)
+                (p.to_owned(), exchange::read_capped(p, address)?)
             }
             None => {
-                let p = SYSTEM_CA_FILES
+                let p = exchange::SYSTEM_CA_FILES
                     .iter()
                     .find(|p| std::path::Path::new(p).is_file())
                     .ok_or_else(|| {
@@ -350,259 +301,46 @@ impl Net {
                             "{address}: no ca-file given and no system CA bundle found"
                         ))
                     })?;
-                (p.to_string(), read_capped(p, address)?)
+                (p.to_string(), exchange::read_capped(p, address)?)
             }
         };
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| {
-                NetError::Invalid(format!("{address}: CA file {path}: not PEM: {e}"))
-            })?;
-            roots.add(cert).map_err(|e| {
-                NetError::Invalid(format!("{address}: CA file {path}: bad certificate: {e}"))
-            })?;
-        }
-        if roots.is_empty() {
-            return Err(NetError::Invalid(format!(
-                "{address}: CA file {path} holds no certificate"
-            )));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| NetError::Unavailable(format!("{address}: TLS setup: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let cfg = Arc::new(cfg);
+        let cfg = exchange::tls_client(&pem, &path, address)?;
         self.tls = Some((ca_file.map(str::to_owned), cfg.clone()));
         Ok(cfg)
     }
 }
 
-/// A CA file, read as every file privy reads for a source: without
-/// blocking, regular files only (a FIFO here hung the call, B4), capped.
-fn read_capped(path: &str, address: &str) -> Result<Vec<u8>, NetError> {
-    use crate::sys::fs::ReadError;
-    crate::sys::fs::read_regular(std::path::Path::new(path), MAX_CA_BYTES).map_err(|e| match e {
-        ReadError::Io(e) => NetError::Unavailable(format!("{address}: CA file {path}: {e}")),
-        e => NetError::Invalid(format!("{address}: CA file {path} {e}")),
-    })
-}
-
-/// An HTTP method token of 1-16 uppercase letters; never `CONNECT`.
-fn parse_method(m: &str) -> Result<hyper::Method, NetError> {
-    if m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(NetError::Invalid(format!(
-            "method {:?} is not 1-16 uppercase letters",
-            crate::shown::one_line(m, 20)
-        )));
-    }
-    if m == "CONNECT" {
-        return Err(NetError::Invalid("method CONNECT is not allowed".into()));
-    }
-    hyper::Method::from_bytes(m.as_bytes())
-        .map_err(|_| NetError::Invalid(format!("method {m:?} is not valid")))
-}
-
-/// The plugin's headers, checked: valid, not reserved, bounded. Errors name
-/// the header, never its value.
-fn check_headers(
-    h: &[(String, String)],
-) -> Result<Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>, NetError> {
-    if h.len() > MAX_HEADERS {
-        return Err(NetError::Invalid(format!(
-            "more than {MAX_HEADERS} headers"
-        )));
-    }
-    let total: usize = h.iter().map(|(n, v)| n.len() + v.len()).sum();
-    if total > MAX_HEADER_BYTES {
-        return Err(NetError::Invalid(format!(
-            "headers larger than {MAX_HEADER_BYTES} bytes"
-        )));
-    }
-    h.iter()
-        .map(|(n, v)| {
-            let shown = crate::shown::one_line(n, 64);
-            let name = hyper::header::HeaderName::from_bytes(n.as_bytes())
-                .map_err(|_| NetError::Invalid(format!("header name {shown:?} is not valid")))?;
-            if RESERVED_HEADERS.contains(&name.as_str()) {
-                return Err(NetError::Invalid(format!(
-                    "header {shown} is set by the host"
-                )));
-            }
-            let mut value = hyper::header::HeaderValue::from_str(v)
-                .map_err(|_| NetError::Invalid(format!("header {shown}: value is not valid")))?;
-            value.set_sensitive(true);
-            Ok((name, value))
-        })
-        .collect()
-}
-
-/// One exchange, run on the network runtime.
-struct Exchange {
-    addrs: Vec<SocketAddr>,
-    target: HttpUrl,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    connect_timeout: Duration,
-    deadline: Instant,
-    budget_ms: u64,
-    max_body: u64,
-}
-
-type Body = http_body_util::Full<Bytes>;
-
-impl Exchange {
-    async fn run(self, request: hyper::Request<Body>) -> Result<NetResponse, NetError> {
-        let address = self.target.address();
-        let deadline = tokio::time::Instant::from_std(self.deadline);
-        let budget_ms = self.budget_ms;
-        match tokio::time::timeout_at(deadline, self.connect_and_send(request)).await {
-            Ok(r) => r,
-            Err(_) => Err(NetError::Unavailable(format!(
-                "{address}: no complete response within the call's network budget of {budget_ms} ms"
-            ))),
-        }
-    }
-
-    async fn connect_and_send(
-        self,
-        request: hyper::Request<Body>,
-    ) -> Result<NetResponse, NetError> {
-        let address = self.target.address();
-        // Name the address only where it differs from the URL's.
-        let to = |a: &SocketAddr| match &self.target.host {
-            HostName::Ip(_) => String::new(),
-            HostName::Name(_) => format!(" to {a}"),
+/// The `privy:source/http` import, for the store state of one call.
+impl wit_http::Host for super::imports::HostState {
+    async fn send(
+        &mut self,
+        req: wit_http::HttpRequest,
+    ) -> Result<wit_http::HttpResponse, wit_http::HttpError> {
+        let req = NetRequest {
+            method: req.method,
+            url: req.url,
+            headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: req.body,
+            ca_file: req.ca_file,
         };
-        let mut last = String::new();
-        let mut stream = None;
-        for a in &self.addrs {
-            match tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(a))
-                .await
-            {
-                Ok(Ok(s)) => {
-                    stream = Some(s);
-                    break;
-                }
-                Ok(Err(e)) => last = format!("connect{}: {e}", to(a)),
-                Err(_) => {
-                    last = format!(
-                        "connect{}: no answer within {} ms",
-                        to(a),
-                        self.connect_timeout.as_millis()
-                    )
-                }
-            }
-        }
-        let Some(stream) = stream else {
-            return Err(NetError::Unavailable(format!("{address}: {last}")));
-        };
-        let _ = stream.set_nodelay(true);
-        match &self.tls {
-            None => http1(stream, request, &address, self.max_body).await,
-            Some(cfg) => {
-                let name = match &self.target.host {
-                    HostName::Ip(ip) => rustls_pki_types::ServerName::IpAddress((*ip).into()),
-                    HostName::Name(n) => rustls_pki_types::ServerName::try_from(n.clone())
-                        .map_err(|_| NetError::Invalid(format!("{address}: not a TLS name")))?,
-                };
-                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
-                    .connect(name, stream)
-                    .await
-                    .map_err(|e| NetError::Unavailable(format!("{address}: TLS: {e}")))?;
-                http1(tls, request, &address, self.max_body).await
-            }
+        match self.net.send(req).await {
+            Ok(r) => Ok(wit_http::HttpResponse {
+                status: r.status,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| wit_http::Header { name, value })
+                    .collect(),
+                body: r.body,
+            }),
+            Err(e) => Err(match e {
+                NetError::Invalid(m) => wit_http::HttpError::InvalidRequest(m),
+                NetError::Denied(m) => wit_http::HttpError::Denied(m),
+                NetError::Unavailable(m) => wit_http::HttpError::Unavailable(m),
+                NetError::BadResponse(m) => wit_http::HttpError::BadResponse(m),
+            }),
         }
     }
-}
-
-/// One HTTP/1.1 request and its whole response over `io`.
-async fn http1<IO>(
-    io: IO,
-    request: hyper::Request<Body>,
-    address: &str,
-    max_body: u64,
-) -> Result<NetResponse, NetError>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let io = hyper_util::rt::TokioIo::new(io);
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(256 << 10)
-        .handshake::<_, Body>(io)
-        .await
-        .map_err(|e| hyper_error(address, &e))?;
-    let _conn = AbortOnDrop(tokio::spawn(conn));
-    let resp = sender
-        .send_request(request)
-        .await
-        .map_err(|e| hyper_error(address, &e))?;
-    let (parts, body) = resp.into_parts();
-    let body = http_body_util::Limited::new(body, max_body as usize)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                NetError::BadResponse(format!(
-                    "{address}: response body larger than {max_body} bytes"
-                ))
-            } else if let Some(h) = e.downcast_ref::<hyper::Error>() {
-                hyper_error(address, h)
-            } else {
-                NetError::BadResponse(format!("{address}: response body: {e}"))
-            }
-        })?
-        .to_bytes();
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    Ok(NetResponse {
-        status: parts.status.as_u16(),
-        headers,
-        body: Vec::from(body),
-    })
-}
-
-fn hyper_error(address: &str, e: &hyper::Error) -> NetError {
-    let text = std::error::Error::source(e)
-        .map(|s| format!("{e}: {s}"))
-        .unwrap_or_else(|| e.to_string());
-    let text = crate::shown::one_line(&text, 200);
-    if e.is_parse() || e.is_parse_status() {
-        NetError::BadResponse(format!("{address}: not valid HTTP: {text}"))
-    } else {
-        NetError::Unavailable(format!("{address}: {text}"))
-    }
-}
-
-/// Aborts its task when dropped: a cancelled plugin call stops its I/O.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// The runtime the network work runs on: one worker thread, created on
-/// first use, with its own I/O driver and timers.
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .max_blocking_threads(4)
-            .thread_name("privy-net")
-            .enable_all()
-            .build()
-            .expect("cannot start the network runtime")
-    })
 }
 
 #[cfg(test)]
@@ -658,26 +396,6 @@ mod tests {
         ] {
             assert!(matches!(parse_url(bad), Err(NetError::Invalid(_))), "{bad}");
         }
-    }
-
-    #[test]
-    fn b4_a_fifo_as_the_ca_file_is_refused_at_once() {
-        let d = tempfile::tempdir().unwrap();
-        let fifo = d.path().join("ca.pem");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid C string; mkfifo reads nothing else.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let path = fifo.display().to_string();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || tx.send(read_capped(&path, "h:443")));
-        let got = rx.recv_timeout(Duration::from_secs(5));
-        if got.is_err() {
-            // Release the reader still waiting on it, then fail.
-            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
-            panic!("reading a FIFO as the CA file blocked");
-        }
-        let e = got.unwrap().unwrap_err().to_string();
-        assert!(e.contains("is a FIFO, not a regular file"), "{e}");
     }
 
     #[test]
@@ -738,53 +456,6 @@ mod tests {
         );
         assert!(!ok("https://vault.example.evil:443/"));
         assert!(!ok("http://[::ffff:127.0.0.1]:8200/"));
-    }
-
-    #[test]
-    fn plain_http_goes_only_to_loopback_addresses() {
-        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
-        let http = parse_url("http://vault.example:8200/").unwrap();
-        let https = parse_url("https://vault.example:8200/").unwrap();
-        assert!(check_cleartext(&http, &[a("127.0.0.1:8200"), a("[::1]:8200")]).is_ok());
-        assert!(check_cleartext(&http, &[a("[::ffff:127.0.0.1]:8200")]).is_ok());
-        let e = check_cleartext(&http, &[a("127.0.0.1:8200"), a("192.0.2.7:8200")]).unwrap_err();
-        assert!(
-            matches!(&e, NetError::Denied(m) if m.contains("192.0.2.7")),
-            "{e}"
-        );
-        assert!(check_cleartext(&https, &[a("192.0.2.7:8200")]).is_ok());
-    }
-
-    #[test]
-    fn unconnectable_addresses_are_never_used() {
-        for a in [
-            "0.0.0.0",
-            "::",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::ffff:0.0.0.0",
-        ] {
-            assert!(!connectable(a.parse().unwrap()), "{a}");
-        }
-        assert!(connectable("127.0.0.1".parse().unwrap()));
-    }
-
-    #[test]
-    fn reserved_and_malformed_headers_are_refused_without_their_value() {
-        let h = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
-        assert!(check_headers(&h("x-vault-token", "abc")).is_ok());
-        for (n, v) in [
-            ("Host", "evil"),
-            ("content-length", "1"),
-            ("bad name", "x"),
-            ("x-a", "sec\nret"),
-        ] {
-            let e = check_headers(&h(n, v)).unwrap_err().to_string();
-            assert!(!e.contains("evil") && !e.contains("sec"), "{e}");
-        }
-        assert!(parse_method("get").is_err());
-        assert!(parse_method("CONNECT").is_err());
-        assert!(parse_method("LIST").is_ok());
     }
 
     #[test]
