@@ -47,12 +47,6 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// A process exit status a command asks for; everything worth saying has
-/// been printed already. `main` exits with it.
-#[derive(Debug, thiserror::Error)]
-#[error("exit status {0}")]
-pub struct Exit(pub i32);
-
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("uploading the --private files to the privy daemon: {0}")]

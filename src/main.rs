@@ -1,38 +1,65 @@
-//! `privy`: flags in, one-line errors out. Exit status 1 on failure (2 for
-//! `privy scan`, whose 1 means a leak).
+//! `privy`: flags in, one-line errors out, and every exit code from one
+//! table:
+//!
+//! | command        | 0                  | 1                        | 2                                 | other |
+//! |----------------|--------------------|--------------------------|-----------------------------------|-------|
+//! | any            | success            | error: one `privy: ...` line on stderr | usage error (clap)  |       |
+//! | `scan`         | clean              | a leak was found         | error, or part of the target unread |     |
+//! | `build`        | built and clean    | a leak was found         | privy could not check the image   | the engine's status when it fails |
+//! | `run`          | the command's status; 128+N, or the same signal re-raised, when it was killed |||  |
+//! | `hook`         | the container may start | it must not         |                                   |       |
+//!
+//! `--help` and `--version` exit 0. A reader that closed standard output
+//! early (`privy ... | head -1`) is no error: exit 0 and say nothing (B15).
 
-use clap::Parser;
+use privy::cli::{self, Outcome, StdoutClosed};
+use std::process::ExitCode;
 
-fn main() {
+fn main() -> ExitCode {
     // Linked as `privy-shim` (containerd's `--runc-binary` takes no
     // arguments), the binary is the runtime wrapper.
     let args = privy::engines::ctr::shim_argv(std::env::args_os());
-    let cli = privy::cli::Cli::parse_from(args);
-    let is_hook = matches!(cli.command, privy::cli::Command::Hook { .. });
-    // `privy scan` documents 2 for errors (1 means a leak was found).
-    let code = if matches!(cli.command, privy::cli::Command::Scan(_)) {
-        2
-    } else {
-        1
+    let cli = match <cli::Cli as clap::Parser>::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version on stdout, usage errors on stderr.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
     };
-    if let Err(e) = privy::cli::run(cli) {
-        // A command that chose its exit status has printed what it had to say.
-        if let Some(privy::build::Exit(code)) = e.downcast_ref() {
-            std::process::exit(*code);
+    let failure = cli::failure_status(&cli.command);
+    let is_hook = cli.command.is_hook();
+    match cli::dispatch(cli) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Status(code)) => ExitCode::from(code),
+        Ok(Outcome::Child(status)) => like(status),
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
+        Err(e) => {
+            let line = format!("privy: {}", format!("{e:#}").replace('\n', " "));
+            if is_hook {
+                privy::hook::report_error(&line);
+            } else {
+                // Never `eprintln!`: it panics when stderr is a closed pipe.
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+            ExitCode::from(failure)
         }
-        // The reader of our output went away (`... | head -1`): it had what
-        // it wanted; that is no error, and says nothing more (B15).
-        if e.is::<privy::cli::StdoutClosed>() {
-            std::process::exit(0);
-        }
-        let line = format!("privy: {}", format!("{e:#}").replace('\n', " "));
-        if is_hook {
-            privy::hook::report_error(&line);
-        } else {
-            // Never `eprintln!`: it panics when stderr is a closed pipe.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr().lock(), "{line}");
-        }
-        std::process::exit(code);
     }
+}
+
+/// Leave as a child did: its exit code, or killed by the same signal (so a
+/// shell sees the same status), or 128+N when that signal does not end us.
+fn like(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = status.signal() {
+        privy::sys::process::die_like(sig);
+        return ExitCode::from(u8::try_from(128 + sig).unwrap_or(u8::MAX));
+    }
+    ExitCode::from(
+        status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(1),
+    )
 }

@@ -422,16 +422,6 @@ pub fn run_child(
     })
 }
 
-/// Leave with the child's status: its exit code, or its signal re-raised.
-pub fn exit_like(st: std::process::ExitStatus) -> ! {
-    use std::os::unix::process::ExitStatusExt;
-    if let Some(sig) = st.signal() {
-        crate::sys::process::die_like(sig);
-        std::process::exit(128 + sig);
-    }
-    std::process::exit(st.code().unwrap_or(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -355,6 +355,47 @@ impl PluginHost {
     }
 }
 
+/// A configured source whose plugin cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PrecompileError {
+    /// The plugin host could not be made.
+    #[error(transparent)]
+    Host(#[from] PluginError),
+    #[error("source {name:?}: {error}")]
+    Source { name: String, error: PluginError },
+}
+
+/// Load every plugin `cfg` may run (its sources, and the built-in that
+/// serves tickets, which runs for any container with one): digest, pinning,
+/// world and version are checked, and compiled code lands in the cache, so
+/// the first container start does not pay for Cranelift (`privy install`,
+/// `privy config check`).
+pub fn precompile(cfg: &crate::config::Config) -> Result<(), PrecompileError> {
+    let host = PluginHost::new(&cfg.cache_dir)?;
+    let load = |name: &str, plugin: &PluginRef| {
+        host.load(&crate::pipeline::plan::plan_source_plugin(plugin))
+            .map(drop)
+            .map_err(|error| PrecompileError::Source {
+                name: name.to_owned(),
+                error,
+            })
+    };
+    for s in &cfg.sources {
+        load(&s.name, &s.plugin)?;
+    }
+    let catalog = crate::config::builtin::catalog();
+    if let Some(up) = catalog.implicit_ticket_source() {
+        if !cfg
+            .sources
+            .iter()
+            .any(|s| catalog.claims_tickets(&s.plugin))
+        {
+            load(&up.name, &up.plugin)?;
+        }
+    }
+    Ok(())
+}
+
 /// Largest `.wasm` privy reads (a source component is a few MiB at most).
 pub const MAX_WASM_BYTES: u64 = 256 << 20;
 

@@ -79,6 +79,15 @@ impl Client {
         }
     }
 
+    /// A client for the daemon `cfg` names (or `socket`, given on the
+    /// command line), waiting `daemon.client_timeout_secs` for answers.
+    pub fn for_config(cfg: &crate::config::Config, socket: Option<&Path>) -> Self {
+        let socket = socket
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| cfg.daemon.socket_path());
+        Client::new(socket, Duration::from_secs(cfg.daemon.client_timeout_secs))
+    }
+
     pub fn socket(&self) -> &Path {
         &self.socket
     }

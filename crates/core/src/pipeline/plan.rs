@@ -70,16 +70,22 @@ pub fn when_matches(w: &When, a: &BTreeMap<String, String>) -> bool {
             .all(|(k, g)| a.get(k).is_some_and(|v| glob::matches(g, v)))
 }
 
-/// Plan one config source, regardless of `when`. A built-in plugin ranks
-/// as its manifest says; any other is an operator's source.
-pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
-    let plugin = match &src.plugin {
+/// The plugin as a planned source runs it: a `.wasm` file's pinned digest
+/// in lowercase (the cache is keyed by it).
+pub fn plan_source_plugin(plugin: &PluginRef) -> PluginRef {
+    match plugin {
         PluginRef::File { path, sha256 } => PluginRef::File {
             path: path.clone(),
             sha256: sha256.to_ascii_lowercase(),
         },
         p => p.clone(),
-    };
+    }
+}
+
+/// Plan one config source, regardless of `when`. A built-in plugin ranks
+/// as its manifest says; any other is an operator's source.
+pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
+    let plugin = plan_source_plugin(&src.plugin);
     let precedence = match &src.plugin {
         PluginRef::Embedded(name) => catalog()
             .get(name)

@@ -1,0 +1,18 @@
+//! `privy daemon`: the socket from systemd, `--socket`, or the config.
+
+use super::{common, Cli, Outcome};
+use anyhow::Result;
+use std::path::PathBuf;
+
+pub(super) fn execute(cli: &Cli, socket: &Option<PathBuf>) -> Result<Outcome> {
+    let cfg = common::load_config(cli)?;
+    super::logging::init(None, "info");
+    let listen = match crate::daemon::Listen::from_systemd() {
+        Some(l) if socket.is_none() => l,
+        _ => {
+            crate::daemon::Listen::Path(socket.clone().unwrap_or_else(|| cfg.daemon.socket_path()))
+        }
+    };
+    crate::daemon::run(&cfg, listen)?;
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,109 @@
+//! `privy scan`: an image, archive, tar or directory searched for private
+//! bytes in every form the scanner knows.
+
+use super::{common, Cli, Outcome, StdoutClosed};
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    /// oci:DIR, oci-archive:FILE, docker-archive:FILE, containers-storage:IMAGE, a tar (.tar, .tar.gz, .tar.zst) or a directory
+    pub target: String,
+    /// A secret to look for (repeatable); its path names it in findings
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_files: Vec<PathBuf>,
+    /// Also look for what the configured sources return for this request (--annotation, --stage)
+    #[arg(long)]
+    pub sources: bool,
+    /// A request annotation for --sources, key=value (repeatable)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+    /// The request stage for --sources
+    #[arg(long, default_value = "run", value_parser = ["run", "build"])]
+    pub stage: String,
+    /// Shortest substring of a secret (bytes) that counts; shorter secrets match whole only
+    #[arg(long, default_value_t = crate::scan::DEFAULT_MIN_MATCH)]
+    pub min_match: usize,
+    /// Output format
+    #[arg(long, default_value = "text", value_parser = ["text", "json", "sarif"])]
+    pub format: String,
+    /// Worker threads [default: one per core]
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print wall time and peak memory to stderr
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// `privy scan`: 0 clean, 1 leak, 2 incomplete (and 2 for an error).
+pub(super) fn execute(cli: &Cli, a: &ScanArgs) -> Result<Outcome> {
+    super::logging::init(None, "warn");
+    let code = scan(cli, a)?;
+    Ok(if code == 0 {
+        Outcome::Success
+    } else {
+        Outcome::Status(code)
+    })
+}
+
+fn scan(cli: &Cli, a: &ScanArgs) -> Result<u8> {
+    use crate::scan::{self, Needle, ScanOptions, Target};
+    use std::io::IsTerminal;
+    let started = std::time::Instant::now();
+    if a.secret_files.is_empty() && !a.sources {
+        bail!("no secrets to scan for: give --secret-file FILE or --sources");
+    }
+    let mut needles = Vec::new();
+    for f in &a.secret_files {
+        needles.push(Needle::from_file(f)?);
+    }
+    if a.sources {
+        let cfg = common::load_config(cli)?;
+        let stage = if a.stage == "build" {
+            crate::pipeline::request::Stage::Build
+        } else {
+            crate::pipeline::request::Stage::Run
+        };
+        let got = scan::sources::needles_from_sources(
+            &cfg,
+            common::kv(&a.annotation, "--annotation")?,
+            stage,
+        )?;
+        if got.is_empty() && needles.is_empty() {
+            bail!("--sources: no configured source returned a file for this request");
+        }
+        needles.extend(got);
+    }
+    let target = Target::parse(&a.target)?;
+    let opts = ScanOptions {
+        min_match: a.min_match,
+        threads: a.threads,
+        progress: a.format == "text" && std::io::stderr().is_terminal(),
+        ..Default::default()
+    };
+    let report = scan::scan(&target, &needles, &opts)?;
+    let out = match a.format.as_str() {
+        "json" => scan::output::json(&report) + "\n",
+        "sarif" => scan::output::sarif(&report) + "\n",
+        _ => scan::output::text(&report),
+    };
+    match super::write_stdout(format_args!("{out}")) {
+        // The reader stopped early; the status still tells a leak (pipefail).
+        Err(e) if e.is::<StdoutClosed>() => return Ok(exit_code(&report)),
+        r => r?,
+    }
+    if a.stats {
+        super::note(format_args!(
+            "privy scan: {:.3} s wall, peak RSS {} MiB, {} bytes scanned",
+            started.elapsed().as_secs_f64(),
+            crate::sys::process::peak_rss_kib() / 1024,
+            report.bytes
+        ));
+    }
+    Ok(exit_code(&report))
+}
+
+/// The report's status: 0 clean, 1 leak, 2 incomplete.
+fn exit_code(report: &crate::scan::Report) -> u8 {
+    u8::try_from(report.exit_code()).unwrap_or(2)
+}
