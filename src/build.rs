@@ -152,7 +152,7 @@ pub struct BuildOptions {
 }
 
 /// Run `privy build`; returns the exit status to leave with.
-pub fn run(cfg: &Config, client: &Client, opts: BuildOptions) -> Result<i32, BuildError> {
+pub fn build(cfg: &Config, client: &Client, opts: BuildOptions) -> Result<i32, BuildError> {
     crate::sys::process::harden();
     let cmd = BuildCommand::parse(&opts.engine).map_err(BuildError::Engine)?;
     cmd.check_isolation(std::env::var("BUILDAH_ISOLATION").ok().as_deref())

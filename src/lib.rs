@@ -12,7 +12,7 @@
 //!   check, once);
 //! - [`scan`]: the leak scanner, a leaf library;
 //! - [`daemon`]: `privy daemon`'s server (core has its protocol and client);
-//! - [`run`]: `privy run` and `privy upload`; [`build`]: `privy build`;
+//! - [`upload`]: `privy run` and `privy upload`; [`build`]: `privy build`;
 //! - [`cli`]: flags and dispatch.
 
 pub use privy_core::{config, contract, engines, hook, logging, oci, secret, shim, shown, sys};
@@ -22,8 +22,10 @@ pub mod cli;
 pub mod daemon;
 pub mod pipeline;
 pub mod plugin;
-pub mod run;
 pub mod scan;
+pub mod upload;
 
-// The stages' old top-level paths, which tests and benches use.
+// Old paths, which tests and benches use: the stages at the top level, and
+// `privy::run` (now `upload`).
 pub use pipeline::{audit, check, fetch, gather, materialize, plan, request};
+pub use upload as run;

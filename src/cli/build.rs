@@ -34,7 +34,7 @@ pub(super) fn execute(cli: &Cli, args: &BuildArgs) -> Result<Outcome> {
             binary: std::env::current_exe()?.canonicalize()?,
             config_path: cli.config.as_deref().map(common::absolute).transpose()?,
         };
-        Ok(crate::build::run(&cfg, &client, opts)?)
+        Ok(crate::build::build(&cfg, &client, opts)?)
     })()
     .context("build")?;
     // An engine status is 0-255, or 128+signal (also below 256).

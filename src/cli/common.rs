@@ -45,18 +45,11 @@ pub(super) fn collect_files(
     cfg: &Config,
     specs: &UploadSpecs,
 ) -> Result<Vec<crate::daemon::client::OutFile>> {
-    use crate::run;
-    let flags = specs
-        .private
-        .iter()
-        .map(|s| run::Spec::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let refs = match (specs.no_references, run::references_path()) {
-        (false, Some(p)) => run::load_references(&p)?,
-        _ => Vec::new(),
-    };
-    let merged = run::merge(flags, refs)?;
-    Ok(run::read_all(&merged, cfg.limits.max_file_bytes)?)
+    Ok(crate::upload::collect(
+        cfg,
+        &specs.private,
+        specs.no_references,
+    )?)
 }
 
 pub(super) fn kv(

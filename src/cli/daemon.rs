@@ -13,6 +13,6 @@ pub(super) fn execute(cli: &Cli, socket: &Option<PathBuf>) -> Result<Outcome> {
             crate::daemon::Listen::Path(socket.clone().unwrap_or_else(|| cfg.daemon.socket_path()))
         }
     };
-    crate::daemon::run(&cfg, listen)?;
+    crate::daemon::serve(&cfg, listen)?;
     Ok(Outcome::Success)
 }

@@ -3,6 +3,7 @@
 
 use super::{common, Cli, Outcome};
 use crate::contract;
+use crate::upload;
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -21,61 +22,34 @@ pub struct RunArgs {
 
 /// `privy run`: upload, attach the ticket, run, pass the exit status on.
 pub(super) fn execute(cli: &Cli, a: &RunArgs) -> Result<Outcome> {
+    // Not dumpable while it holds the user's files (L1). RLIMIT_CORE stays:
+    // the user's command inherits it.
+    crate::sys::process::not_dumpable();
     super::logging::init(None, "warn");
-    use crate::run::{self, Route};
     let cfg = common::load_config(cli)?;
     let files = common::collect_files(&cfg, &a.specs)?;
-    let mut cmd = a.cmd.clone();
     if files.is_empty() {
         // Nothing private: run the command as it is.
-        return Ok(Outcome::Child(run::run_child(&cmd, None)?));
+        return Ok(Outcome::Child(upload::run_child(&a.cmd, None)?));
     }
     let client = common::client_for(&cfg, a.specs.socket.as_deref());
-    let created = run::upload(&client, &files, crate::daemon::Scope::Run, a.specs.ttl)?;
-    drop(files);
-    let ticket = created.ticket;
-    let (route, restore) = match &a.bundle {
-        Some(b) => {
-            let binary = std::env::current_exe()?.canonicalize()?;
-            let cfg_arg = cli.config.as_deref().map(common::absolute).transpose()?;
-            let original = run::attach_bundle(b, &ticket, &binary, cfg_arg.as_deref())?;
-            (Route::Bundle, Some((b.clone(), original)))
-        }
-        None => {
-            let annotations = run::passes_annotations(&cmd);
-            (run::attach(&mut cmd, &ticket, annotations), None)
-        }
+    let hooks = match &a.bundle {
+        Some(_) => Some(upload::Hooks {
+            binary: std::env::current_exe()?.canonicalize()?,
+            config: cli.config.as_deref().map(common::absolute).transpose()?,
+        }),
+        None => None,
     };
-    if route == Route::Env {
+    let bundle = a.bundle.as_deref().zip(hooks.as_ref());
+    let prepared = upload::prepare(&client, files, a.specs.ttl, a.cmd.clone(), bundle)?;
+    if *prepared.route() == upload::Route::Env {
         super::note(format_args!(
             "privy: {} takes no annotation that privy knows; the ticket is in ${env}: pass it to the container as the annotation {}=${env}",
-            cmd[0],
+            prepared.command()[0],
             contract::ANNOTATION_TICKET,
             env = contract::ENV_TICKET,
         ));
     }
-    let status = run::run_child(&cmd, Some((contract::ENV_TICKET, &ticket)));
-    if let Some((b, original)) = restore {
-        if let Err(e) = run::restore_bundle(&b, &original) {
-            super::note(format_args!("privy: {e}"));
-        }
-    }
-    let status = status?;
-    // The container is gone with the command: so is its ticket. Otherwise
-    // it lives while the container exists (restarts re-inject the files).
-    let gone = match route {
-        Route::Args { ephemeral } => ephemeral,
-        Route::Bundle => run::is_foreground_runtime_run(&cmd),
-        Route::Env => false,
-    };
-    if gone {
-        match client.delete(&ticket) {
-            Ok(()) => {}
-            Err(crate::daemon::client::ClientError::Api {
-                status: 404 | 410, ..
-            }) => {}
-            Err(e) => super::note(format_args!("privy: could not drop the ticket: {e}")),
-        }
-    }
+    let status = prepared.run(&mut |line| super::note(format_args!("{line}")))?;
     Ok(Outcome::Child(status))
 }

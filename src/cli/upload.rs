@@ -16,6 +16,8 @@ pub struct UploadArgs {
 }
 
 pub(super) fn execute(cli: &Cli, a: &UploadArgs) -> Result<Outcome> {
+    // Not dumpable while it holds the user's files (L1).
+    crate::sys::process::not_dumpable();
     super::logging::init(None, "warn");
     let cfg = common::load_config(cli)?;
     let client = common::client_for(&cfg, a.specs.socket.as_deref());
@@ -28,7 +30,7 @@ pub(super) fn execute(cli: &Cli, a: &UploadArgs) -> Result<Outcome> {
     } else {
         crate::daemon::Scope::Run
     };
-    let created = crate::run::upload(&client, &files, scope, a.specs.ttl)?;
+    let created = crate::upload::upload(&client, &files, scope, a.specs.ttl)?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&created)?);
     } else {

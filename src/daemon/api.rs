@@ -554,7 +554,7 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused_within_a_daemon_workers_stack() {
-        // The daemon's workers have 512 KiB stacks (see `daemon::run`).
+        // The daemon's workers have 512 KiB stacks (see `daemon::serve`).
         let worker = std::thread::Builder::new().stack_size(512 * 1024);
         let errors = worker
             .spawn(|| {

@@ -196,7 +196,7 @@ fn refuse(stream: tokio::net::UnixStream, msg: &str) {
 }
 
 /// Run the daemon until SIGTERM or SIGINT.
-pub fn run(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
+pub fn serve(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
     crate::sys::process::harden();
     tune_allocator();
     crate::sys::process::lock_memory();
