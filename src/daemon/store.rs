@@ -548,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn tickets_are_random_well_formed_and_owned() {
+    fn l8_tickets_are_random_well_formed_and_owned() {
         let now = Instant::now();
         let mut s = Store::new(limits());
         let (a, _) = s

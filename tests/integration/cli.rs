@@ -190,7 +190,7 @@ fn plugin_check_refuses_a_component_of_another_world() {
 }
 
 #[test]
-fn plugin_run_prints_names_sizes_and_fingerprints_never_values() {
+fn l7_plugin_run_prints_names_sizes_and_fingerprints_never_values() {
     let wasm = util::guest("hostile");
     let args = [
         "plugin",

@@ -2,39 +2,26 @@
 //! Every test runs against both runtimes; each skips (saying why) only
 //! where a runtime, busybox or root is truly absent.
 
-use crate::util::{self, text, Bundle, World};
+use crate::util::{self, sha256_hex, text, Bundle, World};
 
 on_both_runtimes!(
     container_reads_injected_files_with_right_bytes_owner_and_mode,
-    mount_lives_only_in_the_container_mount_namespace,
-    run_symlink_to_host_path_resolves_inside_root,
-    private_symlink_to_host_path_fails_closed_without_writing_outside,
-    failing_source_stops_the_container_and_names_the_cause,
-    file_over_the_limit_stops_the_container,
+    l2_mount_lives_only_in_the_container_mount_namespace,
+    l4_run_symlink_to_host_path_resolves_inside_root,
+    l4_private_symlink_to_host_path_fails_closed_without_writing_outside,
+    l6_failing_source_stops_the_container_and_names_the_cause,
+    l6_file_over_the_limit_stops_the_container,
     optional_failing_source_is_skipped,
     no_source_files_means_no_mount_and_no_trace,
     user_namespace_container_gets_files_owned_through_its_mappings,
+    l1_tmpfs_is_noswap,
+    l7_audit_event_is_one_json_object_with_names_and_fingerprints,
 );
 
-fn sha256_hex(b: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(b))
-}
-
 /// Nothing of `secret` anywhere but the host's private.d: not in the
-/// bundle (rootfs included), not in privy's state, log or cache.
+/// bundle (rootfs included), not in privy's state, log or cache (L1).
 fn assert_no_trace(w: &World, b: &Bundle, secret: &[u8]) {
-    assert!(
-        util::files_containing(b.path(), secret).is_empty(),
-        "secret bytes found in the bundle"
-    );
-    let mut hits = util::files_containing(w.dir.path(), secret);
-    hits.retain(|p| !p.starts_with(&w.private_d));
-    assert!(
-        hits.is_empty(),
-        "secret bytes found in privy's files: {hits:?}"
-    );
-    assert!(!util::contains(&w.log(), secret));
+    util::assert_no_trace(w, b, &[], &[secret]);
 }
 
 fn assert_no_run_dir(b: &Bundle) {
@@ -113,7 +100,7 @@ fn container_reads_injected_files_with_right_bytes_owner_and_mode(rt: &str) {
     );
 }
 
-fn mount_lives_only_in_the_container_mount_namespace(rt: &str) {
+fn l2_mount_lives_only_in_the_container_mount_namespace(rt: &str) {
     let w = World::new("", "");
     let s = util::secret("ns");
     w.put("k", &s, 0o600);
@@ -177,7 +164,7 @@ fn host_bait() -> tempfile::TempDir {
         .unwrap()
 }
 
-fn run_symlink_to_host_path_resolves_inside_root(rt: &str) {
+fn l4_run_symlink_to_host_path_resolves_inside_root(rt: &str) {
     let w = World::new("", "");
     let s = util::secret("sym");
     w.put("k", &s, 0o600);
@@ -204,7 +191,7 @@ fn run_symlink_to_host_path_resolves_inside_root(rt: &str) {
     assert_no_trace(&w, &b, &s);
 }
 
-fn private_symlink_to_host_path_fails_closed_without_writing_outside(rt: &str) {
+fn l4_private_symlink_to_host_path_fails_closed_without_writing_outside(rt: &str) {
     let w = World::new("", "");
     let s = util::secret("sym2");
     w.put("k", &s, 0o600);
@@ -240,7 +227,7 @@ fn hostile_source(mode: &str, required: bool) -> String {
     )
 }
 
-fn failing_source_stops_the_container_and_names_the_cause(rt: &str) {
+fn l6_failing_source_stops_the_container_and_names_the_cause(rt: &str) {
     let w = World::new("", &hostile_source("fail", true));
     let s = util::secret("fail");
     w.put("k", &s, 0o600);
@@ -259,7 +246,7 @@ fn failing_source_stops_the_container_and_names_the_cause(rt: &str) {
     assert_no_run_dir(&b);
 }
 
-fn file_over_the_limit_stops_the_container(rt: &str) {
+fn l6_file_over_the_limit_stops_the_container(rt: &str) {
     let w = World::new("[limits]\nmax_file_bytes = 16\n", "");
     let s = util::secret("big");
     w.put("too-big.key", &s, 0o600);
@@ -341,4 +328,87 @@ fn user_namespace_container_gets_files_owned_through_its_mappings(rt: &str) {
     );
     assert_no_trace(&w, &b, &s);
     assert_no_run_dir(&b);
+}
+
+/// The kernel's version, `(major, minor)`.
+fn kernel() -> (u32, u32) {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut it = r.trim().split(['.', '-']).map(|p| p.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+fn l1_tmpfs_is_noswap(rt: &str) {
+    if kernel() < (6, 4) {
+        eprintln!(
+            "SKIP: tmpfs has no `noswap` before Linux 6.4 (this is {:?})",
+            kernel()
+        );
+        return;
+    }
+    let w = World::new("", "");
+    let s = util::secret("noswap");
+    w.put("k", &s, 0o600);
+    let b = Bundle::new("grep ' /run/private ' /proc/self/mountinfo");
+    b.install(&w);
+    let out = b.run(rt);
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{rt}: {}", text(&out.stderr));
+    // The super options, after ` - tmpfs SOURCE `.
+    let sup = so
+        .lines()
+        .find(|l| l.contains(" /run/private "))
+        .and_then(|l| l.split(" - ").nth(1))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("mountinfo line");
+    assert!(
+        sup.split(',').any(|o| o == "noswap"),
+        "private pages may be swapped out to disk: tmpfs options {sup}"
+    );
+    assert_no_trace(&w, &b, &s);
+}
+
+fn l7_audit_event_is_one_json_object_with_names_and_fingerprints(rt: &str) {
+    let w = World::new("", "");
+    let cert = util::secret("audit-cert");
+    let key = util::secret("audit-key");
+    w.put("entitlement/cert.pem", &cert, 0o644);
+    w.put("api.key", &key, 0o600);
+    let b = Bundle::new("true");
+    b.install(&w);
+    let out = b.run(rt);
+    assert!(out.status.success(), "{rt}: {}", text(&out.stderr));
+    let log = w.log();
+    let line = text(&log)
+        .lines()
+        .find(|l| l.contains("\"injected\""))
+        .map(str::to_owned)
+        .expect("an injected event in the log");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
+    assert_eq!(v["target"], "privy::audit");
+    let f = &v["fields"];
+    assert_eq!(f["message"], "injected");
+    assert_eq!(f["container"], b.id.as_str());
+    let inj = &f["injection"];
+    assert!(inj.is_object(), "injection is not one JSON object: {inj}");
+    assert_eq!(inj["count"], 2);
+    assert_eq!(inj["bytes"], (cert.len() + key.len()) as u64);
+    let files = inj["files"].as_array().expect("files");
+    let paths: Vec<&str> = files.iter().filter_map(|x| x["path"].as_str()).collect();
+    assert_eq!(paths, ["api.key", "entitlement/cert.pem"]);
+    for x in files {
+        assert_eq!(x["source"], "host-dir");
+        assert!(x["size"].as_u64().is_some_and(|n| n > 0), "{x}");
+        assert!(x["mode"].is_string(), "{x}");
+        let fp = x["fingerprint"].as_str().unwrap_or_default();
+        assert!(
+            fp.starts_with("hmac-sha256:") && fp.len() == "hmac-sha256:".len() + 16,
+            "{x}"
+        );
+    }
+    // Names, sizes and keyed fingerprints; never a value.
+    assert!(!util::contains(&log, &cert) && !util::contains(&log, &key));
+    assert!(
+        !line.contains(&sha256_hex(&cert)),
+        "a plain hash of a value"
+    );
 }

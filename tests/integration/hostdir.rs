@@ -2,7 +2,7 @@
 
 use privy::config::{Grant, Limits};
 use privy::plan::PluginRef;
-use privy::plugin::{Plugin, PluginError, PluginHost, RawFile};
+use privy::plugin::{Plugin, PluginError, RawFile};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -10,9 +10,7 @@ use std::sync::OnceLock;
 
 use crate::util;
 
-fn host() -> &'static PluginHost {
-    util::plugin_host()
-}
+use util::plugin_host as host;
 
 fn component() -> &'static Plugin {
     static C: OnceLock<Plugin> = OnceLock::new();

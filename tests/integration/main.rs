@@ -37,6 +37,12 @@
 //!   podman and a podman build RUN step.
 //!
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
+//!
+//! The leak rules L1-L8 (docs/design.md) are named by the tests that prove
+//! them: `cargo test lN_` runs rule N's, and
+//! [`every_leak_rule_is_named_by_a_test`] fails if a rule has none.
+//! Shared set-up is in `util/` (worlds, bundles and images, daemons, the
+//! plugin host).
 
 /// Run a test function once with runc and once with crun; each skips
 /// (saying why) only where a runtime, busybox or root is truly absent.
@@ -71,3 +77,31 @@ mod scan;
 mod uploads;
 mod util;
 mod vault;
+
+/// Every leak rule L1-L8 has at least one test named for it (`fn lN_...`)
+/// among the integration tests and the unit tests of both packages.
+#[test]
+fn every_leak_rule_is_named_by_a_test() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = Vec::new();
+    for d in ["tests/integration", "src", "crates/core/src"] {
+        walk(&root.join(d), &mut sources);
+    }
+    for n in 1..=8 {
+        let name = format!("fn l{n}_");
+        assert!(
+            sources.iter().any(|s| s.contains(&name)),
+            "leak rule L{n} is named by no test (`{name}...`)"
+        );
+    }
+}

@@ -4,24 +4,17 @@
 //! (L5). Timeouts and size caps hold whatever the server does.
 
 use privy::config::{Grant, Limits};
-use privy::plugin::{Plugin, PluginError, RawFile};
+use privy::plugin::{PluginError, RawFile};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util;
 
-fn hostile() -> &'static Plugin {
-    static C: OnceLock<Plugin> = OnceLock::new();
-    C.get_or_init(|| {
-        util::plugin_host()
-            .load_bytes(&std::fs::read(util::guest("hostile")).unwrap())
-            .unwrap()
-    })
-}
+use util::hostile;
 
 fn limits(timeout_ms: u64) -> Limits {
     Limits {
@@ -134,7 +127,7 @@ fn denied(r: Result<Vec<RawFile>, PluginError>) -> String {
 }
 
 #[test]
-fn hostile_plugin_asking_for_a_host_not_granted_is_refused_by_the_host() {
+fn l5_hostile_plugin_asking_for_a_host_not_granted_is_refused_by_the_host() {
     let granted = Canned::ok(b"hello");
     let other = Untouched::new();
     let url = format!("http://127.0.0.1:{}/", other.port());

@@ -5,25 +5,13 @@
 use privy::check::{check, CheckError};
 use privy::config::{Grant, Limits};
 use privy::fetch::Fetched;
-use privy::plan::Precedence;
-use privy::plugin::{Plugin, PluginError, PluginHost, RawFile};
+use privy::plan::{PluginRef, Precedence};
+use privy::plugin::{PluginError, PluginHost, RawFile};
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use crate::util;
 
-fn host() -> &'static PluginHost {
-    util::plugin_host()
-}
-
-fn hostile() -> &'static Plugin {
-    static C: OnceLock<Plugin> = OnceLock::new();
-    C.get_or_init(|| {
-        host()
-            .load_bytes(&std::fs::read(util::guest("hostile")).unwrap())
-            .unwrap()
-    })
-}
+use util::{hostile, plugin_host as host};
 
 fn small_limits() -> Limits {
     Limits {
@@ -71,7 +59,7 @@ fn checked(files: Vec<RawFile>) -> Result<(), CheckError> {
 }
 
 #[test]
-fn endless_loop_is_stopped_by_the_cpu_limit() {
+fn l5_endless_loop_is_stopped_by_the_cpu_limit() {
     let e = run("spin").unwrap_err();
     assert!(matches!(e, PluginError::Cpu(300)), "{e}");
     assert_eq!(e.to_string(), "CPU limit of 300 ms exceeded");
@@ -79,7 +67,7 @@ fn endless_loop_is_stopped_by_the_cpu_limit() {
 }
 
 #[test]
-fn memory_bomb_is_stopped_by_the_memory_limit() {
+fn l5_memory_bomb_is_stopped_by_the_memory_limit() {
     let e = run("membomb").unwrap_err();
     assert!(matches!(e, PluginError::Memory(32)), "{e}");
     host_still_healthy();
@@ -108,7 +96,7 @@ fn panic_is_a_trap_with_one_clear_line() {
 }
 
 #[test]
-fn read_outside_the_grant_fails() {
+fn l5_read_outside_the_grant_fails() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("inside"), "x").unwrap();
     let grant = Grant {
@@ -779,4 +767,58 @@ fn b15_scan_into_a_closed_pipe_exits_quietly_with_its_status() {
     let stdout = util::text(&out.stdout);
     assert!(stdout.contains("status=1"), "{stdout}");
     assert!(!util::text(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn l5_a_source_never_sees_another_sources_files() {
+    // Two sources in one gather, each granted its own directory; the
+    // hostile one asks for the other's file by its path.
+    let w = util::World::new("", "");
+    let theirs = util::secret("theirs");
+    let victim = w.put("secret.key", &theirs, 0o644);
+    let mine = tempfile::tempdir().unwrap();
+    let cfg = privy::config::Config::load(&w.config, true).unwrap();
+    let req =
+        privy::request::Request::synthetic("c", privy::request::Stage::Run, Default::default());
+    let wasm: std::sync::Arc<[u8]> = std::fs::read(util::guest("hostile")).unwrap().into();
+    let hostile = |required: bool| privy::config::SourceConfig {
+        name: "hostile".into(),
+        plugin: PluginRef::Inline(wasm.clone()),
+        required,
+        when: None,
+        grant: Grant {
+            dirs: vec![mine.path().to_owned()],
+            ..Grant::default()
+        },
+        config: [
+            ("mode".to_string(), "read-path".to_string()),
+            ("path".to_string(), victim.display().to_string()),
+        ]
+        .into(),
+    };
+    let plan = |required: bool| {
+        let mut p = privy::plan::plan(&cfg, &req);
+        assert_eq!(p.len(), 1, "the world's host-dir source");
+        p.push(privy::plan::plan_source(&hostile(required), &cfg.limits));
+        p
+    };
+    // Required: the other source's file does not exist for it.
+    let e = privy::gather::gather_planned(&cfg, plan(true), &req)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("source \"hostile\": denied: read ") && e.contains("No such file"),
+        "{e}"
+    );
+    assert!(!e.contains(&String::from_utf8_lossy(&theirs).to_string()));
+    // Optional: skipped, and the other source's file comes back untouched,
+    // from it alone.
+    let got = privy::gather::gather_planned(&cfg, plan(false), &req).unwrap();
+    let files: Vec<(&str, &str, &[u8])> = got
+        .checked
+        .files
+        .iter()
+        .map(|f| (f.source.as_str(), f.path.as_str(), f.data.expose()))
+        .collect();
+    assert_eq!(files, [("host-dir", "secret.key", &theirs[..])]);
 }

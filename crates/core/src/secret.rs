@@ -134,7 +134,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_debug_never_shows_the_value() {
+    fn l7_secret_debug_never_shows_the_value() {
         let s = Secret::new(b"hunter2-top-secret".to_vec());
         let shown = format!("{s:?} {:#?}", s);
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -18,7 +18,8 @@
 
 mod fuzz;
 
-use crate::uploads::{as_nobody, config_for_anyone, privy_for_anyone, Daemon, Setup};
+use crate::uploads::{as_nobody, config_for_anyone, privy_for_anyone, Setup};
+use crate::util::Daemon;
 use crate::util::{self, text};
 use privy::daemon::client::{Client, OutFile};
 use privy::daemon::Scope;

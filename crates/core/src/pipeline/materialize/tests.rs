@@ -81,7 +81,7 @@ fn mounts_sealed_tmpfs_with_safe_flags_and_owner() {
 }
 
 #[test]
-fn seals_before_attaching_so_the_container_never_sees_it_writable() {
+fn l2_seals_before_attaching_so_the_container_never_sees_it_writable() {
     let mut os = RecordingOs {
         existing: ["run".into(), "run/private".into()].into(),
         ..Default::default()

@@ -1,0 +1,211 @@
+//! `privy shim` as an OCI runtime wrapper, and Docker through it (a
+//! dockerd of the test's own).
+
+use super::*;
+
+#[test]
+fn shim_adds_the_hooks_then_runs_the_real_runtime() {
+    if !util::e2e_ready("runc") {
+        return;
+    }
+    let w = World::new("", "");
+    let secret = util::secret("shim");
+    w.put("entitlement.pem", &secret, 0o644);
+    let b = Bundle::new("sha256sum /run/private/entitlement.pem > /out");
+    let root = tempfile::tempdir().unwrap();
+    let errlog = root.path().join("stderr");
+    // As Docker calls a runtime: global flags first, then the verb.
+    let shim = |args: &[&str]| {
+        Command::new("timeout")
+            .arg("60")
+            .arg(util::PRIVY)
+            .args([
+                "--config",
+                w.config.to_str().unwrap(),
+                "shim",
+                "--runtime-path",
+                "runc",
+                "--",
+            ])
+            .args([
+                "--root",
+                root.path().to_str().unwrap(),
+                "--log-format",
+                "json",
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // Not a pipe: the container would inherit it and `create` would
+            // wait for it to close.
+            .stderr(Stdio::from(std::fs::File::create(&errlog).unwrap()))
+            .status()
+            .unwrap()
+    };
+    let o = shim(&["create", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert!(o.success(), "{}", std::fs::read_to_string(&errlog).unwrap());
+    let cfg = std::fs::read_to_string(b.path().join("config.json")).unwrap();
+    assert!(cfg.contains("create-runtime"), "hooks were added");
+    assert!(shim(&["start", &b.id]).success());
+    wait_until("container finished", 30, || {
+        b.rootfs().join("out").exists() && {
+            std::fs::read_to_string(b.rootfs().join("out")).is_ok_and(|s| s.contains('\n'))
+        }
+    });
+    let _ = shim(&["delete", "-f", &b.id]);
+    let out = std::fs::read_to_string(b.rootfs().join("out")).unwrap();
+    assert!(out.contains(&sha256_hex(&secret)), "{out}");
+    // Called as `privy-shim`, with the runtime from the environment.
+    let link = root.path().join("privy-shim");
+    std::os::unix::fs::symlink(util::PRIVY, &link).unwrap();
+    let o = Command::new(&link)
+        .arg("--version")
+        .env("PRIVY_RUNTIME_PATH", "runc")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(
+        text(&o.stdout).contains("runc version"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn docker_through_the_shim_gets_host_files_and_uploads() {
+    if !util::e2e_ready("runc") {
+        return;
+    }
+    if util::which("dockerd").is_none() || util::which("docker").is_none() {
+        assert!(
+            std::env::var("PRIVY_E2E_REQUIRED").as_deref() != Ok("1"),
+            "dockerd is not installed but PRIVY_E2E_REQUIRED=1"
+        );
+        eprintln!("SKIP: dockerd is not installed; Docker through privy shim not tried");
+        return;
+    }
+    let st = Setup::new("");
+    let _d = st.daemon();
+    let host_secret = util::secret("docker-host");
+    st.w.put("entitlement.pem", &host_secret, 0o644);
+    let dk = Dockerd::start(&st.w);
+    // The busybox image, imported into this dockerd.
+    let root = tempfile::tempdir().unwrap();
+    let tar = util::busybox_tar(root.path());
+    let o = dk.docker(&["import", tar.to_str().unwrap(), "privy-bb:test"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Host files, with no hooks dir: the shim adds the hooks.
+    let o = dk.docker(&Dockerd::run_with_privy(&[
+        "sha256sum",
+        "/run/private/entitlement.pem",
+    ]));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(&sha256_hex(&host_secret)));
+    // A per-run upload through privy run, and the same engine.
+    let up = util::secret("docker-upload");
+    let src = st.user_file("k", &up, 0o600);
+    let host = dk.host();
+    let private = format!("{}:k", src.display());
+    let docker = [&["run", "-p", &private, "--", "docker", "-H", &host][..]].concat();
+    let out = st.privy(&s(&[
+        docker,
+        Dockerd::run_with_privy(&["sha256sum", "/run/private/k"]),
+    ]
+    .concat()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&sha256_hex(&up)));
+    // Without privy's runtime, nothing is injected (and nothing breaks).
+    let o = dk.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "privy-bb:test",
+        "ls",
+        "/run",
+    ]);
+    assert!(!text(&o.stdout).contains("private"));
+}
+
+/// A dockerd of the test's own (own data root, exec root and socket, no
+/// networking), with privy's shim as the runtime `privy`.
+struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    fn start(w: &World) -> Dockerd {
+        let dir = tempfile::Builder::new().prefix("pdk-").tempdir().unwrap();
+        let conf = serde_json::json!({"runtimes": {"privy": {
+            "path": util::privy_canonical(),
+            "runtimeArgs": ["--config", w.config.to_str().unwrap(), "shim", "--runtime-path", util::which("runc").unwrap(), "--"],
+        }}});
+        std::fs::write(dir.path().join("daemon.json"), conf.to_string()).unwrap();
+        let p = |n: &str| dir.path().join(n);
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(p("data"))
+            .arg("--exec-root")
+            .arg(p("x"))
+            .arg("--pidfile")
+            .arg(p("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", p("d.sock").display()))
+            .arg("--config-file")
+            .arg(p("daemon.json"))
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(p("dockerd.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let d = Dockerd { child, dir };
+        wait_until("dockerd", 60, || d.docker(&["version"]).status.success());
+        d
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("d.sock").display())
+    }
+
+    /// `run --rm --network none --runtime privy privy-bb:test CMD...`.
+    fn run_with_privy<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
+        let run = [
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--runtime",
+            "privy",
+            "privy-bb:test",
+        ];
+        [&run[..], cmd].concat()
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(["-H", &self.host()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
