@@ -121,4 +121,23 @@ mod tests {
         }
         assert!("later".parse::<Stage>().is_err());
     }
+
+    #[test]
+    fn every_annotation_and_environment_variable_is_documented() {
+        let readme = include_str!("../../../README.md");
+        for name in [
+            ANNOTATION_TICKET,
+            ANNOTATION_STAGE,
+            ANNOTATION_NAMES,
+            ANNOTATION_IMAGE,
+            ENV_TICKET,
+            ENV_HOOK_ANNOTATIONS,
+            ENV_SOCKET,
+            ENV_CONFIG,
+            ENV_LOG,
+            ENV_RUNTIME_PATH,
+        ] {
+            assert!(readme.contains(name), "README does not mention {name}");
+        }
+    }
 }
