@@ -5,7 +5,7 @@
 
 use super::UploadError;
 use crate::contract::ANNOTATION_TICKET;
-use crate::engines::{Command, Engine};
+use crate::engines::Command;
 use std::path::Path;
 
 /// How the ticket reaches the container for a given command.
@@ -40,8 +40,7 @@ pub fn attach(cmd: &mut Vec<String>, ticket: &str, annotations: bool) -> Route {
 /// runtime: every engine privy attaches one for, except a Docker daemon
 /// older than API 1.43, which drops it (the ticket then goes in `--env`).
 pub fn passes_annotations(cmd: &[String]) -> bool {
-    let c = Command::parse(cmd);
-    c.engine != Some(Engine::Docker) || crate::engines::docker::passes_annotations(&c)
+    Command::parse(cmd).annotations_reach_runtime()
 }
 
 /// Whether `cmd` is a foreground `runc|crun run` (the container is deleted

@@ -200,6 +200,13 @@ impl Command {
         self.argv.splice(at..at, args);
     }
 
+    /// Whether this engine passes an `--annotation` on to the runtime:
+    /// every engine that takes one, except a Docker daemon older than API
+    /// 1.43, which drops it silently (asked: `docker version`).
+    pub fn annotations_reach_runtime(&self) -> bool {
+        self.engine != Some(Engine::Docker) || docker::passes_annotations(self)
+    }
+
     /// Add `ticket` where this engine takes it, `--annotation` or (for
     /// Docker daemons that drop annotations, `docker_annotations = false`,
     /// and engines without annotations) `--env PRIVY_TICKET=`. Returns
