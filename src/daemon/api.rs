@@ -54,7 +54,7 @@ pub struct UploadFile<'a> {
     pub path: Cow<'a, str>,
     #[serde(default = "default_mode")]
     pub mode: u32,
-    /// The raw JSON text of the value: decoded by [`file_data`] into a
+    /// The raw JSON text of the value: decoded by `file_data` into a
     /// zeroizing buffer, never by serde.
     #[serde(borrow)]
     pub data: &'a RawValue,

@@ -9,7 +9,7 @@
 //! `io.privy.ticket` (podman, docker), in the bundle's `config.json` (runc,
 //! crun with `--bundle`), or as the container's `PRIVY_TICKET` environment
 //! variable where the engine has no annotations (`buildah run`)
-//! ([`attach`]); [`child`] runs the command.
+//! ([`mod@attach`]); [`child`] runs the command.
 
 pub mod attach;
 pub mod child;

@@ -1,6 +1,6 @@
 //! `privy.toml`: what sources run, with which grants and limits.
 //!
-//! Two layers. [`file`] is the schema exactly as written (serde structs
+//! Two layers. [`mod@file`] is the schema exactly as written (serde structs
 //! with `deny_unknown_fields`, a doc comment on every field). This module
 //! is the model every other part of privy uses: [`Config::from_file`]
 //! checks every value, in a fixed order, with errors that name the

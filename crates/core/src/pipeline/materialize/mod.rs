@@ -21,9 +21,9 @@
 //! Any failure after step 3 began removes the directories it created
 //! (B12), so a failed start leaves no `run/private` in the image.
 //!
-//! All of that goes through the [`Os`] seam ([`os`]), so unit tests
+//! All of that goes through the [`Os`] seam (`os.rs`), so unit tests
 //! (`tests.rs`) can assert the exact flags, ownership and refusals with
-//! [`RecordingOs`] ([`fake`]) and no root; [`linux`] makes the real calls
+//! [`RecordingOs`] (`fake.rs`) and no root; `linux.rs` makes the real calls
 //! (and [`inject_into`] enters the container's namespace first).
 
 mod fake;
