@@ -742,9 +742,12 @@ impl Matcher {
     ) {
         let i = (p - base) as usize;
         for (f, off) in t.lookup(&self.forms, key) {
+            // Text forms of one secret all extend in the secret's bytes:
+            // they find the same match, reported once, as the raw form.
+            let g = self.group(f);
             if recent
                 .iter()
-                .any(|&(rf, rs, re)| rf == f && rs <= p && p < re)
+                .any(|&(rf, rs, re)| rf == g && rs <= p && p < re)
             {
                 continue;
             }
@@ -782,18 +785,18 @@ impl Matcher {
             if recent.len() >= 16 {
                 recent.remove(0);
             }
-            recent.push((f, start, start + len));
+            recent.push((g, start, start + len));
             if !ok {
                 continue;
             }
             // Report once: in the region owning the first sample of the run
             // that hits this form (a later region sees the run again
             // through its carried margin, and must leave it).
-            if self.first_hit(t, buf, base, start, p, f) < from {
+            if self.first_hit(t, buf, base, start, p, g) < from {
                 continue;
             }
             out.push(Hit {
-                form: f,
+                form: g,
                 pos: start,
                 len,
                 kind,
@@ -801,15 +804,26 @@ impl Matcher {
         }
     }
 
+    /// The form a hit of `f` is reported as: the raw form for every text
+    /// form of a secret, else `f` itself.
+    fn group(&self, f: u32) -> u32 {
+        let form = &self.forms[f as usize];
+        if form.mode == Mode::Text {
+            self.raw[form.needle as usize]
+        } else {
+            f
+        }
+    }
+
     /// The first sample at or after `start` (and at most `p`) whose window
-    /// is indexed for form `f`.
-    fn first_hit(&self, t: &Table, buf: &[u8], base: u64, start: u64, p: u64, f: u32) -> u64 {
+    /// is indexed for form group `g`.
+    fn first_hit(&self, t: &Table, buf: &[u8], base: u64, start: u64, p: u64, g: u32) -> u64 {
         let mut q = start.next_multiple_of(t.step);
         while q < p {
             let i = (q - base) as usize;
             if i + W <= buf.len() {
                 let key = load(buf, i);
-                if t.maybe(key) && t.lookup(&self.forms, key).any(|o| o.0 == f) {
+                if t.maybe(key) && t.lookup(&self.forms, key).any(|o| self.group(o.0) == g) {
                     return q;
                 }
             }
