@@ -507,7 +507,6 @@ fn scan_command(cli: &Cli, a: &ScanArgs) -> Result<i32> {
         max_nesting: a.max_nesting,
         max_expansion: a.max_expansion,
         progress: a.format == "text" && std::io::stderr().is_terminal(),
-        ..Default::default()
     };
     let report = scan::scan(&target, &needles, &opts)?;
     let out = match a.format.as_str() {

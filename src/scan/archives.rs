@@ -32,7 +32,8 @@ fn number(field: &[u8], radix: u32, what: &str) -> io::Result<u64> {
     if s.is_empty() {
         return Ok(0);
     }
-    u64::from_str_radix(s, radix).map_err(|_| bad(format!("bad {what} field {:?}", escaped_bytes(field))))
+    u64::from_str_radix(s, radix)
+        .map_err(|_| bad(format!("bad {what} field {:?}", escaped_bytes(field))))
 }
 
 /// A member's bytes, exactly `left` of them.
@@ -64,12 +65,18 @@ pub fn walk_ar(
         }
         let h = exact(input, 60, "an ar header")?;
         if &h[58..60] != b"`\n" {
-            return Err(bad(format!("ar: bad header at byte {}", input.offset() - 60)));
+            return Err(bad(format!(
+                "ar: bad header at byte {}",
+                input.offset() - 60
+            )));
         }
         let mut size = number(&h[48..58], 10, "ar size")?;
         let raw_name = &h[..16];
         let trimmed: &[u8] = {
-            let end = raw_name.iter().rposition(|&c| c != b' ').map_or(0, |i| i + 1);
+            let end = raw_name
+                .iter()
+                .rposition(|&c| c != b' ')
+                .map_or(0, |i| i + 1);
             &raw_name[..end]
         };
         let name: Vec<u8> = if trimmed == b"//" {
@@ -91,11 +98,17 @@ pub fn walk_ar(
             size -= n;
             let v = exact(input, n as usize, "an ar name")?;
             v.into_iter().take_while(|&c| c != 0).collect()
-        } else if trimmed.len() > 1 && trimmed[0] == b'/' && trimmed[1..].iter().all(u8::is_ascii_digit) {
+        } else if trimmed.len() > 1
+            && trimmed[0] == b'/'
+            && trimmed[1..].iter().all(u8::is_ascii_digit)
+        {
             let off = number(&trimmed[1..], 10, "ar name offset")? as usize;
             let rest = long_names.get(off..).unwrap_or_default();
             let end = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
-            rest[..end].strip_suffix(b"/").unwrap_or(&rest[..end]).to_vec()
+            rest[..end]
+                .strip_suffix(b"/")
+                .unwrap_or(&rest[..end])
+                .to_vec()
         } else {
             trimmed.strip_suffix(b"/").unwrap_or(trimmed).to_vec()
         };

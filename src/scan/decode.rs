@@ -133,9 +133,7 @@ impl<'a> Input<'a> {
 
     /// The source's error, if reading failed there.
     pub fn source_error(&mut self) -> Option<io::Error> {
-        self.src_err
-            .take()
-            .map(|(k, m)| io::Error::new(k, m))
+        self.src_err.take().map(|(k, m)| io::Error::new(k, m))
     }
 
     fn read_src(&mut self, into: std::ops::Range<usize>) -> io::Result<usize> {

@@ -161,15 +161,21 @@ mod tests {
     #[test]
     fn magic_numbers_decide_and_plain_text_stays_plain() {
         assert_eq!(detect(b"\x1f\x8b\x08\0"), Format::Compressed(Codec::Gzip));
-        assert_eq!(
-            detect(b"BZh91AY&SYxxxx"),
-            Format::Compressed(Codec::Bzip2)
-        );
+        assert_eq!(detect(b"BZh91AY&SYxxxx"), Format::Compressed(Codec::Bzip2));
         assert_eq!(detect(b"BZh9 is not bzip2"), Format::Plain);
         assert_eq!(detect(b"PK\x03\x04rest"), Format::Archive(Archive::Zip));
-        assert_eq!(detect(b"!<arch>\ndebian-binary"), Format::Archive(Archive::Ar));
-        assert_eq!(detect(b"7z\xbc\xaf\x27\x1c\0\x04"), Format::Unsupported("7z"));
-        assert_eq!(detect(b"\x1f\x9d\x90xx"), Format::Unsupported("compress (.Z)"));
+        assert_eq!(
+            detect(b"!<arch>\ndebian-binary"),
+            Format::Archive(Archive::Ar)
+        );
+        assert_eq!(
+            detect(b"7z\xbc\xaf\x27\x1c\0\x04"),
+            Format::Unsupported("7z")
+        );
+        assert_eq!(
+            detect(b"\x1f\x9d\x90xx"),
+            Format::Unsupported("compress (.Z)")
+        );
         assert_eq!(detect(b"\x1f\x9d\xffxx"), Format::Plain);
         for plain in [&b"#!/bin/sh\n"[..], b"\x7fELF\x02\x01", b"", b"P", b"PK"] {
             assert_eq!(detect(plain), Format::Plain, "{plain:?}");

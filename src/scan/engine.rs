@@ -65,14 +65,26 @@ pub struct Run<'a> {
     pub scanned: AtomicU64,
 }
 
+/// A range of a file whose raw findings are reported elsewhere.
+pub struct Suppress {
+    pub layer: Arc<str>,
+    pub path: String,
+    pub start: u64,
+    pub end: u64,
+    /// Only the findings of this secret, if named.
+    pub secret: Option<String>,
+    /// The raw findings' codec (the file's own bytes were reached through
+    /// it); findings in the file's decoded data have another.
+    pub via: Option<Codec>,
+}
+
 /// What workers collect.
 #[derive(Default)]
 pub struct Out {
     pub findings: Vec<Finding>,
     pub incomplete: Vec<String>,
-    /// (layer, path, start, end): raw findings of `path` inside
-    /// `[start, end)` are reported by a member's own path instead.
-    pub suppress: Vec<(Arc<str>, String, u64, u64)>,
+    /// Raw findings reported by a member or the decoded data instead.
+    pub suppress: Vec<Suppress>,
 }
 
 impl Run<'_> {
@@ -191,13 +203,16 @@ fn progress_line(done: &AtomicU64, total: u64, finished: &AtomicBool) {
 /// Drop raw findings of an archive that lie inside a member scanned as a
 /// file of its own (a tar entry, a stored zip member): that member's
 /// finding names the copy by its full path.
-fn suppress(f: &mut Vec<Finding>, ranges: Vec<(Arc<str>, String, u64, u64)>) {
+fn suppress(f: &mut Vec<Finding>, ranges: Vec<Suppress>) {
     if ranges.is_empty() {
         return;
     }
-    let mut by_file: HashMap<(Arc<str>, String), Vec<(u64, u64)>> = HashMap::new();
-    for (layer, path, a, b) in ranges {
-        by_file.entry((layer, path)).or_default().push((a, b));
+    let mut by_file: HashMap<(Arc<str>, String), Vec<Suppress>> = HashMap::new();
+    for s in ranges {
+        by_file
+            .entry((s.layer.clone(), s.path.clone()))
+            .or_default()
+            .push(s);
     }
     f.retain(|x| {
         if x.section != Section::Layer {
@@ -205,8 +220,12 @@ fn suppress(f: &mut Vec<Finding>, ranges: Vec<(Arc<str>, String, u64, u64)>) {
         }
         let key = (Arc::<str>::from(x.layer.as_str()), x.path.clone());
         !by_file.get(&key).is_some_and(|rs| {
-            rs.iter()
-                .any(|&(a, b)| a <= x.offset && x.offset + x.length <= b)
+            rs.iter().any(|s| {
+                s.start <= x.offset
+                    && x.offset.saturating_add(x.length) <= s.end
+                    && s.via == x.codec
+                    && s.secret.as_ref().is_none_or(|w| *w == x.source)
+            })
         })
     });
 }
@@ -247,11 +266,7 @@ fn tidy(f: &mut Vec<Finding>) {
             if same_place && x.offset + x.length <= p_end {
                 continue; // covered
             }
-            if same_place
-                && p.kind == x.kind
-                && p.codec == x.codec
-                && x.offset <= p_end + 2
-            {
+            if same_place && p.kind == x.kind && p.codec == x.codec && x.offset <= p_end + 2 {
                 p.length = x.offset + x.length - p.offset;
                 continue;
             }
@@ -295,7 +310,8 @@ fn scan_doc(run: &Run, d: &target::Doc, out: &mut Out) {
 /// come from the image, so the pointer is escaped for printing.
 fn json_strings<'v>(v: &'v serde_json::Value, ptr: String, out: &mut Vec<(String, &'v str)>) {
     use serde_json::Value;
-    let esc = |k: &str| crate::shown::escaped(&k.replace('~', "~0").replace('/', "~1")).into_owned();
+    let esc =
+        |k: &str| crate::shown::escaped(&k.replace('~', "~0").replace('/', "~1")).into_owned();
     match v {
         Value::String(s) => out.push((ptr, s)),
         Value::Array(a) => {
@@ -313,12 +329,11 @@ fn json_strings<'v>(v: &'v serde_json::Value, ptr: String, out: &mut Vec<(String
     }
 }
 
+/// Spaces, jobs, each layer's expansion budget, and the bytes to read.
+type Plan = (Vec<Space>, Vec<Job>, Vec<Arc<Budget>>, u64);
+
 /// Index seekable layers and trees into spaces and cut them into jobs.
-fn plan(
-    r: &Resolved,
-    m: &Matcher,
-    opts: &ScanOptions,
-) -> Result<(Vec<Space>, Vec<Job>, Vec<Arc<Budget>>, u64), ScanError> {
+fn plan(r: &Resolved, m: &Matcher, opts: &ScanOptions) -> Result<Plan, ScanError> {
     let mut spaces = Vec::new();
     let mut streams = Vec::new();
     let mut budgets = Vec::new();

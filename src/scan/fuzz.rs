@@ -45,7 +45,10 @@ struct Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     (
         prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
-        prop::collection::vec((any::<usize>(), prop::collection::vec(any::<u8>(), 1..16)), 0..2),
+        prop::collection::vec(
+            (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16)),
+            0..2,
+        ),
         prop::option::of(any::<usize>()),
     )
         .prop_map(|(flips, inserts, cut)| Mutation {
@@ -76,7 +79,10 @@ fn apply(seed: &[u8], m: &Mutation) -> Vec<u8> {
 
 fn one_line(e: &impl std::fmt::Display) -> Result<(), TestCaseError> {
     let s = e.to_string();
-    prop_assert!(!s.contains('\n') && !s.is_empty(), "error is not one line: {s:?}");
+    prop_assert!(
+        !s.contains('\n') && !s.is_empty(),
+        "error is not one line: {s:?}"
+    );
     Ok(())
 }
 
@@ -182,8 +188,16 @@ fn ar_seed() -> Vec<u8> {
     let mut out = b"!<arch>\n".to_vec();
     for (name, data) in [("debian-binary", &b"2.0\n"[..]), ("data.tar", b"odd")] {
         out.extend_from_slice(
-            format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", format!("{name}/"), 0, 0, 0, 100644, data.len())
-                .as_bytes(),
+            format!(
+                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                format!("{name}/"),
+                0,
+                0,
+                0,
+                100644,
+                data.len()
+            )
+            .as_bytes(),
         );
         out.extend_from_slice(data);
         if data.len() % 2 == 1 {
@@ -205,11 +219,11 @@ fn cpio_seed() -> Vec<u8> {
         );
         out.extend_from_slice(name.as_bytes());
         out.push(0);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
         out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     }
@@ -245,7 +259,10 @@ fn run_codec(codec: Codec, data: &[u8]) -> Result<(), TestCaseError> {
         Ok(d) => d,
         Err(e) => return one_line(&e),
     };
-    let mut m = Metered { r: d, budget: &budget };
+    let mut m = Metered {
+        r: d,
+        budget: &budget,
+    };
     match io::copy(&mut m, &mut io::sink()) {
         Ok(n) => prop_assert!(n <= (16 << 20) + (1 << 20)),
         Err(e) => one_line(&e)?,

@@ -221,7 +221,8 @@ impl Table {
         let total: usize = members.iter().map(|&f| windows(f).count()).sum();
         let dir_len = (total / 2).next_power_of_two().max(16);
         let dir_shift = 64 - dir_len.trailing_zeros();
-        let bucket = |f: u32, off: usize| (mix(load(&forms[f as usize].bytes, off)) >> dir_shift) as usize;
+        let bucket =
+            |f: u32, off: usize| (mix(load(&forms[f as usize].bytes, off)) >> dir_shift) as usize;
         let mut dir = vec![0u32; dir_len + 1];
         for &f in members {
             for (f, off) in windows(f) {
@@ -308,22 +309,33 @@ fn ws(b: u8) -> bool {
 }
 
 /// After a dump line's data at `h`: its spaces, ASCII column (only after
-/// two spaces, as `xxd` and `hexdump -C` print it), the newline, the next
-/// line's offset (`0000020`, `00000010:`) and the spaces after it. Returns
-/// where the next line's data starts.
+/// two spaces, as `xxd` and `hexdump -C` print it; a space just matched
+/// as part of the form counts), the newline, the next line's offset
+/// (`0000020`, `00000010:`) and the spaces after it. Returns where the
+/// next line's data starts.
 fn noise_fwd(buf: &[u8], h: usize) -> Option<usize> {
     let mut p = h;
+    let pre = buf[..p]
+        .iter()
+        .rev()
+        .take(2)
+        .take_while(|&&c| c == b' ')
+        .count();
     let sp = buf[p..].iter().take(4).take_while(|&&c| c == b' ').count();
     p += sp;
     if *buf.get(p)? != b'\n' {
-        if sp < 2 {
+        if pre + sp < 2 {
             return None;
         }
         let lim = (p + 19).min(buf.len());
         p += memchr::memchr(b'\n', &buf[p..lim])?;
     }
     p += 1;
-    let d = buf[p..].iter().take(10).take_while(|c| c.is_ascii_hexdigit()).count();
+    let d = buf[p..]
+        .iter()
+        .take(10)
+        .take_while(|c| c.is_ascii_hexdigit())
+        .count();
     if d < 4 {
         return None;
     }
@@ -335,29 +347,40 @@ fn noise_fwd(buf: &[u8], h: usize) -> Option<usize> {
     (s2 > 0).then_some(p + s2)
 }
 
-/// The same going left from the start `h` of a line's data: the places
-/// where the previous line's data may end (no ASCII column, `xxd`'s,
-/// `hexdump -C`'s `|...|`).
-fn noise_bwd(buf: &[u8], h: usize) -> [Option<usize>; 3] {
-    let none = [None; 3];
-    let mut p = h;
-    let s = buf[..p].iter().rev().take(3).take_while(|&&c| c == b' ').count();
+/// The same going left from `h`, where a match stopped at or just inside
+/// a dump line's offset field: where that line's data starts (`q`, at most
+/// a few bytes right of `h`: the offset's last digits may have matched the
+/// form by chance) and where the previous line's data may end (no ASCII
+/// column, `xxd`'s, `hexdump -C`'s `|...|`).
+fn noise_bwd(buf: &[u8], h: usize) -> Option<(usize, [Option<usize>; 3])> {
+    let lo = h.saturating_sub(16);
+    let nl = lo + memchr::memrchr(b'\n', &buf[lo..h])?;
+    let mut q = nl + 1;
+    let d = buf[q..]
+        .iter()
+        .take(10)
+        .take_while(|c| c.is_ascii_hexdigit())
+        .count();
+    if d < 4 {
+        return None;
+    }
+    q += d;
+    if buf.get(q) == Some(&b':') {
+        q += 1;
+    }
+    let s = buf[q..].iter().take(3).take_while(|&&c| c == b' ').count();
     if s == 0 {
-        return none;
+        return None;
     }
-    p -= s;
-    if p > 0 && buf[p - 1] == b':' {
-        p -= 1;
+    q += s;
+    if q < h || q - h > 12 {
+        return None;
     }
-    let d = buf[..p].iter().rev().take(10).take_while(|c| c.is_ascii_hexdigit()).count();
-    if d < 4 || p < d + 1 || buf[p - d - 1] != b'\n' {
-        return none;
-    }
-    let nl = p - d - 1;
     let two = |at: usize| at >= 2 && buf[at - 2] == b' ' && buf[at - 1] == b' ';
-    let xxd = (nl >= 18 && two(nl - 16)).then(|| nl - 18);
-    let hd = (nl >= 20 && buf[nl - 1] == b'|' && buf[nl - 18] == b'|' && two(nl - 18)).then(|| nl - 20);
-    [Some(nl), xxd, hd]
+    let xxd = (nl >= 18 && two(nl - 16)).then(|| nl - 16);
+    let hd =
+        (nl >= 20 && buf[nl - 1] == b'|' && buf[nl - 18] == b'|' && two(nl - 18)).then(|| nl - 18);
+    Some((q, [Some(nl), xxd, hd]))
 }
 
 /// Extend a window match at `buf[i..i+W]` == `form[off..off+W]` to the
@@ -403,21 +426,33 @@ fn extend(
             (hi, fi) = (h2, f2);
             continue;
         }
-        if dump && f2 > 0 {
-            let next = noise_bwd(buf, hi)
-                .into_iter()
-                .flatten()
-                .map(|c| ws_left(buf, c))
-                .find(|&c| c > 0 && buf[c - 1] == form[f2 - 1]);
-            if let Some(c) = next {
-                (hi, fi) = (c, f2);
-                continue;
+        if dump {
+            if let Some((q, cands)) = noise_bwd(buf, hi) {
+                // Give back what matched inside the offset field.
+                let fq = ws_left(form, (fi + (q - hi)).min(form.len()));
+                let next = cands
+                    .into_iter()
+                    .flatten()
+                    .map(|c| ws_left(buf, c))
+                    .find(|&c| c > 0 && fq > 0 && buf[c - 1] == form[fq - 1]);
+                if let Some(c) = next {
+                    (hi, fi) = (c, fq);
+                    continue;
+                }
             }
         }
         break;
     }
     let (mut he, mut fe) = (i + W, off + W);
+    // The last few positions, to retry a dump's line noise from: the
+    // first bytes of an ASCII column may match the form by chance.
+    let mut past = [(he, fe); 4];
+    let mut step = 0usize;
     loop {
+        if dump {
+            past[step % 4] = (he, fe);
+            step += 1;
+        }
         if he < buf.len() && fe < form.len() && buf[he] == form[fe] {
             he += 1;
             fe += 1;
@@ -432,12 +467,17 @@ fn extend(
             (he, fe) = (h2, f2);
             continue;
         }
-        if dump && f2 < form.len() {
-            if let Some(h3) = noise_fwd(buf, he) {
-                if h3 < buf.len() && buf[h3] == form[f2] {
-                    (he, fe) = (h3, f2);
-                    continue;
-                }
+        if dump {
+            let resume = past.iter().rev().find_map(|&(h, f)| {
+                let f2 = ws_right(form, f);
+                let h3 = noise_fwd(buf, h)?;
+                (h3 > he && h3 < buf.len() && f2 < form.len() && buf[h3] == form[f2])
+                    .then_some((h3, f2))
+            });
+            if let Some(next) = resume {
+                (he, fe) = next;
+                past = [next; 4];
+                continue;
             }
         }
         break;
@@ -473,7 +513,9 @@ fn hex2(a: u8, b: u8) -> Option<u8> {
 /// `\uHHHH` at `buf[at..at+6]` as UTF-8 bytes.
 fn unicode_escape(buf: &[u8], at: usize) -> Option<([u8; 4], usize)> {
     let d = buf.get(at + 2..at + 6)?;
-    let cp = d.iter().try_fold(0u32, |v, &c| Some(v << 4 | u32::from(hexval(c)?)))?;
+    let cp = d
+        .iter()
+        .try_fold(0u32, |v, &c| Some(v << 4 | u32::from(hexval(c)?)))?;
     let c = char::from_u32(cp)?;
     let mut out = [0u8; 4];
     let n = c.encode_utf8(&mut out).len();
@@ -492,7 +534,9 @@ fn unit_fwd(buf: &[u8], h: usize, secret: &[u8], s: usize) -> Option<(usize, usi
         return Some((1, 1, 0));
     }
     match c {
-        b'%' if h + 2 < buf.len() && hex2(buf[h + 1], buf[h + 2]) == Some(want) => Some((3, 1, PCT)),
+        b'%' if h + 2 < buf.len() && hex2(buf[h + 1], buf[h + 2]) == Some(want) => {
+            Some((3, 1, PCT))
+        }
         b'+' if want == b' ' => Some((1, 1, PCT)),
         b'\\' if h + 1 < buf.len() => {
             let e = buf[h + 1];
@@ -560,7 +604,13 @@ fn extend_text(
     // Anchor at the first unit boundary inside the window: the data from
     // there on is the form's own spelling of whole units.
     let mut u = off;
-    let smap = |x: usize| if form.map.is_empty() { x } else { form.map[x] as usize };
+    let smap = |x: usize| {
+        if form.map.is_empty() {
+            x
+        } else {
+            form.map[x] as usize
+        }
+    };
     while !form.map.is_empty() && u > 0 && u < off + W && form.map[u] == form.map[u - 1] {
         u += 1;
     }
@@ -616,7 +666,11 @@ impl Matcher {
             raw.push(forms.len() as u32);
             let mut add = |kind, mode, bytes: Vec<u8>, map: Vec<u32>, sub_min: usize| {
                 // Text forms count secret bytes; the others form bytes.
-                let whole = if mode == Mode::Text { s.len() } else { bytes.len() };
+                let whole = if mode == Mode::Text {
+                    s.len()
+                } else {
+                    bytes.len()
+                };
                 let m = if long { sub_min.min(whole) } else { whole };
                 let dup = forms
                     .iter()
@@ -636,7 +690,13 @@ impl Matcher {
                     map,
                 });
             };
-            add(MatchKind::Substring, Mode::Text, s.to_vec(), Vec::new(), min);
+            add(
+                MatchKind::Substring,
+                Mode::Text,
+                s.to_vec(),
+                Vec::new(),
+                min,
+            );
             let pct = encode::percent(s);
             add(MatchKind::Percent, Mode::Text, pct.bytes, pct.map, min);
             let esc = encode::json_escaped(s);
@@ -644,20 +704,74 @@ impl Matcher {
             let flex = Mode::Flex { dump: false };
             let dump = Mode::Flex { dump: true };
             for o in 0..3.min(s.len()) {
-                add(MatchKind::Base64, flex, encode::base64(&s[o..], false), Vec::new(), b64_min);
-                add(MatchKind::Base64Url, flex, encode::base64(&s[o..], true), Vec::new(), b64_min);
+                add(
+                    MatchKind::Base64,
+                    flex,
+                    encode::base64(&s[o..], false),
+                    Vec::new(),
+                    b64_min,
+                );
+                add(
+                    MatchKind::Base64Url,
+                    flex,
+                    encode::base64(&s[o..], true),
+                    Vec::new(),
+                    b64_min,
+                );
             }
-            add(MatchKind::Hex, flex, encode::hex(s, false), Vec::new(), 2 * min);
-            add(MatchKind::HexUpper, flex, encode::hex(s, true), Vec::new(), 2 * min);
+            add(
+                MatchKind::Hex,
+                flex,
+                encode::hex(s, false),
+                Vec::new(),
+                2 * min,
+            );
+            add(
+                MatchKind::HexUpper,
+                flex,
+                encode::hex(s, true),
+                Vec::new(),
+                2 * min,
+            );
             // `od -A n -t x1`, `hexdump -C`: hex bytes separated by spaces.
-            add(MatchKind::Hex, dump, encode::hex_spaced(s), Vec::new(), 3 * min - 1);
+            add(
+                MatchKind::Hex,
+                dump,
+                encode::hex_spaced(s),
+                Vec::new(),
+                3 * min - 1,
+            );
             // `xxd`: two-byte groups, the secret starting at either byte.
             let xxd_min = 2 * min + min / 2 - 1;
-            add(MatchKind::Hex, dump, encode::hex_grouped(s, false), Vec::new(), xxd_min);
-            add(MatchKind::Hex, dump, encode::hex_grouped(s, true), Vec::new(), xxd_min);
+            add(
+                MatchKind::Hex,
+                dump,
+                encode::hex_grouped(s, false),
+                Vec::new(),
+                xxd_min,
+            );
+            add(
+                MatchKind::Hex,
+                dump,
+                encode::hex_grouped(s, true),
+                Vec::new(),
+                xxd_min,
+            );
             // `od -b`, `od -t o1`.
-            add(MatchKind::Octal, dump, encode::octal_spaced(s), Vec::new(), 4 * min - 1);
-            add(MatchKind::Utf16le, Mode::Exact, encode::utf16le(s), Vec::new(), 2 * min);
+            add(
+                MatchKind::Octal,
+                dump,
+                encode::octal_spaced(s),
+                Vec::new(),
+                4 * min - 1,
+            );
+            add(
+                MatchKind::Utf16le,
+                Mode::Exact,
+                encode::utf16le(s),
+                Vec::new(),
+                2 * min,
+            );
         }
         // A match in the data can be longer than its form where whitespace,
         // escapes or dump noise were skipped: allow four times the longest

@@ -21,7 +21,7 @@
 use super::archives;
 use super::decode::{decoder, Budget, Input, Metered};
 use super::detect::{detect, Archive, Codec, Format, HEAD};
-use super::engine::{Out, Run};
+use super::engine::{Out, Run, Suppress};
 use super::matcher::{Hit, Matcher, W};
 use super::tarstream::{looks_like_tar, TarInput, TarReader};
 use super::zip;
@@ -86,7 +86,11 @@ impl Walker<'_, '_> {
     }
 
     fn incomplete(&self, path: &str, why: &str, out: &mut Out) {
-        let p = if path.is_empty() { "(whole blob)" } else { path };
+        let p = if path.is_empty() {
+            "(whole blob)"
+        } else {
+            path
+        };
         out.incomplete.push(format!("{}: {p}: {why}", self.layer));
     }
 
@@ -119,10 +123,13 @@ impl Walker<'_, '_> {
         if raw && !identity {
             sc = Some(StreamScanner::new(self.run.m));
         }
+        let raw_scanned = !raw || sc.is_some();
         if let Some(s) = sc.as_mut() {
             input.tap(s);
         }
+        let before = out.findings.len();
         let res = self.decode(fmt, path, &mut input, depth, via, &mut suppress, out);
+        let decoded = res.is_ok();
         if let Err(e) = res {
             if let Some(outer) = input.source_error() {
                 return Err(outer);
@@ -133,16 +140,37 @@ impl Walker<'_, '_> {
         drop(input);
         if let Some(mut s) = sc.take() {
             let hits = s.finish();
-            self.run
-                .scanned
-                .fetch_add(s.base_total, Ordering::Relaxed);
+            self.run.scanned.fetch_add(s.base_total, Ordering::Relaxed);
             self.report(path, via, &hits, out);
+        }
+        // Where the raw bytes were scanned (here or by a range job), a
+        // member's bytes are reported under the member's path; and a raw
+        // match in a compressed file that decoded to its end is a stored
+        // block (xz and deflate keep incompressible data as it is), whose
+        // secret the decoded data reports already.
+        if raw_scanned {
+            let mut push = |start, end, secret| {
+                out.suppress.push(Suppress {
+                    layer: self.layer.clone(),
+                    path: path.to_string(),
+                    start,
+                    end,
+                    secret,
+                    via,
+                })
+            };
             for (a, b) in suppress {
-                out.suppress.push((self.layer.clone(), path.to_string(), a, b));
+                push(a, b, None);
             }
-        } else if !raw {
-            for (a, b) in suppress {
-                out.suppress.push((self.layer.clone(), path.to_string(), a, b));
+            if decoded && matches!(fmt, Format::Compressed(_)) && depth < self.run.opts.max_nesting
+            {
+                let found: std::collections::BTreeSet<String> = out.findings[before..]
+                    .iter()
+                    .map(|f| f.source.clone())
+                    .collect();
+                for name in found {
+                    push(0, u64::MAX, Some(name));
+                }
             }
         }
         Ok(())
@@ -196,7 +224,9 @@ impl Walker<'_, '_> {
                     let e = match tr.next_entry() {
                         Ok(Some(e)) => e,
                         Ok(None) => return Ok(()),
-                        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+                        Err(e) => {
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+                        }
                     };
                     let p = join(path, &e.path);
                     if let Some(meta) = &e.meta {
@@ -209,7 +239,14 @@ impl Walker<'_, '_> {
                         continue;
                     }
                     let start = e.data_offset;
-                    self.file(&p, &mut EntryReader { tr: &mut tr }, depth + 1, via, true, out)?;
+                    self.file(
+                        &p,
+                        &mut EntryReader { tr: &mut tr },
+                        depth + 1,
+                        via,
+                        true,
+                        out,
+                    )?;
                     suppress.push((start, start + e.size));
                 }
             }
@@ -221,7 +258,7 @@ impl Walker<'_, '_> {
                 for n in &sum.notes {
                     self.incomplete(path, &format!("zip: {n}"), out);
                 }
-                suppress.extend(sum.stored);
+                suppress.extend(sum.decoded);
                 Ok(())
             }
             Format::Archive(a @ (Archive::Ar | Archive::Cpio)) => {
@@ -265,7 +302,14 @@ impl Walker<'_, '_> {
             if e.size == 0 {
                 continue;
             }
-            self.file(&e.path, &mut EntryReader { tr: &mut tr }, 0, None, true, out)?;
+            self.file(
+                &e.path,
+                &mut EntryReader { tr: &mut tr },
+                0,
+                None,
+                true,
+                out,
+            )?;
         }
         // Read to the end, so damage after the archive (a bad gzip
         // trailer or CRC) is still an error.

@@ -35,14 +35,16 @@ fn safe(s: &str) -> Cow<'_, str> {
 }
 
 /// JSON text with every unsafe character written as a `\uXXXX` escape
-/// (serde_json leaves DEL, C1 controls and bidi overrides raw).
+/// (serde_json leaves DEL, C1 controls and bidi overrides raw). A raw
+/// newline is the pretty printer's own (serde escapes those in strings).
 fn json_safe(text: String) -> String {
-    if !text.chars().any(is_unsafe) {
+    let bad = |c: char| c != '\n' && is_unsafe(c);
+    if !text.chars().any(bad) {
         return text;
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        if is_unsafe(c) {
+        if bad(c) {
             let mut units = [0u16; 2];
             for u in c.encode_utf16(&mut units) {
                 let _ = write!(out, "\\u{u:04x}");

@@ -614,8 +614,8 @@ fn docker_archive(blob: &Blob, index: &TarIndex, manifest: &Entry) -> Result<Res
             if !seen.insert(name.to_string()) {
                 continue;
             }
-            let label = crate::shown::escaped(diff_ids.get(i).map_or(name, String::as_str))
-                .into_owned();
+            let label =
+                crate::shown::escaped(diff_ids.get(i).map_or(name, String::as_str)).into_owned();
             let mut b = get(name)?;
             b.name = label.clone();
             r.layers.push(Layer { label, blob: b });

@@ -45,13 +45,14 @@ pub struct Member {
     pub stored: bool,
 }
 
-/// What a walk could not read, and where stored members' bytes lie.
+/// What a walk could not read, and where members' bytes lie.
 #[derive(Debug, Default)]
 pub struct Summary {
     /// One line per problem (member name and why), for INCOMPLETE.
     pub notes: Vec<String>,
-    /// `[start, end)` of each stored member's data in the archive.
-    pub stored: Vec<(u64, u64)>,
+    /// `[start, end)` of each member's data in the archive that was read
+    /// in full (its raw bytes hold nothing its decoded bytes do not).
+    pub decoded: Vec<(u64, u64)>,
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {
@@ -71,7 +72,9 @@ fn bad(msg: String) -> io::Error {
 /// Read exactly `n` bytes into a new vector (n < 64 KiB + 46).
 fn take_vec(input: &mut Input, n: usize) -> io::Result<Vec<u8>> {
     let mut v = vec![0u8; n];
-    input.read_exact_buf(&mut v).map_err(|e| eof(e, "a zip header"))?;
+    input
+        .read_exact_buf(&mut v)
+        .map_err(|e| eof(e, "a zip header"))?;
     Ok(v)
 }
 
@@ -343,13 +346,13 @@ fn member(
         }
     };
     let consumed = input.offset() - start;
-    if method == 0 {
-        sum.stored.push((start, start + consumed));
-    }
+    sum.decoded.push((start, start + consumed));
     let (want_crc, want_c, want_u) = if known {
         if consumed < csize {
             // The compressed stream ended before its stated size.
-            input.skip(csize - consumed).map_err(|e| eof(e, "member data"))?;
+            input
+                .skip(csize - consumed)
+                .map_err(|e| eof(e, "member data"))?;
         }
         (crc, csize, usize_)
     } else if method == 0 {
@@ -357,11 +360,17 @@ fn member(
         (got_crc, consumed, got_len)
     } else {
         let d = input.fill(24)?;
-        let off = if d.len() >= 4 && le32(d, 0) == DESCRIPTOR { 4 } else { 0 };
+        let off = if d.len() >= 4 && le32(d, 0) == DESCRIPTOR {
+            4
+        } else {
+            0
+        };
         let wide = has64;
         let need = off + if wide { 20 } else { 12 };
         if d.len() < need {
-            return Err(bad(format!("zip: {name}: input ends inside its data descriptor")));
+            return Err(bad(format!(
+                "zip: {name}: input ends inside its data descriptor"
+            )));
         }
         let v = if wide {
             (le32(d, off), le64(d, off + 4), le64(d, off + 12))
@@ -397,8 +406,11 @@ fn central(input: &mut Input, seen: &HashSet<u64>, sum: &mut Summary) -> io::Res
             CENTRAL => {
                 let h = take_vec(input, 46)?;
                 let (csize32, usize32, lho32) = (le32(&h, 20), le32(&h, 24), le32(&h, 42));
-                let (nlen, xlen, clen) =
-                    (le16(&h, 28) as usize, le16(&h, 30) as usize, le16(&h, 32) as usize);
+                let (nlen, xlen, clen) = (
+                    le16(&h, 28) as usize,
+                    le16(&h, 30) as usize,
+                    le16(&h, 32) as usize,
+                );
                 let name = take_vec(input, nlen)?;
                 let extra = take_vec(input, xlen)?;
                 input.skip(clen as u64).map_err(|e| eof(e, "a comment"))?;
@@ -414,7 +426,9 @@ fn central(input: &mut Input, seen: &HashSet<u64>, sum: &mut Summary) -> io::Res
             }
             END64 => {
                 let h = take_vec(input, 12)?;
-                input.skip(le64(&h, 4)).map_err(|e| eof(e, "a zip64 record"))?;
+                input
+                    .skip(le64(&h, 4))
+                    .map_err(|e| eof(e, "a zip64 record"))?;
             }
             LOCATOR64 => input.skip(20).map_err(|e| eof(e, "a zip64 locator"))?,
             END => break,

@@ -17,7 +17,14 @@ use std::process::Command;
 /// A PEM private key around a random base64 body (so it has `/`, `+`, `=`
 /// and newlines for every escaping to change).
 pub fn pem() -> Vec<u8> {
-    let raw: Vec<u8> = [secret("a"), secret("b"), secret("c")].concat();
+    // Random bytes only (a shared prefix would be a real common part).
+    let raw: Vec<u8> = ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .flat_map(|t| {
+            let s = secret(t);
+            hex::decode(&s[s.len() - 48..]).unwrap()
+        })
+        .collect();
     let mut body = super::b64(&raw);
     for (at, c) in [(10, "/"), (30, "+"), (75, "/"), (140, "+")] {
         body.replace_range(at..at + 1, c);
@@ -59,7 +66,13 @@ fn od_b(s: &[u8]) -> String {
 
 fn printable(line: &[u8]) -> String {
     line.iter()
-        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '.' })
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        })
         .collect()
 }
 
@@ -88,7 +101,11 @@ fn hexdump_c(s: &[u8]) -> String {
                 hex.push(' ');
             }
         }
-        out.push_str(&format!("{:08x}  {hex:<49} |{}|\n", i * 16, printable(line)));
+        out.push_str(&format!(
+            "{:08x}  {hex:<49} |{}|\n",
+            i * 16,
+            printable(line)
+        ));
     }
     out.push_str(&format!("{:08x}\n", s.len()));
     out
@@ -101,9 +118,17 @@ fn dump(tool: &[&str], ours: String, s: &[u8], dir: &std::path::Path) -> Vec<u8>
     }
     let f = dir.join("dump-input");
     std::fs::write(&f, s).unwrap();
-    let out = Command::new(tool[0]).args(&tool[1..]).arg(&f).output().unwrap();
+    let out = Command::new(tool[0])
+        .args(&tool[1..])
+        .arg(&f)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{tool:?}");
-    assert_eq!(util::text(&out.stdout), ours, "{tool:?} prints another format");
+    assert_eq!(
+        util::text(&out.stdout),
+        ours,
+        "{tool:?} prints another format"
+    );
     out.stdout
 }
 
@@ -125,14 +150,30 @@ fn text_forms_alone_and_inside_a_zip_in_a_gzip_layer_are_found_with_their_kind()
     let php = json.replace('/', "\\/");
     let part = &s[40..80];
     let files: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("etc/app.url", format!("https://user:{}@host/", percent(&s)).into_bytes(), "percent"),
-        ("etc/part.url", format!("https://h/?k={}", percent(part)).into_bytes(), "percent"),
+        (
+            "etc/app.url",
+            format!("https://user:{}@host/", percent(&s)).into_bytes(),
+            "percent",
+        ),
+        (
+            "etc/part.url",
+            format!("https://h/?k={}", percent(part)).into_bytes(),
+            "percent",
+        ),
         ("etc/cfg.json", json.clone().into_bytes(), "escaped"),
         ("etc/php.json", php.into_bytes(), "escaped"),
         ("etc/win.ini", utf16le(&s), "utf16le"),
-        ("tmp/od.txt", dump(&["od", "-b"], od_b(&s), &s, t.path()), "octal"),
+        (
+            "tmp/od.txt",
+            dump(&["od", "-b"], od_b(&s), &s, t.path()),
+            "octal",
+        ),
         ("tmp/xxd.txt", dump(&["xxd"], xxd(&s), &s, t.path()), "hex"),
-        ("tmp/hd.txt", dump(&["hexdump", "-C"], hexdump_c(&s), &s, t.path()), "hex"),
+        (
+            "tmp/hd.txt",
+            dump(&["hexdump", "-C"], hexdump_c(&s), &s, t.path()),
+            "hex",
+        ),
     ];
     let members: Vec<(&str, &[u8])> = files.iter().map(|(p, d, _)| (*p, d.as_slice())).collect();
     let sfs = sf.to_str().unwrap();
@@ -140,18 +181,34 @@ fn text_forms_alone_and_inside_a_zip_in_a_gzip_layer_are_found_with_their_kind()
     let img = t.path().join("alone");
     oci_layout(
         &img,
-        &[(layer_tar(&members), "application/vnd.oci.image.layer.v1.tar")],
+        &[(
+            layer_tar(&members),
+            "application/vnd.oci.image.layer.v1.tar",
+        )],
         &config(&[], &[]),
     );
-    let out = scan(&["--format", "json", "--secret-file", sfs, img.to_str().unwrap()]);
+    let out = scan(&[
+        "--format",
+        "json",
+        "--secret-file",
+        sfs,
+        img.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", util::text(&out.stderr));
     assert_never_printed(&out, &s);
     let got: BTreeSet<(String, String)> = findings(&out)
         .iter()
-        .map(|f| (f["path"].as_str().unwrap().into(), f["match"].as_str().unwrap().into()))
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().into(),
+                f["match"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    let want: BTreeSet<(String, String)> =
-        files.iter().map(|(p, _, k)| (p.to_string(), k.to_string())).collect();
+    let want: BTreeSet<(String, String)> = files
+        .iter()
+        .map(|(p, _, k)| (p.to_string(), k.to_string()))
+        .collect();
     assert_eq!(got, want, "{:#?}", findings(&out));
     // Whole copies are reported whole (one finding per file).
     assert_eq!(findings(&out).len(), files.len(), "{:#?}", findings(&out));
@@ -166,11 +223,22 @@ fn text_forms_alone_and_inside_a_zip_in_a_gzip_layer_are_found_with_their_kind()
         )],
         &config(&[], &[]),
     );
-    let out = scan(&["--format", "json", "--secret-file", sfs, img.to_str().unwrap()]);
+    let out = scan(&[
+        "--format",
+        "json",
+        "--secret-file",
+        sfs,
+        img.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", util::text(&out.stderr));
     let got: BTreeSet<(String, String)> = findings(&out)
         .iter()
-        .map(|f| (f["path"].as_str().unwrap().into(), f["match"].as_str().unwrap().into()))
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().into(),
+                f["match"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     let want: BTreeSet<(String, String)> = files
         .iter()
@@ -186,18 +254,37 @@ fn text_forms_below_min_match_and_lookalikes_stay_clean() {
     let sf = write_secret(t.path(), "id.pem", &s);
     let short = &s[100..130]; // 30 bytes < 32
     let files: Vec<(&str, Vec<u8>)> = vec![
-        ("a.url", format!("https://h/?k={}", percent(short)).into_bytes()),
-        ("b.json", serde_json::to_string(&util::text(short)).unwrap().into_bytes()),
+        (
+            "a.url",
+            format!("https://h/?k={}", percent(short)).into_bytes(),
+        ),
+        (
+            "b.json",
+            serde_json::to_string(&util::text(short))
+                .unwrap()
+                .into_bytes(),
+        ),
         ("c.txt", utf16le(short)),
         ("d.txt", od_b(short).into_bytes()),
         ("e.txt", xxd(short).into_bytes()),
         // Other keys' escapes and dumps.
-        ("f.json", serde_json::to_string(&util::text(&pem())).unwrap().into_bytes()),
+        (
+            "f.json",
+            serde_json::to_string(&util::text(&pem()))
+                .unwrap()
+                .into_bytes(),
+        ),
         ("g.txt", xxd(&pem()).into_bytes()),
     ];
     let members: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (*p, d.as_slice())).collect();
     let tar = t.path().join("l.tar");
     std::fs::write(&tar, layer_tar(&members)).unwrap();
-    let out = scan(&["--format", "json", "--secret-file", sf.to_str().unwrap(), tar.to_str().unwrap()]);
+    let out = scan(&[
+        "--format",
+        "json",
+        "--secret-file",
+        sf.to_str().unwrap(),
+        tar.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{:#?}", findings(&out));
 }

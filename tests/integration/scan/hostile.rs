@@ -33,17 +33,33 @@ fn b14_names_that_forge_lines_or_reverse_text_are_escaped_in_every_output() {
     )
     .unwrap();
     for format in ["text", "json", "sarif"] {
-        let out = scan(&["--format", format, "--secret-file", sf.to_str().unwrap(), tar.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1), "{format}: {}", util::text(&out.stderr));
+        let out = scan(&[
+            "--format",
+            format,
+            "--secret-file",
+            sf.to_str().unwrap(),
+            tar.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{format}: {}",
+            util::text(&out.stderr)
+        );
         let text = util::text(&out.stdout);
         let bad: Vec<char> = text.chars().filter(|&c| unsafe_char(c)).collect();
         assert!(bad.is_empty(), "{format}: raw {bad:?} in {text}");
         assert!(
-            !text.lines().any(|l| l.trim_start().starts_with("image.tar: clean")),
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("image.tar: clean")),
             "{format}: a forged line: {text}"
         );
         if format == "text" {
-            assert!(text.contains("a\\nimage.tar: clean (0 leaks)\\u{1b}[2K\\r"), "{text}");
+            assert!(
+                text.contains("a\\nimage.tar: clean (0 leaks)\\u{1b}[2K\\r"),
+                "{text}"
+            );
             assert!(text.contains("invoice\\u{202e}fdp.exe"), "{text}");
             assert!(text.contains("app.zip!/x\\ny: clean\\u{202e}"), "{text}");
             assert_eq!(text.lines().count(), 4, "{text}");
@@ -102,7 +118,11 @@ fn b19_blobs_and_secret_files_that_are_devices_or_fifos_fail_fast_with_one_line(
     let layer_digest = super::digest(&layer);
     for (what, mention) in [("zero", "character device"), ("fifo", "FIFO")] {
         let img = t.path().join(what);
-        oci_layout(&img, &[(layer.clone(), "application/vnd.oci.image.layer.v1.tar")], &config(&[], &[]));
+        oci_layout(
+            &img,
+            &[(layer.clone(), "application/vnd.oci.image.layer.v1.tar")],
+            &config(&[], &[]),
+        );
         let blob = blob_paths(&img)
             .into_iter()
             .find(|p| layer_digest.ends_with(&*p.file_name().unwrap().to_string_lossy()))
@@ -124,7 +144,14 @@ fn b19_blobs_and_secret_files_that_are_devices_or_fifos_fail_fast_with_one_line(
     mkfifo(&fifo);
     let tar = t.path().join("ok.tar");
     std::fs::write(&tar, layer_tar(&[("a", b"fine")])).unwrap();
-    let out = scan_within(&["--secret-file", fifo.to_str().unwrap(), tar.to_str().unwrap()], limit);
+    let out = scan_within(
+        &[
+            "--secret-file",
+            fifo.to_str().unwrap(),
+            tar.to_str().unwrap(),
+        ],
+        limit,
+    );
     let err = assert_one_error_line(&out, "secret.fifo");
     assert!(err.contains("FIFO"), "{err}");
     let out = scan_within(&["--secret-file", sfs, "/dev/zero"], limit);
@@ -157,7 +184,11 @@ fn no_false_positives_on_real_jars_wheels_and_compressed_man_pages() {
     let mut jars = Vec::new();
     files_with(Path::new("/usr/share/java"), ".jar", 40, &mut jars);
     let mut wheels = Vec::new();
-    for d in ["/usr/share/python-wheels", "/root/.cache/pip", "/usr/lib/python3"] {
+    for d in [
+        "/usr/share/python-wheels",
+        "/root/.cache/pip",
+        "/usr/lib/python3",
+    ] {
         files_with(Path::new(d), ".whl", 10, &mut wheels);
     }
     let mut man = Vec::new();
@@ -179,9 +210,17 @@ fn no_false_positives_on_real_jars_wheels_and_compressed_man_pages() {
         .iter()
         .chain(&wheels)
         .chain(&man)
-        .map(|p| (p.display().to_string().trim_start_matches('/').to_string(), std::fs::read(p).unwrap()))
+        .map(|p| {
+            (
+                p.display().to_string().trim_start_matches('/').to_string(),
+                std::fs::read(p).unwrap(),
+            )
+        })
         .collect();
-    let members: Vec<(&str, &[u8])> = all.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+    let members: Vec<(&str, &[u8])> = all
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_slice()))
+        .collect();
     let layer = layer_tar(&members);
     let t = tempfile::tempdir().unwrap();
     // Secrets of the usual shapes: tokens, a PEM key, short pins.
@@ -210,7 +249,12 @@ fn no_false_positives_on_real_jars_wheels_and_compressed_man_pages() {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = scan(&argv);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["incomplete"], serde_json::json!([]), "{}", v["incomplete"]);
+    assert_eq!(
+        v["incomplete"],
+        serde_json::json!([]),
+        "{}",
+        v["incomplete"]
+    );
     assert_eq!(out.status.code(), Some(0), "{:#?}", findings(&out));
     eprintln!(
         "{} jars, {} wheels, {} man pages: clean ({} bytes scanned)",
