@@ -193,12 +193,13 @@ impl Drop for Table {
 /// of `min` bytes then still holds `k` consecutive samples (`k * step + W -
 /// 1 <= min`), and with `gcd(k, step) = 1` they land on every offset class
 /// mod `k`, one of them indexed. Only for forms whose data has no line
-/// noise shorter than that (plain hex: `xxd -p` lines are 60 characters;
-/// UTF-16 is not wrapped).
+/// noise shorter than that: plain hex (`xxd -p` lines are 60 characters),
+/// UTF-16 (not wrapped), `od -b` (any 32 bytes hold one full 63-character
+/// line).
 fn stride(f: &Form, step: usize) -> usize {
     let eligible = match f.kind {
         MatchKind::Hex | MatchKind::HexUpper => !f.bytes.contains(&b' '),
-        MatchKind::Utf16le => true,
+        MatchKind::Utf16le | MatchKind::Octal => true,
         _ => false,
     };
     if eligible && step % 2 == 1 && 2 * step + W - 1 <= f.min.min(60) {
@@ -213,10 +214,21 @@ impl Table {
     /// least one window kept. Built in two counting passes (no sort of the
     /// whole set, no copy of the windows): memory is `occ` itself.
     fn build(forms: &[Form], members: &[u32], step: usize, indexed: &mut [bool]) -> Table {
-        let windows = |f: u32| {
+        // A canonical escaped form's windows that hold no escape are the
+        // raw secret's windows too, and a raw hit is extended through
+        // escapes anyway: only windows touching an escape are kept.
+        let escape_at = |form: &Form, x: usize| {
+            !form.map.is_empty()
+                && ((x > 0 && form.map[x] == form.map[x - 1])
+                    || (x + 1 < form.map.len() && form.map[x + 1] == form.map[x]))
+        };
+        let windows = move |f: u32| {
             let form = &forms[f as usize];
             let n = (form.bytes.len() + 1).saturating_sub(W);
-            (0..n).step_by(stride(form, step)).map(move |off| (f, off))
+            (0..n)
+                .step_by(stride(form, step))
+                .filter(move |&off| form.map.is_empty() || (off..off + W).any(|x| escape_at(form, x)))
+                .map(move |off| (f, off))
         };
         let total: usize = members.iter().map(|&f| windows(f).count()).sum();
         let dir_len = (total / 2).next_power_of_two().max(16);

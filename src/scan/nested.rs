@@ -130,13 +130,18 @@ impl Walker<'_, '_> {
         let before = out.findings.len();
         let res = self.decode(fmt, path, &mut input, depth, via, &mut suppress, out);
         let decoded = res.is_ok();
+        // An error of the source ends this file too (the caller reports
+        // it); what was read of it so far is still reported below.
+        let mut outer = None;
         if let Err(e) = res {
-            if let Some(outer) = input.source_error() {
-                return Err(outer);
+            outer = input.source_error();
+            if outer.is_none() {
+                self.incomplete(path, &e.to_string(), out);
             }
-            self.incomplete(path, &e.to_string(), out);
         }
-        input.drain()?;
+        if outer.is_none() {
+            outer = input.drain().err();
+        }
         drop(input);
         if let Some(mut s) = sc.take() {
             let hits = s.finish();
@@ -148,6 +153,9 @@ impl Walker<'_, '_> {
         // match in a compressed file that decoded to its end is a stored
         // block (xz and deflate keep incompressible data as it is), whose
         // secret the decoded data reports already.
+        if let Some(e) = outer {
+            return Err(e);
+        }
         if raw_scanned {
             let mut push = |start, end, secret| {
                 out.suppress.push(Suppress {
