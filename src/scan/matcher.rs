@@ -227,11 +227,15 @@ impl Table {
             let n = (form.bytes.len() + 1).saturating_sub(W);
             (0..n)
                 .step_by(stride(form, step))
-                .filter(move |&off| form.map.is_empty() || (off..off + W).any(|x| escape_at(form, x)))
+                .filter(move |&off| {
+                    form.map.is_empty() || (off..off + W).any(|x| escape_at(form, x))
+                })
                 .map(move |off| (f, off))
         };
         let total: usize = members.iter().map(|&f| windows(f).count()).sum();
-        let dir_len = (total / 2).next_power_of_two().max(16);
+        // About four windows a bucket: the directory costs one byte per
+        // window, and a probe that passes the Bloom filter reads a few.
+        let dir_len = (total / 4).next_power_of_two().max(16);
         let dir_shift = 64 - dir_len.trailing_zeros();
         let bucket =
             |f: u32, off: usize| (mix(load(&forms[f as usize].bytes, off)) >> dir_shift) as usize;
@@ -245,43 +249,51 @@ impl Table {
             dir[b] += dir[b - 1];
         }
         let mut occ = vec![(0u32, 0u32); total];
-        let mut cur = dir.clone();
-        for &f in members {
-            for (f, off) in windows(f) {
-                let b = bucket(f, off);
-                occ[cur[b] as usize] = (f, off as u32);
-                cur[b] += 1;
+        {
+            let mut cur = dir.clone();
+            for &f in members {
+                for (f, off) in windows(f) {
+                    let b = bucket(f, off);
+                    occ[cur[b] as usize] = (f, off as u32);
+                    cur[b] += 1;
+                }
             }
+            cur.zeroize();
         }
-        cur.zeroize();
         // In each bucket: group equal windows, drop the over-repeated ones
-        // and compact in place.
+        // and compact in place (`dir` is rewritten as it is read).
         let key = |o: &(u32, u32)| load(&forms[o.0 as usize].bytes, o.1 as usize);
         let mut keys = 0usize;
         let mut w = 0usize;
-        let mut new_dir = vec![0u32; dir_len + 1];
+        let mut lo = 0usize;
+        let mut scratch: Vec<(u64, u32, u32)> = Vec::new();
         for b in 0..dir_len {
-            let (lo, hi) = (dir[b] as usize, dir[b + 1] as usize);
-            occ[lo..hi].sort_unstable_by_key(|o| (key(o), o.0, o.1));
-            let mut i = lo;
-            while i < hi {
-                let k = key(&occ[i]);
+            let hi = dir[b + 1] as usize;
+            scratch.clear();
+            scratch.extend(occ[lo..hi].iter().map(|o| (key(o), o.0, o.1)));
+            scratch.sort_unstable();
+            let mut i = 0;
+            while i < scratch.len() {
+                let k = scratch[i].0;
                 let mut j = i;
-                while j < hi && key(&occ[j]) == k {
+                while j < scratch.len() && scratch[j].0 == k {
                     j += 1;
                 }
                 if (j - i) as u32 <= MAX_REPEAT {
                     keys += 1;
-                    for x in i..j {
-                        indexed[occ[x].0 as usize] = true;
-                        occ[w] = occ[x];
+                    for e in &scratch[i..j] {
+                        indexed[e.1 as usize] = true;
+                        occ[w] = (e.1, e.2);
                         w += 1;
                     }
                 }
                 i = j;
             }
-            new_dir[b + 1] = w as u32;
+            dir[b + 1] = w as u32;
+            lo = hi;
         }
+        scratch.resize(scratch.capacity(), (0, 0, 0));
+        wipe_keys(&mut scratch);
         occ.truncate(w);
         occ.shrink_to_fit();
         let mut bloom = Bloom::new(keys);
@@ -291,7 +303,7 @@ impl Table {
         Table {
             step: step as u64,
             bloom,
-            dir: new_dir,
+            dir,
             dir_shift,
             occ,
         }
@@ -310,6 +322,16 @@ impl Table {
             .copied()
             .filter(move |&(f, off)| load(&forms[f as usize].bytes, off as usize) == key)
     }
+}
+
+/// Overwrite window bytes (secret) in build scratch; volatile so the
+/// stores are not elided before the memory is freed.
+fn wipe_keys(v: &mut [(u64, u32, u32)]) {
+    for k in v.iter_mut() {
+        // SAFETY: `k.0` is a valid, aligned u64 we hold a unique borrow of.
+        unsafe { std::ptr::write_volatile(&mut k.0, 0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Matches already found in this region, so later samples inside them are
