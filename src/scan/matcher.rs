@@ -263,7 +263,9 @@ impl Table {
         // In each bucket: group equal windows, drop the over-repeated ones
         // and compact in place (`dir` is rewritten as it is read).
         let key = |o: &(u32, u32)| load(&forms[o.0 as usize].bytes, o.1 as usize);
-        let mut keys = 0usize;
+        // Sized for every window (an upper bound on distinct ones), so keys
+        // go in while their bytes are at hand.
+        let mut bloom = Bloom::new(total);
         let mut w = 0usize;
         let mut lo = 0usize;
         let mut scratch: Vec<(u64, u32, u32)> = Vec::new();
@@ -280,7 +282,7 @@ impl Table {
                     j += 1;
                 }
                 if (j - i) as u32 <= MAX_REPEAT {
-                    keys += 1;
+                    bloom.insert(mix(k));
                     for e in &scratch[i..j] {
                         indexed[e.1 as usize] = true;
                         occ[w] = (e.1, e.2);
@@ -296,10 +298,6 @@ impl Table {
         wipe_keys(&mut scratch);
         occ.truncate(w);
         occ.shrink_to_fit();
-        let mut bloom = Bloom::new(keys);
-        for o in &occ {
-            bloom.insert(mix(key(o)));
-        }
         Table {
             step: step as u64,
             bloom,
