@@ -24,6 +24,12 @@ pub struct ScanArgs {
     /// Shortest substring of a secret (bytes) that counts; shorter secrets match whole only
     #[arg(long, default_value_t = crate::scan::DEFAULT_MIN_MATCH)]
     pub min_match: usize,
+    /// How many decoders deep to read files inside layers (a .tar.gz is two); deeper is INCOMPLETE
+    #[arg(long, default_value_t = crate::scan::DEFAULT_MAX_NESTING)]
+    pub max_nesting: u32,
+    /// Bytes decoded inside a layer may be at most this many times its size (+64 MiB); past it, INCOMPLETE
+    #[arg(long, default_value_t = crate::scan::DEFAULT_MAX_EXPANSION, value_name = "RATIO")]
+    pub max_expansion: u64,
     /// Output format
     #[arg(long, default_value = "text", value_parser = ["text", "json", "sarif"])]
     pub format: String,
@@ -78,8 +84,9 @@ fn scan(cli: &Cli, a: &ScanArgs) -> Result<u8> {
     let opts = ScanOptions {
         min_match: a.min_match,
         threads: a.threads,
+        max_nesting: a.max_nesting,
+        max_expansion: a.max_expansion,
         progress: a.format == "text" && std::io::stderr().is_terminal(),
-        ..Default::default()
     };
     let report = scan::scan(&target, &needles, &opts)?;
     let out = match a.format.as_str() {

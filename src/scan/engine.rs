@@ -1,22 +1,30 @@
 //! The scan engine: turns a resolved target into jobs and runs them on a
 //! pool of threads.
 //!
-//! - An uncompressed tar (a layer blob, an archive member, a plain tar) is
-//!   indexed by walking its headers, then cut into ~8 MiB ranges read with
-//!   `pread` by any worker: one big tar scans on every core.
-//! - A compressed layer (gzip, zstd) is one streaming job: decompressed in
-//!   a fixed buffer and scanned as it comes, never held whole.
-//! - A gzip/zstd file inside a layer is decompressed and scanned as well
-//!   (and a tar inside it, entry by entry), up to `max_nesting` deep.
+//! - An uncompressed tar (a layer blob, a plain tar) is indexed by walking
+//!   its headers, then cut into ~8 MiB ranges read with `pread` by any
+//!   worker: one big tar scans on every core. A file in it that is
+//!   compressed or an archive is then walked by `nested` as well.
+//! - A compressed layer (gzip, zstd; xz and bzip2 for file targets) is one
+//!   streaming job: decompressed on one thread, scanned on another, never
+//!   held whole; `nested` walks its files.
 //! - Config, manifests and history are parsed and each JSON string is
 //!   scanned, so escaping in the JSON does not hide a secret.
+//! - At the end, findings are sorted and merged, and raw findings inside
+//!   a member that was also scanned as a file of its own are dropped.
 
-use super::matcher::{Hit, Matcher, W};
-use super::target::{self, compression, Blob, Compression, Resolved};
-use super::tarstream::{looks_like_tar, TarInput, TarReader, BLOCK};
+use super::decode::{decoder, Budget};
+use super::detect::{detect, Codec, Format, HEAD};
+use super::matcher::{Hit, Matcher};
+use super::nested::Walker;
+use super::target::{self, Blob, Resolved};
+use super::tarstream::{looks_like_tar, BLOCK};
 use super::{Finding, Needle, Report, ScanError, ScanOptions, Section, Target};
+use crate::shown::escaped_bytes;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -24,16 +32,6 @@ use std::sync::Arc;
 
 /// Bytes per range job of an uncompressed tar.
 const CHUNK: u64 = 8 << 20;
-/// Streaming buffer.
-const STREAM_BUF: usize = 4 << 20;
-
-/// Where a finding is, besides its path and offset.
-#[derive(Clone)]
-struct Ctx {
-    layer: Arc<str>,
-    section: Section,
-    compressed: bool,
-}
 
 /// One file's data inside a seekable space.
 struct Span {
@@ -46,43 +44,69 @@ struct Span {
 struct Space {
     file: Arc<File>,
     name: String,
-    ctx: Ctx,
+    layer: Arc<str>,
+    budget: Arc<Budget>,
     spans: Vec<Span>,
 }
 
 enum Job {
     Range { space: usize, from: u64, to: u64 },
-    Stream { layer: usize, comp: Compression },
+    Stream { layer: usize, codec: Codec },
 }
 
 /// Shared state of one scan.
-struct Run<'a> {
-    m: &'a Matcher,
+pub struct Run<'a> {
+    pub m: &'a Matcher,
     needles: &'a [Needle],
     target: Arc<str>,
-    opts: &'a ScanOptions,
-    abort: AtomicBool,
+    pub opts: &'a ScanOptions,
+    pub abort: AtomicBool,
     done: AtomicU64,
-    scanned: AtomicU64,
+    pub scanned: AtomicU64,
 }
 
+/// A range of a file whose raw findings are reported elsewhere.
+pub struct Suppress {
+    pub layer: Arc<str>,
+    pub path: String,
+    pub start: u64,
+    pub end: u64,
+    /// Only the findings of this secret, if named.
+    pub secret: Option<String>,
+    /// The raw findings' codec (the file's own bytes were reached through
+    /// it); findings in the file's decoded data have another.
+    pub via: Option<Codec>,
+}
+
+/// What workers collect.
 #[derive(Default)]
-struct Out {
-    findings: Vec<Finding>,
-    incomplete: Vec<String>,
+pub struct Out {
+    pub findings: Vec<Finding>,
+    pub incomplete: Vec<String>,
+    /// Raw findings reported by a member or the decoded data instead.
+    pub suppress: Vec<Suppress>,
 }
 
 impl Run<'_> {
-    fn finding(&self, ctx: &Ctx, path: &str, h: &Hit, out: &mut Out) {
+    pub fn finding(
+        &self,
+        layer: &str,
+        section: Section,
+        via: Option<Codec>,
+        path: &str,
+        h: &Hit,
+        out: &mut Out,
+    ) {
         out.findings.push(Finding {
             target: self.target.to_string(),
-            layer: ctx.layer.to_string(),
-            section: ctx.section,
+            layer: layer.to_string(),
+            section,
             path: path.to_owned(),
             offset: h.pos,
             source: self.needles[self.m.needle(h)].name().to_owned(),
             kind: self.m.kind(h),
-            compressed: ctx.compressed,
+            compressed: via.is_some(),
+            codec: via,
             length: h.len,
         });
     }
@@ -109,7 +133,7 @@ pub fn run(
     for d in &resolved.docs {
         scan_doc(&run, d, &mut out);
     }
-    let (spaces, jobs, total) = plan(&resolved, m)?;
+    let (spaces, jobs, budgets, total) = plan(&resolved, m, opts)?;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -122,7 +146,7 @@ pub fn run(
             .progress
             .then(|| s.spawn(|| progress_line(&run.done, total, &finished)));
         let workers: Vec<_> = (0..threads.min(jobs.len()).max(1))
-            .map(|_| s.spawn(|| worker(&run, &resolved, &spaces, &jobs, &next)))
+            .map(|_| s.spawn(|| worker(&run, &resolved, &spaces, &jobs, &budgets, &next)))
             .collect();
         let r = workers
             .into_iter()
@@ -138,8 +162,10 @@ pub fn run(
         let o = r?;
         out.findings.extend(o.findings);
         out.incomplete.extend(o.incomplete);
+        out.suppress.extend(o.suppress);
     }
     let mut findings = out.findings;
+    suppress(&mut findings, out.suppress);
     tidy(&mut findings);
     out.incomplete.sort();
     out.incomplete.dedup();
@@ -172,6 +198,36 @@ fn progress_line(done: &AtomicU64, total: u64, finished: &AtomicBool) {
     if shown {
         eprint!("\r{:60}\r", "");
     }
+}
+
+/// Drop raw findings of an archive that lie inside a member scanned as a
+/// file of its own (a tar entry, a stored zip member): that member's
+/// finding names the copy by its full path.
+fn suppress(f: &mut Vec<Finding>, ranges: Vec<Suppress>) {
+    if ranges.is_empty() {
+        return;
+    }
+    let mut by_file: HashMap<(Arc<str>, String), Vec<Suppress>> = HashMap::new();
+    for s in ranges {
+        by_file
+            .entry((s.layer.clone(), s.path.clone()))
+            .or_default()
+            .push(s);
+    }
+    f.retain(|x| {
+        if x.section != Section::Layer {
+            return true;
+        }
+        let key = (Arc::<str>::from(x.layer.as_str()), x.path.clone());
+        !by_file.get(&key).is_some_and(|rs| {
+            rs.iter().any(|s| {
+                s.start <= x.offset
+                    && x.offset.saturating_add(x.length) <= s.end
+                    && s.via == x.codec
+                    && s.secret.as_ref().is_none_or(|w| *w == x.source)
+            })
+        })
+    });
 }
 
 /// Sort, merge adjacent pieces of one match (base64 wrapped in lines) and
@@ -210,11 +266,7 @@ fn tidy(f: &mut Vec<Finding>) {
             if same_place && x.offset + x.length <= p_end {
                 continue; // covered
             }
-            if same_place
-                && p.kind == x.kind
-                && p.compressed == x.compressed
-                && x.offset <= p_end + 2
-            {
+            if same_place && p.kind == x.kind && p.codec == x.codec && x.offset <= p_end + 2 {
                 p.length = x.offset + x.length - p.offset;
                 continue;
             }
@@ -225,11 +277,6 @@ fn tidy(f: &mut Vec<Finding>) {
 }
 
 fn scan_doc(run: &Run, d: &target::Doc, out: &mut Out) {
-    let ctx = Ctx {
-        layer: d.label.as_str().into(),
-        section: d.section,
-        compressed: false,
-    };
     let mut hits = Vec::new();
     match serde_json::from_slice::<serde_json::Value>(&d.bytes) {
         Ok(v) => {
@@ -238,19 +285,20 @@ fn scan_doc(run: &Run, d: &target::Doc, out: &mut Out) {
             for (ptr, s) in strings {
                 hits.clear();
                 run.m.scan_all(s.as_bytes(), &mut hits);
-                let mut c = ctx.clone();
-                if d.section == Section::Config && ptr.starts_with("/history") {
-                    c.section = Section::History;
-                }
+                let section = if d.section == Section::Config && ptr.starts_with("/history") {
+                    Section::History
+                } else {
+                    d.section
+                };
                 for h in &hits {
-                    run.finding(&c, &ptr, h, out);
+                    run.finding(&d.label, section, None, &ptr, h, out);
                 }
             }
         }
         Err(_) => {
             run.m.scan_all(&d.bytes, &mut hits);
             for h in &hits {
-                run.finding(&ctx, "", h, out);
+                run.finding(&d.label, d.section, None, "", h, out);
             }
         }
     }
@@ -258,9 +306,12 @@ fn scan_doc(run: &Run, d: &target::Doc, out: &mut Out) {
         .fetch_add(d.bytes.len() as u64, Ordering::Relaxed);
 }
 
+/// Every string (keys too) of a JSON document with its JSON pointer; keys
+/// come from the image, so the pointer is escaped for printing.
 fn json_strings<'v>(v: &'v serde_json::Value, ptr: String, out: &mut Vec<(String, &'v str)>) {
     use serde_json::Value;
-    let esc = |k: &str| k.replace('~', "~0").replace('/', "~1");
+    let esc =
+        |k: &str| crate::shown::escaped(&k.replace('~', "~0").replace('/', "~1")).into_owned();
     match v {
         Value::String(s) => out.push((ptr, s)),
         Value::Array(a) => {
@@ -278,22 +329,22 @@ fn json_strings<'v>(v: &'v serde_json::Value, ptr: String, out: &mut Vec<(String
     }
 }
 
+/// Spaces, jobs, each layer's expansion budget, and the bytes to read.
+type Plan = (Vec<Space>, Vec<Job>, Vec<Arc<Budget>>, u64);
+
 /// Index seekable layers and trees into spaces and cut them into jobs.
-fn plan(r: &Resolved, m: &Matcher) -> Result<(Vec<Space>, Vec<Job>, u64), ScanError> {
+fn plan(r: &Resolved, m: &Matcher, opts: &ScanOptions) -> Result<Plan, ScanError> {
     let mut spaces = Vec::new();
     let mut streams = Vec::new();
+    let mut budgets = Vec::new();
     let mut total = 0u64;
     for (i, l) in r.layers.iter().enumerate() {
         total += l.blob.len;
-        let ctx = Ctx {
-            layer: l.label.as_str().into(),
-            section: Section::Layer,
-            compressed: false,
-        };
+        let budget = Arc::new(Budget::new(opts.max_expansion, l.blob.len));
+        budgets.push(budget.clone());
         let head = l.blob.head(BLOCK as usize)?;
-        let comp = compression(&head);
-        if comp != Compression::None {
-            streams.push(Job::Stream { layer: i, comp });
+        if let Format::Compressed(codec) = detect(&head) {
+            streams.push(Job::Stream { layer: i, codec });
             continue;
         }
         let mut spans = Vec::new();
@@ -325,12 +376,26 @@ fn plan(r: &Resolved, m: &Matcher) -> Result<(Vec<Space>, Vec<Job>, u64), ScanEr
         spaces.push(Space {
             file: l.blob.file.clone(),
             name: l.blob.name.clone(),
-            ctx,
+            layer: l.label.as_str().into(),
+            budget,
             spans,
         });
     }
-    for root in &r.trees {
-        walk_tree(root, root, &mut spaces, &mut total)?;
+    if !r.trees.is_empty() {
+        // One allowance for all the trees' files together.
+        let first = spaces.len();
+        for root in &r.trees {
+            walk_tree(root, root, &mut spaces, &mut total)?;
+        }
+        let size: u64 = spaces[first..]
+            .iter()
+            .flat_map(|s| &s.spans)
+            .map(|s| s.len)
+            .sum();
+        let budget = Arc::new(Budget::new(opts.max_expansion, size));
+        for s in &mut spaces[first..] {
+            s.budget = budget.clone();
+        }
     }
     let mut jobs = streams;
     let chunk = CHUNK.max(4 * m.margin as u64);
@@ -349,9 +414,11 @@ fn plan(r: &Resolved, m: &Matcher) -> Result<(Vec<Space>, Vec<Job>, u64), ScanEr
             from = to;
         }
     }
-    Ok((spaces, jobs, total))
+    Ok((spaces, jobs, budgets, total))
 }
 
+/// Every regular file under `dir` (symlinks, devices and FIFOs are not
+/// followed or opened), as one space each.
 fn walk_tree(
     root: &Path,
     dir: &Path,
@@ -369,23 +436,20 @@ fn walk_tree(
         if ft.is_dir() {
             walk_tree(root, &p, spaces, total)?;
         } else if ft.is_file() {
-            let f = File::open(&p).map_err(|e| ScanError::io(p.display(), e))?;
+            let f = target::open_regular(&p)?;
             let len = f
                 .metadata()
                 .map_err(|e| ScanError::io(p.display(), e))?
                 .len();
             *total += len;
-            let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+            let rel = p.strip_prefix(root).unwrap_or(&p);
             spaces.push(Space {
                 file: Arc::new(f),
                 name: p.display().to_string(),
-                ctx: Ctx {
-                    layer: "-".into(),
-                    section: Section::Layer,
-                    compressed: false,
-                },
+                layer: "-".into(),
+                budget: Arc::new(Budget::new(0, 0)),
                 spans: vec![Span {
-                    path: rel.into(),
+                    path: escaped_bytes(rel.as_os_str().as_bytes()).into(),
                     start: 0,
                     len,
                 }],
@@ -400,6 +464,7 @@ fn worker(
     r: &Resolved,
     spaces: &[Space],
     jobs: &[Job],
+    budgets: &[Arc<Budget>],
     next: &AtomicUsize,
 ) -> Result<Out, ScanError> {
     let mut out = Out::default();
@@ -423,7 +488,9 @@ fn worker(
                 &mut hits,
                 &mut out,
             ),
-            Job::Stream { layer, comp } => stream_job(run, &r.layers[*layer], *comp, &mut out),
+            Job::Stream { layer, codec } => {
+                stream_job(run, &r.layers[*layer], *codec, &budgets[*layer], &mut out)
+            }
         };
         if let Err(e) = res {
             run.abort.store(true, Ordering::Relaxed);
@@ -441,7 +508,7 @@ fn range_job(
     hits: &mut Vec<Hit>,
     out: &mut Out,
 ) -> Result<(), ScanError> {
-    let margin = run.m.margin as u64 + W as u64;
+    let margin = run.m.margin as u64 + super::matcher::W as u64;
     // Spans overlapping [from, to).
     let first = s.spans.partition_point(|sp| sp.start + sp.len <= from);
     let mut last = first;
@@ -478,22 +545,30 @@ fn range_job(
         hits.clear();
         run.m.scan(data, a - sp.start, sf, st, hits);
         for h in hits.iter() {
-            run.finding(&s.ctx, &sp.path, h, out);
+            run.finding(&s.layer, Section::Layer, None, &sp.path, h, out);
         }
         run.scanned.fetch_add(st - sf, Ordering::Relaxed);
-        // A compressed file inside the layer: scan what it holds, too.
-        if sp.start >= from && sp.start < to && run.opts.max_nesting > 0 {
-            let comp = compression(&buf[(sp.start - rstart) as usize..(b - rstart) as usize]);
-            if comp != Compression::None {
-                let blob = Blob {
-                    file: s.file.clone(),
-                    name: sp.path.to_string(),
-                    offset: sp.start,
-                    len: sp.len,
+        // A compressed file or an archive inside the layer: walk what it
+        // holds, too (its raw bytes were just scanned).
+        if sp.start >= from && sp.start < to {
+            let in_buf = &buf[(sp.start - rstart) as usize..(b - rstart) as usize];
+            let head_len = (sp.len as usize).min(HEAD);
+            let fmt = if in_buf.len() >= head_len {
+                detect(&in_buf[..head_len])
+            } else {
+                let blob = Blob::sub_of(&s.file, &s.name, sp.start, sp.len);
+                detect(&blob.head(HEAD)?)
+            };
+            if fmt.is_nested() {
+                let blob = Blob::sub_of(&s.file, &s.name, sp.start, sp.len);
+                let w = Walker {
+                    run,
+                    layer: s.layer.clone(),
+                    section: Section::Layer,
+                    budget: &s.budget,
                 };
-                let mut ctx = s.ctx.clone();
-                ctx.compressed = true;
-                nested(run, &ctx, &sp.path, comp, blob.reader(), 1, out);
+                w.file(&sp.path, &mut blob.reader(), 0, None, false, out)
+                    .map_err(|e| ScanError::io(&s.name, e))?;
             }
         }
     }
@@ -515,112 +590,6 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-fn decoder<'r, R: Read + Send + 'r>(
-    comp: Compression,
-    r: R,
-) -> io::Result<Box<dyn Read + Send + 'r>> {
-    Ok(match comp {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-            io::BufReader::with_capacity(256 << 10, r),
-        )),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
-        Compression::None => Box::new(r),
-    })
-}
-
-fn stream_job(
-    run: &Run,
-    l: &target::Layer,
-    comp: Compression,
-    out: &mut Out,
-) -> Result<(), ScanError> {
-    let ctx = Ctx {
-        layer: l.label.as_str().into(),
-        section: Section::Layer,
-        compressed: false,
-    };
-    let counting = Counting {
-        r: l.blob.reader(),
-        done: &run.done,
-    };
-    let what = match comp {
-        Compression::Gzip => "gzip",
-        Compression::Zstd => "zstd",
-        Compression::None => "data",
-    };
-    let mut dec = decoder(comp, counting)
-        .map_err(|e| ScanError::corrupt(&l.blob.name, format!("{what}: {e}")))?;
-    // Decompress on a second thread, so one big compressed layer keeps two
-    // cores busy: one inflating, one scanning.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
-    std::thread::scope(|s| {
-        s.spawn(move || loop {
-            let mut v = vec![0u8; 1 << 20];
-            match read_full(&mut dec, &mut v) {
-                Ok(0) => break,
-                Ok(n) => {
-                    v.truncate(n);
-                    if tx.send(Ok(v)).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    break;
-                }
-            }
-        });
-        let piped = ChanReader {
-            rx,
-            cur: Vec::new(),
-            pos: 0,
-        };
-        scan_stream(run, &ctx, "", Box::new(piped), 0, out)
-    })
-    .map_err(|e| ScanError::corrupt(&l.blob.name, format!("{what}: {e}")))
-}
-
-/// Scan a compressed file inside a layer; damage is recorded as
-/// incomplete, not fatal for the whole scan.
-fn nested(
-    run: &Run,
-    ctx: &Ctx,
-    path: &str,
-    comp: Compression,
-    r: impl Read + Send,
-    depth: u32,
-    out: &mut Out,
-) {
-    let res = decoder(comp, r).and_then(|d| scan_stream(run, ctx, path, d, depth, out));
-    if let Err(e) = res {
-        out.incomplete.push(format!(
-            "{}: {path}: cannot read compressed file: {e}",
-            ctx.layer
-        ));
-    }
-}
-
-/// Peeked bytes, then the rest.
-struct Peeked<R> {
-    head: Vec<u8>,
-    pos: usize,
-    r: R,
-}
-
-impl<R: Read> Read for Peeked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos < self.head.len() {
-            let n = buf.len().min(self.head.len() - self.pos);
-            buf[..n].copy_from_slice(&self.head[self.pos..self.pos + n]);
-            self.pos += n;
-            return Ok(n);
-        }
-        self.r.read(buf)
-    }
-}
-
-impl<R: Read> TarInput for Peeked<R> {}
-
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -634,138 +603,64 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Scan a decompressed stream: a tar entry by entry, or else flat as the
-/// file `path`. `depth` counts compressed layers of nesting.
-fn scan_stream(
+fn stream_job(
     run: &Run,
-    ctx: &Ctx,
-    path: &str,
-    mut r: Box<dyn Read + Send + '_>,
-    depth: u32,
+    l: &target::Layer,
+    codec: Codec,
+    budget: &Budget,
     out: &mut Out,
-) -> io::Result<()> {
-    let mut head = vec![0u8; BLOCK as usize];
-    let n = read_full(&mut r, &mut head)?;
-    head.truncate(n);
-    let is_tar = looks_like_tar(&head);
-    let peeked = Peeked { head, pos: 0, r };
-    let join = |inner: &str| {
-        if path.is_empty() {
-            inner.to_string()
-        } else {
-            format!("{path}!/{inner}")
-        }
+) -> Result<(), ScanError> {
+    let counting = Counting {
+        r: l.blob.reader(),
+        done: &run.done,
     };
-    if !is_tar {
-        let mut sc = StreamScanner::new(run.m);
-        let mut rd = peeked;
-        let mut chunk = vec![0u8; 1 << 20];
-        loop {
-            if run.abort.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            let k = match rd.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(k) => k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+    let what = codec.as_str();
+    // Decompress on a second thread, so one big compressed layer keeps two
+    // cores busy: one inflating, one scanning.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut dec = match decoder(codec, io::BufReader::with_capacity(256 << 10, counting)) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
             };
-            sc.push(&chunk[..k]);
-        }
-        let hits = sc.finish();
-        run.scanned.fetch_add(sc.base_total, Ordering::Relaxed);
-        for h in &hits {
-            run.finding(ctx, path, h, out);
-        }
-        return Ok(());
-    }
-    let mut tr = TarReader::new(peeked);
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        if run.abort.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let e = match tr.next_entry() {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                // Read to the end, so damage after the archive (a bad gzip
-                // trailer or CRC) is still an error.
-                io::copy(&mut tr.into_inner(), &mut io::sink())?;
-                return Ok(());
-            }
-            Err(e) => return Err(io::Error::other(e.to_string())),
-        };
-        let p = join(&e.path);
-        if let Some(meta) = &e.meta {
-            let mut hits = Vec::new();
-            run.m.scan_all(meta, &mut hits);
-            for h in &hits {
-                run.finding(ctx, &p, h, out);
-            }
-            continue;
-        }
-        if e.size == 0 {
-            continue;
-        }
-        let mut sc = StreamScanner::new(run.m);
-        let first = tr
-            .read_data(&mut chunk)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let comp = compression(&chunk[..first]);
-        let read_rest = |tr: &mut TarReader<_>,
-                         sc: &mut StreamScanner,
-                         chunk: &mut Vec<u8>,
-                         tee: Option<&std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>>|
-         -> io::Result<()> {
             loop {
-                let k = tr
-                    .read_data(chunk)
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-                if k == 0 {
-                    return Ok(());
-                }
-                sc.push(&chunk[..k]);
-                if let Some(t) = tee {
-                    let _ = t.send(Ok(chunk[..k].to_vec()));
+                let mut v = vec![0u8; 1 << 20];
+                match read_full(&mut dec, &mut v) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        v.truncate(n);
+                        if tx.send(Ok(v)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
                 }
             }
+        });
+        let mut piped = ChanReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
         };
-        sc.push(&chunk[..first]);
-        if comp != Compression::None && depth < run.opts.max_nesting {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
-            let _ = tx.send(Ok(chunk[..first].to_vec()));
-            let mut sub = Out::default();
-            let mut nctx = ctx.clone();
-            nctx.compressed = true;
-            let res = std::thread::scope(|s| {
-                let h = s.spawn(|| {
-                    let cr = ChanReader {
-                        rx,
-                        cur: Vec::new(),
-                        pos: 0,
-                    };
-                    nested(run, &nctx, &p, comp, cr, depth + 1, &mut sub);
-                });
-                let r = read_rest(&mut tr, &mut sc, &mut chunk, Some(&tx));
-                drop(tx);
-                h.join().expect("nested scan panicked");
-                r
-            });
-            res?;
-            out.findings.extend(sub.findings);
-            out.incomplete.extend(sub.incomplete);
-        } else {
-            read_rest(&mut tr, &mut sc, &mut chunk, None)?;
-        }
-        let hits = sc.finish();
-        run.scanned.fetch_add(sc.base_total, Ordering::Relaxed);
-        for h in &hits {
-            run.finding(ctx, &p, h, out);
-        }
-    }
+        let w = Walker {
+            run,
+            layer: l.label.as_str().into(),
+            section: Section::Layer,
+            budget,
+        };
+        w.layer_stream(&mut piped, out)
+    })
+    .map_err(|e| ScanError::corrupt(&l.blob.name, format!("{what}: {e}")))
 }
 
-/// `Read` over chunks sent on a channel (the tee into a nested scan).
+/// `Read` over chunks sent on a channel (the decompressing thread's output).
 struct ChanReader {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     cur: Vec<u8>,
@@ -788,72 +683,5 @@ impl Read for ChanReader {
         buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
-    }
-}
-
-/// Scans a stream pushed in pieces, keeping only a margin of the past.
-struct StreamScanner<'m> {
-    m: &'m Matcher,
-    buf: Vec<u8>,
-    cap: usize,
-    base: u64,
-    next: u64,
-    hits: Vec<Hit>,
-    base_total: u64,
-}
-
-impl<'m> StreamScanner<'m> {
-    fn new(m: &'m Matcher) -> Self {
-        let cap = STREAM_BUF.max(4 * (m.margin + W));
-        StreamScanner {
-            m,
-            buf: Vec::new(),
-            cap,
-            base: 0,
-            next: 0,
-            hits: Vec::new(),
-            base_total: 0,
-        }
-    }
-
-    fn push(&mut self, mut data: &[u8]) {
-        self.base_total += data.len() as u64;
-        while !data.is_empty() {
-            if self.buf.capacity() < self.cap {
-                self.buf.reserve_exact(self.cap - self.buf.len());
-            }
-            let take = (self.cap - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.buf.len() == self.cap {
-                self.process(false);
-            }
-        }
-    }
-
-    fn process(&mut self, fin: bool) {
-        let keep = (self.m.margin + W) as u64;
-        let end = self.base + self.buf.len() as u64;
-        let to = if fin { end } else { end.saturating_sub(keep) };
-        if to > self.next {
-            self.m
-                .scan(&self.buf, self.base, self.next, to, &mut self.hits);
-            self.next = to;
-        }
-        let drop_to = self.next.saturating_sub(keep).max(self.base);
-        self.buf.drain(..(drop_to - self.base) as usize);
-        self.base = drop_to;
-    }
-
-    fn finish(&mut self) -> Vec<Hit> {
-        self.process(true);
-        std::mem::take(&mut self.hits)
-    }
-}
-
-impl Drop for StreamScanner<'_> {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.buf.zeroize();
     }
 }

@@ -38,14 +38,20 @@
 //! layer (and a tar inside them) is scanned too. See `matcher.rs` for the
 //! sampling scheme that keeps this at memory bandwidth.
 
+mod archives;
+mod decode;
+mod detect;
 mod encode;
 mod engine;
 mod matcher;
+mod nested;
 pub mod output;
 pub mod sources;
 mod target;
 mod tarstream;
+mod zip;
 
+pub use detect::Codec;
 pub use target::Target;
 
 use crate::secret::Secret;
@@ -89,7 +95,19 @@ impl Needle {
     /// unreadable or empty file is an error: an empty secret would make
     /// every scan "clean".
     pub fn from_file(path: &Path) -> Result<Self, ScanError> {
-        let bytes = std::fs::read(path).map_err(|e| ScanError::SecretFile {
+        // Only a regular file: a FIFO would block, a device never end.
+        let why = |e: ScanError| ScanError::SecretFile {
+            path: path.to_owned(),
+            why: match e {
+                ScanError::Target { why, .. } => why,
+                ScanError::NotFound(_) => "no such file".into(),
+                ScanError::Io { error, .. } => error.to_string(),
+                e => e.to_string(),
+            },
+        };
+        let mut f = target::open_regular(path).map_err(why)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut bytes).map_err(|e| ScanError::SecretFile {
             path: path.to_owned(),
             why: e.to_string(),
         })?;
@@ -144,10 +162,25 @@ pub struct ScanOptions {
     pub threads: usize,
     /// Draw a progress line on stderr (callers pass "stderr is a terminal").
     pub progress: bool,
-    /// How deep to look into compressed files inside layers (gzip/zstd,
-    /// and a tar inside them); 0 = do not decompress nested files.
+    /// How many decoders deep to look into files inside layers: each
+    /// compression (gzip, zstd, xz, bzip2) and each archive (tar, zip, ar,
+    /// cpio) is one level, so `a.tar.gz!/b.jar!/c` is three. Anything
+    /// nested deeper is INCOMPLETE. 0 = decode nothing inside layers.
     pub max_nesting: u32,
+    /// Expansion limit: all the bytes decoded inside one layer may be at
+    /// most this many times the layer's size, plus 64 MiB. A bomb beyond
+    /// it stops there and is INCOMPLETE.
+    pub max_expansion: u64,
 }
+
+/// Default for [`ScanOptions::max_nesting`] and `--max-nesting`: deeper
+/// than any real chain (a layer's `.tar.gz` of a war of jars is four).
+pub const DEFAULT_MAX_NESTING: u32 = 8;
+/// Default for [`ScanOptions::max_expansion`] and `--max-expansion`.
+/// Ordinary compressed files expand 2-20 times; only runs of one byte (a
+/// zero-filled disk image) come near 1000, and the 64 MiB floor covers the
+/// small ones of those.
+pub const DEFAULT_MAX_EXPANSION: u64 = 100;
 
 impl Default for ScanOptions {
     fn default() -> Self {
@@ -155,7 +188,8 @@ impl Default for ScanOptions {
             min_match: DEFAULT_MIN_MATCH,
             threads: 0,
             progress: false,
-            max_nesting: 3,
+            max_nesting: DEFAULT_MAX_NESTING,
+            max_expansion: DEFAULT_MAX_EXPANSION,
         }
     }
 }
@@ -176,10 +210,19 @@ pub enum MatchKind {
     Hex,
     /// Upper-case hex.
     HexUpper,
+    /// Percent-encoded (a URL, a form body), at least in part.
+    Percent,
+    /// With string escapes (JSON, YAML, shell, C: `\n`, `\/`, `\u0041`).
+    Escaped,
+    /// UTF-16LE (Windows configs, .NET resources).
+    Utf16le,
+    /// Octal bytes as `od -b` prints them.
+    Octal,
 }
 
 impl MatchKind {
-    /// `exact`, `substring`, `base64`, `base64url`, `hex`, `hex-upper`.
+    /// `exact`, `substring`, `base64`, `base64url`, `hex`, `hex-upper`,
+    /// `percent`, `escaped`, `utf16le`, `octal`.
     pub fn as_str(self) -> &'static str {
         match self {
             MatchKind::Exact => "exact",
@@ -188,6 +231,10 @@ impl MatchKind {
             MatchKind::Base64Url => "base64url",
             MatchKind::Hex => "hex",
             MatchKind::HexUpper => "hex-upper",
+            MatchKind::Percent => "percent",
+            MatchKind::Escaped => "escaped",
+            MatchKind::Utf16le => "utf16le",
+            MatchKind::Octal => "octal",
         }
     }
 }
@@ -232,20 +279,22 @@ pub struct Finding {
     pub source: String,
     /// How it matched.
     pub kind: MatchKind,
-    /// Found inside gzip/zstd-compressed data within the layer.
+    /// Found inside compressed data within the layer.
     pub compressed: bool,
+    /// The innermost codec the data was decoded with (`gzip`, `zstd`,
+    /// `xz`, `bzip2`, `zip` for a compressed zip member), if any.
+    pub codec: Option<Codec>,
     /// Length of the match in the scanned data, in bytes.
     pub length: u64,
 }
 
 impl Finding {
-    /// The match kind as shown to people: `base64`, or `gzip:base64` when it
-    /// was inside a compressed file.
+    /// The match kind as shown to people: `base64`, or `gzip:base64` /
+    /// `zip:exact` when it was inside decoded data.
     pub fn kind_label(&self) -> String {
-        if self.compressed {
-            format!("gzip:{}", self.kind)
-        } else {
-            self.kind.to_string()
+        match self.codec {
+            Some(c) => format!("{}:{}", c.as_str(), self.kind),
+            None => self.kind.to_string(),
         }
     }
 }
@@ -371,5 +420,7 @@ pub fn scan(target: &Target, needles: &[Needle], opts: &ScanOptions) -> Result<R
     Ok(report)
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

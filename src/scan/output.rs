@@ -1,10 +1,60 @@
 //! Rendering a [`Report`]: text for people, JSON, and SARIF 2.1.0 for CI
 //! code scanning (GitHub accepts it as uploaded). None of them can contain
 //! secret bytes: a report holds names, places and lengths only.
+//!
+//! Names come from the image (tar and zip entries, JSON keys, labels) and
+//! are escaped where they are read (`shown::escaped_bytes`); the target and
+//! secret names the caller gave are escaped here. No format can carry a
+//! control character or a bidi override to a terminal: text escapes them,
+//! and JSON and SARIF spell any that remain as `\uXXXX` (the same JSON
+//! value, parsed).
 
 use super::{Finding, Report, Section};
+use crate::shown::{escaped, is_unsafe};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::fmt::Write;
+
+/// `s` with unsafe characters (controls, bidi overrides) escaped but
+/// backslashes kept: for lines built from names that are escaped already.
+fn safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if is_unsafe(c) {
+                    format!("\\u{{{:x}}}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// JSON text with every unsafe character written as a `\uXXXX` escape
+/// (serde_json leaves DEL, C1 controls and bidi overrides raw). A raw
+/// newline is the pretty printer's own (serde escapes those in strings).
+fn json_safe(text: String) -> String {
+    let bad = |c: char| c != '\n' && is_unsafe(c);
+    if !text.chars().any(bad) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if bad(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{u:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 fn size(b: u64) -> String {
     if b >= 1 << 30 {
@@ -32,7 +82,7 @@ pub fn place(f: &Finding) -> String {
     } else {
         &f.path
     };
-    format!("{what} {} {path}", f.layer)
+    format!("{what} {} {}", safe(&f.layer), safe(path))
 }
 
 /// Human-readable report.
@@ -48,16 +98,16 @@ pub fn text(r: &Report) -> String {
     for f in &r.findings {
         let _ = writeln!(
             s,
-            "LEAK {}: secret {:?} as {} ({} bytes at offset {})",
+            "LEAK {}: secret \"{}\" as {} ({} bytes at offset {})",
             place(f),
-            f.source,
+            escaped(&f.source).replace('"', "\\\""),
             f.kind_label(),
             f.length,
             f.offset
         );
     }
     for i in &r.incomplete {
-        let _ = writeln!(s, "INCOMPLETE {i}");
+        let _ = writeln!(s, "INCOMPLETE {}", safe(i));
     }
     let verdict = if !r.findings.is_empty() {
         format!("{} leak(s) found", r.findings.len())
@@ -66,7 +116,7 @@ pub fn text(r: &Report) -> String {
     } else {
         "clean".to_string()
     };
-    let _ = writeln!(s, "{}: {verdict} ({summary})", r.target);
+    let _ = writeln!(s, "{}: {verdict} ({summary})", escaped(&r.target));
     s
 }
 
@@ -81,6 +131,7 @@ fn finding_json(f: &Finding) -> Value {
         "kind": f.kind,
         "compressed": f.compressed,
         "match": f.kind_label(),
+        "codec": f.codec,
         "length": f.length,
     })
 }
@@ -98,7 +149,7 @@ pub fn json(r: &Report) -> String {
         "incomplete": r.incomplete,
         "findings": r.findings.iter().map(finding_json).collect::<Vec<_>>(),
     });
-    serde_json::to_string_pretty(&v).expect("report serializes")
+    json_safe(serde_json::to_string_pretty(&v).expect("report serializes"))
 }
 
 /// A relative URI reference for a path: unreserved bytes, `/` and `!`
@@ -147,8 +198,8 @@ pub fn sarif(r: &Report) -> String {
                 "ruleIndex": 0,
                 "level": "error",
                 "message": {"text": format!(
-                    "Private file {:?} found in the image ({}, {} bytes at offset {}) in {}",
-                    f.source, f.kind_label(), f.length, f.offset, place(f)
+                    "Private file \"{}\" found in the image ({}, {} bytes at offset {}) in {}",
+                    escaped(&f.source), f.kind_label(), f.length, f.offset, place(f)
                 )},
                 "locations": [{
                     "physicalLocation": {
@@ -169,7 +220,7 @@ pub fn sarif(r: &Report) -> String {
     let notes: Vec<Value> = r
         .incomplete
         .iter()
-        .map(|i| json!({"level": "error", "message": {"text": i}}))
+        .map(|i| json!({"level": "error", "message": {"text": safe(i)}}))
         .collect();
     let v = json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -193,11 +244,11 @@ pub fn sarif(r: &Report) -> String {
                 "executionSuccessful": r.incomplete.is_empty(),
                 "toolExecutionNotifications": notes
             }],
-            "automationDetails": {"id": format!("privy-scan/{}", r.target)},
+            "automationDetails": {"id": format!("privy-scan/{}", escaped(&r.target))},
             "results": results
         }]
     });
-    serde_json::to_string_pretty(&v).expect("report serializes")
+    json_safe(serde_json::to_string_pretty(&v).expect("report serializes"))
 }
 
 #[cfg(test)]

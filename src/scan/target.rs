@@ -4,6 +4,7 @@
 //! `containers-storage:` images are exported with skopeo into a private
 //! (0700) temporary directory that is removed afterwards.
 
+use super::detect::{detect, Format};
 use super::tarstream::{looks_like_tar, Entry, TarInput, TarReader, BLOCK};
 use super::ScanError;
 use serde_json::Value;
@@ -98,9 +99,46 @@ pub struct Blob {
     pub len: u64,
 }
 
+/// Open `path` for reading only if it is a regular file (after symlinks):
+/// a device (`/dev/zero` never ends), a FIFO (blocks forever) or a socket is
+/// refused with one line. The open itself is non-blocking, so a FIFO with
+/// no writer cannot hang it either.
+pub fn open_regular(path: &Path) -> Result<File, ScanError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| open_err(path, e))?;
+    let ft = file
+        .metadata()
+        .map_err(|e| ScanError::io(path.display(), e))?
+        .file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        return Err(ScanError::Target {
+            target: crate::shown::escaped(&path.display().to_string()).into_owned(),
+            why: format!("not a regular file ({what}); only regular files are read"),
+        });
+    }
+    Ok(file)
+}
+
 impl Blob {
     pub fn whole(path: &Path) -> Result<Blob, ScanError> {
-        let file = File::open(path).map_err(|e| open_err(path, e))?;
+        let file = open_regular(path)?;
         let len = file
             .metadata()
             .map_err(|e| ScanError::io(path.display(), e))?
@@ -111,6 +149,16 @@ impl Blob {
             offset: 0,
             len,
         })
+    }
+
+    /// `len` bytes at `offset` of an open file.
+    pub fn sub_of(file: &Arc<File>, name: &str, offset: u64, len: u64) -> Blob {
+        Blob {
+            file: file.clone(),
+            name: name.to_string(),
+            offset,
+            len,
+        }
     }
 
     fn sub(&self, name: String, offset: u64, len: u64) -> Blob {
@@ -208,24 +256,6 @@ pub fn index_tar(blob: &Blob) -> Result<TarIndex, ScanError> {
         }
     }
     Ok(TarIndex { entries })
-}
-
-/// Compression by magic bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-pub fn compression(head: &[u8]) -> Compression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    }
 }
 
 /// A layer (or a plain tar, or one flat file) to scan.
@@ -335,7 +365,7 @@ fn file_target(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| blob.name.clone());
-    if compression(&head) == Compression::None && looks_like_tar(&head) {
+    if !matches!(detect(&head), Format::Compressed(_)) && looks_like_tar(&head) {
         let index = index_tar(&blob)?;
         let find = |name: &str| {
             index
@@ -478,7 +508,7 @@ fn oci_layout(p: &Path) -> Result<Resolved, ScanError> {
     let (dir, want_ref) = split_ref(p);
     let dir = dir.as_path();
     let index = dir.join("index.json");
-    let bytes = std::fs::read(&index).map_err(|e| open_err(&index, e))?;
+    let bytes = Blob::whole(&index)?.read_all(MAX_JSON)?;
     let open = |d: &str| {
         let h = digest_hex(d)?;
         let alg = d.split_once(':').map(|x| x.0).unwrap_or("sha256");
@@ -568,7 +598,7 @@ fn docker_archive(blob: &Blob, index: &TarIndex, manifest: &Entry) -> Result<Res
         };
         if seen.insert(cfg_name.to_string()) {
             r.docs.push(Doc {
-                label: cfg_label,
+                label: crate::shown::escaped(&cfg_label).into_owned(),
                 section: super::Section::Config,
                 bytes: cfg,
             });
@@ -584,7 +614,8 @@ fn docker_archive(blob: &Blob, index: &TarIndex, manifest: &Entry) -> Result<Res
             if !seen.insert(name.to_string()) {
                 continue;
             }
-            let label = diff_ids.get(i).cloned().unwrap_or_else(|| name.to_string());
+            let label =
+                crate::shown::escaped(diff_ids.get(i).map_or(name, String::as_str)).into_owned();
             let mut b = get(name)?;
             b.name = label.clone();
             r.layers.push(Layer { label, blob: b });

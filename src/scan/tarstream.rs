@@ -4,6 +4,7 @@
 //! is an error, never a short listing: a bad header checksum, data cut off
 //! by the end of the input, or a missing end-of-archive block.
 
+use crate::shown::escaped_bytes;
 use std::io::{self, Read};
 
 pub const BLOCK: u64 = 512;
@@ -27,6 +28,9 @@ impl<R: Read + ?Sized> TarInput for Box<R> {}
 /// One entry.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The entry's name, escaped for printing (`shown::escaped_bytes`):
+    /// control characters, bidi overrides and invalid UTF-8 are spelled
+    /// out, so a name cannot forge output lines.
     pub path: String,
     pub typeflag: u8,
     pub size: u64,
@@ -100,9 +104,9 @@ fn size_field(f: &[u8]) -> Option<u64> {
     octal(f)
 }
 
-fn cstr(f: &[u8]) -> String {
+fn cstr(f: &[u8]) -> Vec<u8> {
     let end = f.iter().position(|&c| c == 0).unwrap_or(f.len());
-    String::from_utf8_lossy(&f[..end]).into_owned()
+    f[..end].to_vec()
 }
 
 fn pad(n: u64) -> u64 {
@@ -116,8 +120,8 @@ pub struct TarReader<R: TarInput> {
     remaining: u64,
     padding: u64,
     done: bool,
-    long_name: Option<String>,
-    pax_path: Option<String>,
+    long_name: Option<Vec<u8>>,
+    pax_path: Option<Vec<u8>>,
     pax_size: Option<u64>,
 }
 
@@ -174,11 +178,6 @@ impl<R: TarInput> TarReader<R> {
         self.r.skip(n).map_err(|e| self.eof_err(what, e))?;
         self.pos += n;
         Ok(())
-    }
-
-    /// The input, positioned after the end-of-archive block.
-    pub fn into_inner(self) -> R {
-        self.r
     }
 
     /// Read the current entry's data.
@@ -244,7 +243,7 @@ impl<R: TarInput> TarReader<R> {
         if &block[257..262] == b"ustar" {
             let prefix = cstr(&block[345..500]);
             if !prefix.is_empty() && &block[257..263] == b"ustar\0" {
-                path = format!("{prefix}/{path}");
+                path = [prefix.as_slice(), b"/", &path].concat();
             }
         }
         if matches!(typeflag, b'x' | b'g' | b'L' | b'K') {
@@ -266,7 +265,7 @@ impl<R: TarInput> TarReader<R> {
                 _ => {}
             }
             return Ok(Some(Entry {
-                path,
+                path: escaped_bytes(&path).into_owned(),
                 typeflag,
                 size,
                 data_offset: header_at + BLOCK,
@@ -287,7 +286,7 @@ impl<R: TarInput> TarReader<R> {
         self.remaining = size;
         self.padding = pad(size);
         Ok(Some(Entry {
-            path,
+            path: escaped_bytes(&path).into_owned(),
             typeflag,
             size,
             data_offset: self.pos,
@@ -316,7 +315,7 @@ impl<R: TarInput> TarReader<R> {
             if let Some(eq) = rec.iter().position(|&c| c == b'=') {
                 let (k, v) = (&rec[..eq], &rec[eq + 1..]);
                 match k {
-                    b"path" => self.pax_path = Some(String::from_utf8_lossy(v).into_owned()),
+                    b"path" => self.pax_path = Some(v.to_vec()),
                     b"size" => {
                         self.pax_size = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok())
                     }

@@ -288,3 +288,64 @@ fn a_wrapped_encoding_longer_than_its_form_is_reported_once_across_regions() {
         assert_eq!(full[0].pos, 4001, "cut {cut}");
     }
 }
+
+/// `xxd`, `hexdump -C` and `od -b` dumps, offsets and ASCII columns
+/// included, as the tools print them.
+fn dumps(s: &[u8]) -> Vec<(MatchKind, Vec<u8>)> {
+    let printable = |l: &[u8]| -> String {
+        l.iter()
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect()
+    };
+    let (mut xxd, mut hd, mut od) = (String::new(), String::new(), String::new());
+    for (i, line) in s.chunks(16).enumerate() {
+        let (mut x, mut h) = (String::new(), String::new());
+        for (j, b) in line.iter().enumerate() {
+            x.push_str(&format!("{b:02x}"));
+            if j % 2 == 1 {
+                x.push(' ');
+            }
+            h.push_str(&format!("{b:02x} "));
+            if j == 7 {
+                h.push(' ');
+            }
+        }
+        xxd.push_str(&format!("{:08x}: {x:<40} {}\n", i * 16, printable(line)));
+        hd.push_str(&format!("{:08x}  {h:<49} |{}|\n", i * 16, printable(line)));
+        od.push_str(&format!("{:07o}", i * 16));
+        for b in line {
+            od.push_str(&format!(" {b:03o}"));
+        }
+        od.push('\n');
+    }
+    vec![
+        (MatchKind::Hex, xxd.into_bytes()),
+        (MatchKind::Hex, hd.into_bytes()),
+        (MatchKind::Octal, od.into_bytes()),
+    ]
+}
+
+#[test]
+fn dumps_with_offsets_and_ascii_columns_are_found_whole() {
+    let s = printable(60, 300);
+    let m = Matcher::new(&[Needle::new("s", s.clone())], 32);
+    for (kind, d) in dumps(&s) {
+        let mut hay = b"dump:\n".to_vec();
+        hay.extend_from_slice(&d);
+        let got = find(&m, &hay);
+        assert_eq!(
+            got.len(),
+            1,
+            "{kind}: {got:?}\n{}",
+            String::from_utf8_lossy(&d)
+        );
+        assert_eq!(got[0].0, kind);
+        assert!(got[0].2 as usize >= d.len() - 80, "{kind}: {got:?}");
+    }
+}

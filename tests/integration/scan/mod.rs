@@ -3,6 +3,17 @@
 //! image through podman (`containers-storage:` and `podman save`), bad
 //! input (exit 2, one line), the JSON and SARIF shapes, and that no output
 //! ever contains the secret.
+//!
+//! - `nested`: archives and compressions inside layers (zip family, xz,
+//!   bzip2, ar, cpio, any nesting), the nesting and expansion limits, bombs.
+//! - `forms`: the text forms (percent, string escapes, UTF-16LE, dumps).
+//! - `hostile`: names that try to forge output, blobs and secret files that
+//!   are devices or FIFOs, real jars, wheels and man pages (no false
+//!   positive).
+
+mod forms;
+mod hostile;
+mod nested;
 
 use crate::util::{self, secret, PRIVY};
 use serde_json::{json, Value};
@@ -11,7 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in files {
         let mut h = tar::Header::new_gnu();
@@ -23,17 +34,17 @@ fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-fn gz(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gz(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
     e.finish().unwrap()
 }
 
-fn zst(data: &[u8]) -> Vec<u8> {
+pub(crate) fn zst(data: &[u8]) -> Vec<u8> {
     zstd::stream::encode_all(data, 3).unwrap()
 }
 
-fn b64(data: &[u8]) -> String {
+pub(crate) fn b64(data: &[u8]) -> String {
     // Plain base64 for assertions (std alphabet, padded).
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
@@ -52,11 +63,11 @@ fn b64(data: &[u8]) -> String {
     s
 }
 
-fn digest(b: &[u8]) -> String {
+pub(crate) fn digest(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
 }
 
-fn put_blob(dir: &Path, b: &[u8]) -> String {
+pub(crate) fn put_blob(dir: &Path, b: &[u8]) -> String {
     let d = digest(b);
     let p = dir.join("blobs/sha256");
     std::fs::create_dir_all(&p).unwrap();
@@ -66,7 +77,7 @@ fn put_blob(dir: &Path, b: &[u8]) -> String {
 
 /// An OCI layout with the given layer blobs (media type by compression)
 /// and config.
-fn oci_layout(dir: &Path, layers: &[(Vec<u8>, &str)], config: &Value) {
+pub(crate) fn oci_layout(dir: &Path, layers: &[(Vec<u8>, &str)], config: &Value) {
     let cfg = serde_json::to_vec(config).unwrap();
     let cfg_d = put_blob(dir, &cfg);
     let ls: Vec<Value> = layers
@@ -92,7 +103,7 @@ fn oci_layout(dir: &Path, layers: &[(Vec<u8>, &str)], config: &Value) {
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
 
-fn config(env: &[&str], history: &[&str]) -> Value {
+pub(crate) fn config(env: &[&str], history: &[&str]) -> Value {
     json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": env},
@@ -101,7 +112,7 @@ fn config(env: &[&str], history: &[&str]) -> Value {
     })
 }
 
-fn scan(args: &[&str]) -> Output {
+pub(crate) fn scan(args: &[&str]) -> Output {
     Command::new(PRIVY)
         .arg("scan")
         .args(args)
@@ -110,14 +121,14 @@ fn scan(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn write_secret(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+pub(crate) fn write_secret(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, data).unwrap();
     p
 }
 
 /// Neither stdout nor stderr holds the secret, raw, base64 or hex.
-fn assert_never_printed(out: &Output, s: &[u8]) {
+pub(crate) fn assert_never_printed(out: &Output, s: &[u8]) {
     let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
     for form in [
         s.to_vec(),
@@ -133,7 +144,7 @@ fn assert_never_printed(out: &Output, s: &[u8]) {
 }
 
 /// Exit 2, nothing on stdout, exactly one line on stderr.
-fn assert_one_error_line(out: &Output, mentions: &str) -> String {
+pub(crate) fn assert_one_error_line(out: &Output, mentions: &str) -> String {
     let err = util::text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
     assert!(out.stdout.is_empty(), "stdout: {}", util::text(&out.stdout));
@@ -147,7 +158,7 @@ fn assert_one_error_line(out: &Output, mentions: &str) -> String {
     err
 }
 
-fn findings(out: &Output) -> Vec<Value> {
+pub(crate) fn findings(out: &Output) -> Vec<Value> {
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", util::text(&out.stdout)));
     v["findings"].as_array().unwrap().clone()
