@@ -99,41 +99,20 @@ pub struct Blob {
     pub len: u64,
 }
 
-/// Open `path` for reading only if it is a regular file (after symlinks):
-/// a device (`/dev/zero` never ends), a FIFO (blocks forever) or a socket is
-/// refused with one line. The open itself is non-blocking, so a FIFO with
-/// no writer cannot hang it either.
+/// Open `path` for reading only if it is a regular file (after symlinks),
+/// through the one non-blocking opener in `sys::fs`: a device (`/dev/zero`
+/// never ends), a FIFO (blocks forever) or a socket is refused with one
+/// line, and a FIFO with no writer cannot hang the open either.
 pub fn open_regular(path: &Path) -> Result<File, ScanError> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| open_err(path, e))?;
-    let ft = file
-        .metadata()
-        .map_err(|e| ScanError::io(path.display(), e))?
-        .file_type();
-    if !ft.is_file() {
-        let what = if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_char_device() {
-            "a character device"
-        } else if ft.is_block_device() {
-            "a block device"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "not a file"
-        };
-        return Err(ScanError::Target {
+    use crate::sys::fs::ReadError;
+    crate::sys::fs::open_regular(path).map_err(|e| match e {
+        ReadError::Io(e) => open_err(path, e),
+        ReadError::NotRegular(kind) => ScanError::Target {
             target: crate::shown::escaped(&path.display().to_string()).into_owned(),
-            why: format!("not a regular file ({what}); only regular files are read"),
-        });
-    }
-    Ok(file)
+            why: format!("not a regular file ({kind}); only regular files are read"),
+        },
+        other => ScanError::io(path.display(), std::io::Error::other(other.to_string())),
+    })
 }
 
 impl Blob {
@@ -284,42 +263,10 @@ pub struct Resolved {
     /// its entries, so the walk is not repeated.
     pub indexed: Vec<(usize, TarIndex)>,
     /// Private export directory, removed on drop.
-    pub tmp: Option<TempDir>,
+    pub tmp: Option<crate::sys::fs::PrivateDir>,
 }
 
 const MAX_JSON: u64 = 64 << 20;
-
-/// A 0700 temporary directory, removed on drop.
-#[derive(Debug)]
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, ScanError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let base = std::env::temp_dir();
-        for _ in 0..16 {
-            let mut r = [0u8; 8];
-            getrandom::getrandom(&mut r)
-                .map_err(|e| ScanError::io("random", io::Error::other(e.to_string())))?;
-            let p = base.join(format!("privy-scan-{}", hex::encode(r)));
-            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-                Ok(()) => return Ok(TempDir(p)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(ScanError::io(p.display(), e)),
-            }
-        }
-        Err(ScanError::io(
-            base.display(),
-            io::Error::other("cannot create a temporary directory"),
-        ))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Resolve `target` to blobs.
 pub fn resolve(target: &Target) -> Result<Resolved, ScanError> {
@@ -625,8 +572,9 @@ fn docker_archive(blob: &Blob, index: &TarIndex, manifest: &Entry) -> Result<Res
 }
 
 fn containers_storage(image: &str) -> Result<Resolved, ScanError> {
-    let tmp = TempDir::new()?;
-    let dest = tmp.0.join("image");
+    let tmp = crate::sys::fs::PrivateDir::new("privy-scan")
+        .map_err(|e| ScanError::io(std::env::temp_dir().display(), e))?;
+    let dest = tmp.path().join("image");
     let out = std::process::Command::new("skopeo")
         .args(["copy", "--quiet", "--dest-oci-accept-uncompressed-layers"])
         .arg(format!("containers-storage:{image}"))
