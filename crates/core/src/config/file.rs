@@ -199,6 +199,23 @@ pub struct WhenFile {
     /// runtime handler's `pod_annotations` lists; CRI-O passes all.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_annotations: BTreeMap<String, String>,
+    /// Who may receive this source's files when privy's hook runs without
+    /// real root (a rootless engine): user names, uids (`1001` or
+    /// `"1001"`) and groups (`"group:developers"`), matched against the
+    /// host user that owns the hook's user namespace. Absent: root only,
+    /// that is rootful engines. Sources that serve the caller's own uploads
+    /// ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<UserFile>>,
+}
+
+/// One entry of `when.users` as written: a uid, or a string (a user name,
+/// a uid in decimal, or `group:NAME`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum UserFile {
+    Id(u32),
+    Name(String),
 }
 
 /// What a source may touch. Nothing outside it exists for the plugin.

@@ -17,6 +17,7 @@ pub mod builtin;
 pub mod file;
 pub mod glob;
 pub mod grant;
+pub mod users;
 
 use crate::contract::Stage;
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use file::{ConfigFile, DaemonConfig, GrantFile, Limits, SourceFile, WhenFile};
+pub use file::{ConfigFile, DaemonConfig, GrantFile, Limits, SourceFile, UserFile, WhenFile};
 pub use grant::HostPort;
+pub use users::UserMatch;
 
 /// The host directory the default `host-dir` source reads.
 pub const DEFAULT_PRIVATE_DIR: &str = "/etc/privy/private.d";
@@ -111,6 +113,10 @@ pub struct When {
     /// value matching its glob.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_annotations: BTreeMap<String, String>,
+    /// Who may receive the files when the hook runs without real root;
+    /// `None`: root only (see [`crate::pipeline::plan::users_allow`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<UserMatch>>,
 }
 
 impl When {
@@ -229,6 +235,11 @@ impl SourceConfig {
                 container: w.container.clone(),
                 image: w.image.clone(),
                 pod_annotations: w.pod_annotations.clone(),
+                users: w.users.as_ref().map(|us| {
+                    us.iter()
+                        .map(|u| UserMatch::try_from(u.clone()).expect("checked"))
+                        .collect()
+                }),
             }),
             grant: Grant {
                 dirs: s.grant.dirs.clone(),
@@ -257,6 +268,10 @@ impl From<&SourceConfig> for SourceFile {
                 container: w.container.clone(),
                 image: w.image.clone(),
                 pod_annotations: w.pod_annotations.clone(),
+                users: w
+                    .users
+                    .as_ref()
+                    .map(|us| us.iter().cloned().map(UserFile::from).collect()),
             }),
             grant: GrantFile {
                 dirs: s.grant.dirs.clone(),
@@ -492,6 +507,10 @@ impl Config {
                         .map_err(|e| invalid(key("when.stage"), e))?;
                 }
                 check_pod_when(w, &key)?;
+                for (j, u) in w.users.iter().flatten().enumerate() {
+                    UserMatch::try_from(u.clone())
+                        .map_err(|e| invalid(key(&format!("when.users[{j}]")), e))?;
+                }
             }
             for (j, d) in s.grant.dirs.iter().enumerate() {
                 check_abs_clean(&key(&format!("grant.dirs[{j}]")), d)?;
@@ -800,6 +819,7 @@ mod tests {
             ("[[source]]\nname='a'\nplugin='host-dir'\ngrant.hosts=['nohost']", "source[0].grant.hosts[0]"),
             ("[[source]]\nname='a'\nplugin='host-dir'\nwhen={stage='later'}", "source[0].when.stage"),
             ("[[source]]\nname='a'\nplugin='host-dir'\nwhen={value='x'}", "source[0].when.value"),
+            ("[[source]]\nname='a'\nplugin='host-dir'\nwhen={users=['root','group:']}", "source[0].when.users[1]"),
             ("[[source]]\nname='a'\nplugin='host-dir'\ngrant.dirs=['/srv/a']\nconfig={dir='/etc'}", "source[0].config.dir"),
             ("[[source]]\nname='v'\nplugin='vault'\ngrant.hosts=['127.0.0.1:8200']", "source[0].config.address"),
             ("[[source]]\nname='v'\nplugin='vault'\ngrant.hosts=['127.0.0.1:8200']\nconfig={address='http://127.0.0.1:8201'}", "source[0].config.address"),
@@ -821,6 +841,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.sources[0].plugin, "vault");
+    }
+
+    #[test]
+    fn when_users_is_typed_and_shown_as_written() {
+        let c = parse(
+            "[[source]]\nname='a'\nplugin='host-dir'\nwhen={users=['privy-rl', 1002, '1003', 'group:dev']}",
+        )
+        .unwrap();
+        let users = c.sources[0].when.as_ref().unwrap().users.clone().unwrap();
+        assert_eq!(
+            users,
+            vec![
+                UserMatch::User("privy-rl".into()),
+                UserMatch::Uid(1002),
+                UserMatch::Uid(1003),
+                UserMatch::Group("dev".into()),
+            ]
+        );
+        let t = c.effective_toml();
+        let one_line: String = t.split_whitespace().collect();
+        assert!(
+            one_line.contains(r#"users=["privy-rl",1002,1003,"group:dev",]"#),
+            "{t}"
+        );
+        assert_eq!(parse(&t).unwrap().sources, c.sources);
+        // No `users`: the model says so (root only), and shows nothing.
+        let c = parse("[[source]]\nname='a'\nplugin='host-dir'\nwhen={stage='run'}").unwrap();
+        assert_eq!(c.sources[0].when.as_ref().unwrap().users, None);
+        assert!(!c.effective_toml().contains("users"));
     }
 
     #[test]

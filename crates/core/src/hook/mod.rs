@@ -10,6 +10,7 @@
 //! warm. [`report`] says where the hook's one error line goes.
 
 pub mod report;
+pub mod state;
 
 pub use report::report_error;
 
@@ -67,7 +68,8 @@ pub enum HookError {
     },
 }
 
-/// What poststop needs to undo, kept per container in `state_dir`. Never
+/// What poststop needs to undo, kept per container in the state dir
+/// ([`state`]: the config's `state_dir` for real root). Never
 /// holds file names or contents of private files: only directories created
 /// in the image to mount on.
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,8 +86,8 @@ pub struct Outcome {
     pub created: Vec<String>,
 }
 
-fn state_path(cfg: &Config, id: &str) -> PathBuf {
-    cfg.state_dir.join(format!("{id}.json"))
+fn state_file(id: &str) -> String {
+    format!("{id}.json")
 }
 
 /// The `createRuntime` hook: what `gatherer` gives the container named by
@@ -188,20 +190,20 @@ fn check_owner(uid: u32, gid: u32, (huid, hgid): (u32, u32)) -> Result<(), HookE
 }
 
 fn write_state(cfg: &Config, id: &str, st: &HookState) -> Result<(), HookError> {
-    let path = state_path(cfg, id);
+    // Real root: the config's state_dir, made 0700 (its shared parents
+    // 0755: `/run/privy` also holds the daemon's socket, which every local
+    // user must reach, B6). Not real root: a directory of the user's own
+    // (see `state`), never a root-owned one.
+    let dir =
+        state::dir_for_writing(cfg).map_err(|(path, error)| HookError::State { path, error })?;
+    let path = dir.join(state_file(id));
     let err = |error| HookError::State {
         path: path.clone(),
         error,
     };
-    // Only the state dir itself is private (0700). Its parents are shared:
-    // `/run/privy` also holds the daemon's socket, which every local user
-    // must reach, so a parent created here is 0755 whatever the runtime's
-    // umask (B6: creating them 0700 locked every non-root user out of a
-    // daemon started afterwards).
-    crate::sys::fs::ensure_dir(&cfg.state_dir, 0o700).map_err(err)?;
     // Replaced whole (never truncated and rewritten in place), so a hook
     // that dies midway leaves the old state or the new, never a torn one.
-    // No fsync: the state dir is on /run, and a reboot ends the container.
+    // No fsync: a reboot ends the container.
     let opts = crate::sys::WriteOpts {
         mode: Some(0o600),
         sync: false,
@@ -220,7 +222,9 @@ pub fn poststop(cfg: &Config, stdin: &[u8]) -> Result<(), HookError> {
     if !crate::oci::valid_id(&state.id) {
         return Err(HookError::BadId(state.id));
     }
-    let path = state_path(cfg, &state.id);
+    let Some(path) = state::find(cfg, &state_file(&state.id)) else {
+        return Ok(());
+    };
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -1,10 +1,11 @@
 //! Stage two: which sources run for this request, with which grants.
-//! Applies each source's `when` to the request and assigns precedence.
+//! Applies each source's `when` to the request (who asks included:
+//! [`users_allow`]) and assigns precedence.
 
 use crate::config::builtin::catalog;
-use crate::config::{glob, Config, Grant, Limits, SourceConfig, When};
+use crate::config::{glob, Config, Grant, Limits, SourceConfig, UserMatch, When};
 use crate::engines::cri::{self, identify, Identity};
-use crate::pipeline::request::Request;
+use crate::pipeline::request::{Caller, Request};
 use std::collections::BTreeMap;
 
 pub use crate::config::{PluginRef, Precedence};
@@ -40,6 +41,35 @@ pub fn matches(src: &SourceConfig, req: &Request) -> bool {
         }
     }
     when_matches(w, &req.annotations)
+}
+
+/// Whether `users` (a source's `when.users`) lets `caller` receive the
+/// source's files. Absent: host root only, so a rootful engine's hook gets
+/// what it always got and a rootless one gets no operator source until the
+/// operator names its user. Present: exactly the callers it names, by uid,
+/// user name or group; root too only if listed. An unknown caller (no host
+/// uid) matches nothing. Pure: the hook calls it with its own
+/// [`Caller::of_this_process`], a node agent with the `SO_PEERCRED` uid.
+pub fn users_allow(users: Option<&[UserMatch]>, caller: &Caller) -> bool {
+    let Some(uid) = caller.uid else {
+        return false;
+    };
+    let Some(users) = users else {
+        return uid == 0;
+    };
+    users.iter().any(|u| match u {
+        UserMatch::Uid(id) => *id == uid,
+        UserMatch::User(n) => caller.name.as_deref() == Some(n.as_str()),
+        UserMatch::Group(g) => caller.groups.iter().any(|have| have == g),
+    })
+}
+
+/// Whether `src` may give files to `caller`: a source that serves tickets
+/// (the caller's own uploads, checked per uid by the daemon) always; any
+/// other (operator) source as its `when.users` says.
+pub fn source_allows(src: &SourceConfig, caller: &Caller) -> bool {
+    catalog().claims_tickets(&src.plugin)
+        || users_allow(src.when.as_ref().and_then(|w| w.users.as_deref()), caller)
 }
 
 /// Whether `w`'s pod conditions hold for a container with annotations `a`.
@@ -118,7 +148,7 @@ pub fn plan(cfg: &Config, req: &Request) -> Vec<PlannedSource> {
     let mut out: Vec<PlannedSource> = cfg
         .sources
         .iter()
-        .filter(|s| matches(s, req))
+        .filter(|s| matches(s, req) && source_allows(s, &req.caller))
         .map(|s| plan_source(s, &cfg.limits))
         .collect();
     if req
@@ -342,6 +372,79 @@ mod tests {
             names(&req(r#"{"team":"blue","io.privy.stage":"build"}"#)),
             vec!["always", "exact", "builds"]
         );
+    }
+
+    fn caller(uid: Option<u32>, name: &str, groups: &[&str]) -> Caller {
+        Caller {
+            uid,
+            name: (!name.is_empty()).then(|| name.to_owned()),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn users_allow_root_alone_by_default_and_exactly_whom_they_name() {
+        let root = caller(Some(0), "root", &["root"]);
+        let rl = caller(Some(1001), "privy-rl", &["privy-rl", "dev"]);
+        let other = caller(Some(1002), "other", &["other"]);
+        let unknown = caller(None, "", &[]);
+        // Absent: root only.
+        assert!(users_allow(None, &root));
+        assert!(!users_allow(None, &rl));
+        assert!(!users_allow(None, &unknown));
+        let by = |us: &[UserMatch], c: &Caller| users_allow(Some(us), c);
+        let uid = [UserMatch::Uid(1001)];
+        let name = [UserMatch::User("privy-rl".into())];
+        let group = [UserMatch::Group("dev".into())];
+        for us in [&uid[..], &name, &group] {
+            assert!(by(us, &rl), "{us:?}");
+            assert!(!by(us, &other), "{us:?}");
+            assert!(!by(us, &root), "root only when listed: {us:?}");
+            assert!(!by(us, &unknown), "{us:?}");
+        }
+        assert!(by(&[UserMatch::User("root".into())], &root));
+        assert!(by(&[UserMatch::Uid(0), UserMatch::Uid(1001)], &root));
+        // A uid that maps nowhere matches no `Uid(0)` by accident.
+        assert!(!by(&[UserMatch::Uid(0)], &unknown));
+        assert!(!by(&[], &rl));
+    }
+
+    #[test]
+    fn a_rootless_caller_gets_only_sources_that_name_it_and_its_uploads_always() {
+        let c = cfg(r#"
+            [[source]]
+            name = "everyone-root"
+            plugin = "host-dir"
+            [[source]]
+            name = "for-rl"
+            plugin = "host-dir"
+            when = { users = ["privy-rl"] }
+            [[source]]
+            name = "for-dev"
+            plugin = "host-dir"
+            when = { users = ["group:dev", "root"], stage = "run" }
+            [[source]]
+            name = "up"
+            plugin = "upload"
+        "#);
+        let mut r = req(r#"{"io.privy.ticket":"pvt_x"}"#);
+        let mut names = |who: Caller| {
+            r.caller = who;
+            plan(&c, &r).into_iter().map(|p| p.name).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(caller(Some(0), "root", &["root"])),
+            vec!["everyone-root", "for-dev", "up"]
+        );
+        assert_eq!(
+            names(caller(Some(1001), "privy-rl", &["privy-rl"])),
+            vec!["for-rl", "up"]
+        );
+        assert_eq!(
+            names(caller(Some(1002), "eve", &["dev"])),
+            vec!["for-dev", "up"]
+        );
+        assert_eq!(names(caller(None, "", &[])), vec!["up"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Stage one: who is asking. Turns the OCI state and the bundle's
 //! `config.json` into a [`Request`]: container id, root, annotations, user,
-//! id mappings, and whether this is a run or a build step.
+//! id mappings, whether this is a run or a build step, and the [`Caller`]:
+//! the host user on whose behalf the hook runs.
 
 use crate::contract::{
     ANNOTATION_IMAGE, ANNOTATION_NAMES, ANNOTATION_STAGE, ANNOTATION_TICKET, ENV_HOOK_ANNOTATIONS,
@@ -27,6 +28,61 @@ pub fn parse_hook_annotations(v: &str) -> Result<BTreeMap<String, String>, OciEr
     })
 }
 
+/// Who asks for a container's files, in the kernel's word: for the hook, the
+/// host user that owns its user namespace (root for a rootful engine; the
+/// user for a rootless one, whatever uid the hook has inside); for a node
+/// agent, the uid `SO_PEERCRED` gives. Name and groups come from the host's
+/// user database, for `when.users` (see [`crate::pipeline::plan::users_allow`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Caller {
+    /// The host uid; `None` when it cannot be known (a nested user
+    /// namespace), which matches no `when.users` and is not root.
+    pub uid: Option<u32>,
+    /// The uid's user name, if the user database has one.
+    pub name: Option<String>,
+    /// The names of the user's groups, primary and supplementary.
+    pub groups: Vec<String>,
+}
+
+impl Caller {
+    /// Host root: what a rootful engine's hook is.
+    pub fn root() -> Caller {
+        Caller::for_uid(0)
+    }
+
+    /// `uid` with its name and groups from the host's user database.
+    pub fn for_uid(uid: u32) -> Caller {
+        use nix::unistd::{getgrouplist, Group, Uid, User};
+        let user = User::from_uid(Uid::from_raw(uid)).ok().flatten();
+        let groups = user
+            .as_ref()
+            .and_then(|u| {
+                let name = std::ffi::CString::new(u.name.as_bytes()).ok()?;
+                getgrouplist(&name, u.gid).ok()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|g| Group::from_gid(g).ok().flatten().map(|g| g.name))
+            .collect();
+        Caller {
+            uid: Some(uid),
+            name: user.map(|u| u.name),
+            groups,
+        }
+    }
+
+    /// This process: the host uid owning its user namespace
+    /// ([`crate::sys::userns::host_uid`]).
+    pub fn of_this_process() -> Caller {
+        crate::sys::userns::host_uid().map_or_else(Caller::default, Caller::for_uid)
+    }
+
+    /// Whether this is host root.
+    pub fn is_root(&self) -> bool {
+        self.uid == Some(0)
+    }
+}
+
 /// Everything later stages need to know about one container start.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -43,6 +99,9 @@ pub struct Request {
     pub user: User,
     pub uid_mappings: Vec<IdMapping>,
     pub gid_mappings: Vec<IdMapping>,
+    /// On whose behalf: this process's owner unless the caller sets
+    /// another (a node agent, from `SO_PEERCRED`).
+    pub caller: Caller,
 }
 
 impl Request {
@@ -103,6 +162,7 @@ impl Request {
             user: spec.process.map(|p| p.user).unwrap_or_default(),
             uid_mappings: linux.uid_mappings,
             gid_mappings: linux.gid_mappings,
+            caller: Caller::of_this_process(),
         })
     }
 
@@ -142,6 +202,7 @@ impl Request {
             user: User::default(),
             uid_mappings: Vec::new(),
             gid_mappings: Vec::new(),
+            caller: Caller::of_this_process(),
         }
     }
 

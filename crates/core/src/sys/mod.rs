@@ -14,12 +14,15 @@
 //! - [`fs`]: files and directories privy reads or writes on disk: regular
 //!   files opened without blocking, one atomic replace, one private temp
 //!   directory, one directory-tree creation.
+//! - [`userns`]: real root or root in a rootless engine's user namespace,
+//!   and the host uid that owns it.
 
 pub mod fs;
 pub mod mount;
 pub mod mountinfo;
 pub mod process;
 pub mod resolve;
+pub mod userns;
 
 pub use fs::{read_regular_at, write_atomic, write_atomic_at, WriteOpts};
 pub use mount::{

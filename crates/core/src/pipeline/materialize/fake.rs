@@ -64,6 +64,9 @@ pub struct RecordingOs {
     pub ops: Vec<Op>,
     /// Make `new_tmpfs` fail, to test failure paths.
     pub fail_mount: bool,
+    /// Refuse `noswap` with this errno, as a kernel before 6.4 or a user
+    /// namespace does (the attempt is recorded, then fails).
+    pub refuse_noswap: Option<i32>,
     /// Make writing this tmpfs path fail (`tmpfs:a/b`).
     pub fail_write: Option<String>,
     /// How many tmpfs directory handles are open now, and at most.
@@ -208,6 +211,11 @@ impl Os for RecordingOs {
             opts: opts.clone(),
             attrs,
         });
+        if let Some(errno) = self.refuse_noswap.filter(|_| opts.noswap) {
+            return Err(super::NoswapRefused::wrap(io::Error::from_raw_os_error(
+                errno,
+            )));
+        }
         Ok(self.tmpfs_dir("tmpfs:".into()))
     }
     fn mkdir_owned(

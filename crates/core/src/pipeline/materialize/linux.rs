@@ -264,9 +264,11 @@ impl Os for RealOs {
         ctx.set_string("mode", &format!("{:o}", o.mode))?;
         ctx.set_string("uid", &o.uid.to_string())?;
         ctx.set_string("gid", &o.gid.to_string())?;
-        // Keep private pages out of swap (Linux 6.4+). A kernel without it,
-        // or a user namespace that may not set it, falls back silently.
-        let _ = ctx.set_flag("noswap");
+        // Keep private pages out of swap (Linux 6.4+). A refusal of this
+        // option alone is marked, so materialize can try again without it.
+        if o.noswap {
+            ctx.set_flag("noswap").map_err(super::NoswapRefused::wrap)?;
+        }
         ctx.mount(attrs)
     }
 

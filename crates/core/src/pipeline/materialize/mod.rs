@@ -64,6 +64,39 @@ pub struct TmpfsOptions {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Keep the pages out of swap (`noswap`, Linux 6.4+). Asked for always;
+    /// dropped only when the kernel refuses that one option (see
+    /// [`NoswapRefused`]).
+    pub noswap: bool,
+}
+
+/// The marker an [`Os`] puts in the error of `new_tmpfs` when the kernel
+/// refused `noswap` itself with `EINVAL` or `EPERM`: a kernel before 6.4
+/// does not know it, and a tmpfs made inside a user namespace (a rootless
+/// engine's) may not turn swap off (`shmem_parse_one`: "Turning off swap in
+/// unprivileged tmpfs mounts unsupported"). Materialize then makes the
+/// tmpfs again with every other option as it was, and says so in one
+/// debug line. Any other error, on any option, fails the mount.
+#[derive(Debug, thiserror::Error)]
+#[error("the kernel refused the tmpfs option noswap: {0}")]
+pub struct NoswapRefused(pub io::Error);
+
+impl NoswapRefused {
+    /// Whether `e` says the kernel refused `noswap` (and nothing else).
+    pub fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<NoswapRefused>())
+    }
+
+    /// The error an [`Os`] returns for `error`, got setting `noswap`: the
+    /// marker for `EINVAL`/`EPERM`, `error` itself otherwise.
+    pub fn wrap(error: io::Error) -> io::Error {
+        match error.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::EPERM) => {
+                io::Error::new(error.kind(), NoswapRefused(error))
+            }
+            _ => error,
+        }
+    }
 }
 
 impl TmpfsOptions {
@@ -84,6 +117,7 @@ impl TmpfsOptions {
             mode: DIR_MODE,
             uid,
             gid,
+            noswap: true,
         }
     }
 }
@@ -381,10 +415,16 @@ fn build_and_attach<O: Os>(
         rel.push(name.clone());
         created.push(rel.join("/"));
     }
-    let opts = TmpfsOptions::for_files(files, uid, gid);
-    let mnt = os
-        .new_tmpfs(&opts, MOUNT_ATTRS)
-        .map_err(MaterializeError::Mount)?;
+    let mut opts = TmpfsOptions::for_files(files, uid, gid);
+    let mnt = match os.new_tmpfs(&opts, MOUNT_ATTRS) {
+        Err(e) if NoswapRefused::is(&e) => {
+            tracing::debug!(error = %e, "tmpfs without noswap");
+            opts.noswap = false;
+            os.new_tmpfs(&opts, MOUNT_ATTRS)
+        }
+        r => r,
+    }
+    .map_err(MaterializeError::Mount)?;
     // Only the directories on the way to the current file stay open (files
     // in path order share their prefixes), so open descriptors are bounded
     // by the depth, not by the number of directories (B12).

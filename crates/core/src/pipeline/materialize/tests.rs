@@ -38,6 +38,7 @@ fn mounts_sealed_tmpfs_with_safe_flags_and_owner() {
         mode: 0o700,
         uid: 1000,
         gid: 1001,
+        noswap: true,
     };
     assert_eq!(
         os.ops,
@@ -139,6 +140,92 @@ fn creates_every_missing_component_and_cleanup_removes_them_deepest_first() {
             Op::RmdirChild { path: "run".into() }
         ]
     );
+}
+
+/// What a rootless start makes: the recorded tmpfs attempts, and the
+/// owners the files got.
+fn rootless_start(refuse: Option<i32>) -> (Result<Vec<String>, MaterializeError>, RecordingOs) {
+    let mut os = RecordingOs {
+        existing: ["run".into()].into(),
+        refuse_noswap: refuse,
+        ..Default::default()
+    };
+    // The container user 1000:1000 as the hook's namespace sees it (a
+    // rootless engine's `--user 1000` without a nested namespace).
+    let r = materialize(
+        &mut os,
+        Path::new("/r"),
+        "/run/private",
+        &[file("tok", 3, 0o400)],
+        (1000, 1000),
+    );
+    (r, os)
+}
+
+#[test]
+fn noswap_refused_by_a_user_namespace_is_dropped_and_no_other_option_is() {
+    for errno in [libc::EINVAL, libc::EPERM] {
+        let (r, os) = rootless_start(Some(errno));
+        assert_eq!(r.unwrap(), vec!["run/private"]);
+        let tmpfs: Vec<&TmpfsOptions> = os
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::NewTmpfs { opts, attrs } => {
+                    assert_eq!(*attrs, MOUNT_ATTRS);
+                    Some(opts)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tmpfs.len(), 2, "{errno}: {:?}", os.ops);
+        assert!(tmpfs[0].noswap);
+        let without = TmpfsOptions {
+            noswap: false,
+            ..tmpfs[0].clone()
+        };
+        assert_eq!(tmpfs[1], &without, "only noswap differs");
+        assert_eq!(
+            (without.uid, without.gid, without.mode),
+            (1000, 1000, 0o700)
+        );
+        assert!(os.ops.contains(&Op::WriteFile {
+            path: "tmpfs:tok".into(),
+            len: 3,
+            mode: 0o400,
+            uid: 1000,
+            gid: 1000
+        }));
+        assert!(matches!(os.ops.last(), Some(Op::Attach { .. })));
+    }
+    // Accepted (a rootful hook on 6.4+): asked for once, kept.
+    let (r, os) = rootless_start(None);
+    r.unwrap();
+    let n = os
+        .ops
+        .iter()
+        .filter(|o| matches!(o, Op::NewTmpfs { opts, .. } if opts.noswap))
+        .count();
+    assert_eq!(n, 1);
+    assert!(!os
+        .ops
+        .iter()
+        .any(|o| matches!(o, Op::NewTmpfs { opts, .. } if !opts.noswap)));
+}
+
+#[test]
+fn noswap_failing_otherwise_fails_the_mount_without_a_retry() {
+    let (r, os) = rootless_start(Some(libc::ENOMEM));
+    let e = r.unwrap_err().to_string();
+    assert!(e.starts_with("mounting tmpfs"), "{e}");
+    let attempts = os
+        .ops
+        .iter()
+        .filter(|o| matches!(o, Op::NewTmpfs { .. }))
+        .count();
+    assert_eq!(attempts, 1);
+    assert!(!os.ops.iter().any(|o| matches!(o, Op::Attach { .. })));
+    assert!(os.existing.contains("run") && !os.existing.contains("run/private"));
 }
 
 #[test]
