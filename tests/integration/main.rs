@@ -72,6 +72,7 @@ mod harden_core;
 mod harden_daemon;
 mod hostdir;
 mod network;
+mod rootless;
 mod sandbox;
 mod scan;
 mod uploads;

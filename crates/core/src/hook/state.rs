@@ -4,50 +4,52 @@
 //! Real root (euid 0 in the initial user namespace) uses the config's
 //! `state_dir` (`/run/privy/state`). A hook that is not real root (a
 //! rootless engine's: root only inside the user's namespace) may not write
-//! there and must never trust a directory it does not own, so it uses, in
-//! order:
+//! there and must never trust a directory it does not own, so it uses, for
+//! the host user `U` that owns its namespace, the first of:
 //!
-//! 1. `$XDG_RUNTIME_DIR/privy/state`, when `XDG_RUNTIME_DIR` is an absolute
-//!    directory this process owns that no one else may write (what
-//!    systemd-logind gives every session, and what rootless podman itself
-//!    needs and passes to its hooks);
-//! 2. otherwise `privy-state-<host uid>` in the temp dir.
+//! 1. `/run/user/U/privy/state`, when `/run/user/U` exists and is ours:
+//!    the `XDG_RUNTIME_DIR` systemd-logind makes for every user with a
+//!    session (a tmpfs, 0700);
+//! 2. `/tmp/privy-state-U`.
+//!
+//! Neither is read from the environment, on purpose: podman 4.3 runs a
+//! rootless container's poststop hooks with an empty environment (measured:
+//! only `PWD`), so a place derived from `$XDG_RUNTIME_DIR` or `$TMPDIR` at
+//! createRuntime would be lost at poststop. Both are derived from the
+//! kernel's word (the host uid) and fixed paths, so poststop finds the
+//! state createRuntime wrote.
 //!
 //! Every directory privy creates there is 0700, and every one it uses
 //! (created or found) must be a real directory (no symlink) owned by this
 //! process's euid and not writable by group or others; anything else is
-//! refused with its path, never followed. Neither place has to be a tmpfs:
-//! the state names only the container's rootfs and the empty directories
-//! made to mount on, never a private file's name or bytes (L1), so it may
-//! lie on disk as `/run` does on some hosts. poststop looks in the same
-//! places, in the same order, so it finds the state even if its
-//! environment lost `XDG_RUNTIME_DIR`.
+//! refused with its path, never followed (the temp dir is shared: a name
+//! planted there by another user is refused, not used). Neither place has
+//! to be a tmpfs: the state names only the container's rootfs and the
+//! empty directories made to mount on, never a private file's name or
+//! bytes (L1), so it may lie on disk as `/run` and `/tmp` do on some hosts.
 
 use crate::config::Config;
-use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// The state directories this process may use, best first, for a hook
-/// that is (`real_root`) or is not real root. `xdg` is `XDG_RUNTIME_DIR`,
-/// `tmp` the temp dir, `uid` the host uid (or, unknown, the euid).
+/// that is (`real_root`) or is not real root, whose namespace the host
+/// user `uid` owns. `run_user` is `/run/user`, `tmp` is `/tmp` (parameters
+/// for tests).
 pub fn candidates(
     cfg_state_dir: &Path,
     real_root: bool,
-    xdg: Option<OsString>,
+    run_user: &Path,
     tmp: &Path,
     uid: u32,
 ) -> Vec<PathBuf> {
     if real_root {
         return vec![cfg_state_dir.to_path_buf()];
     }
-    let xdg = xdg
-        .map(PathBuf::from)
-        .filter(|x| x.is_absolute())
-        .map(|x| x.join("privy").join("state"));
-    xdg.into_iter()
-        .chain([tmp.join(format!("privy-state-{uid}"))])
-        .collect()
+    vec![
+        run_user.join(uid.to_string()).join("privy").join("state"),
+        tmp.join(format!("privy-state-{uid}")),
+    ]
 }
 
 /// [`candidates`] for this process.
@@ -56,8 +58,8 @@ pub fn candidates_here(cfg: &Config) -> Vec<PathBuf> {
     candidates(
         &cfg.state_dir,
         crate::sys::userns::is_real_root(),
-        std::env::var_os("XDG_RUNTIME_DIR"),
-        &std::env::temp_dir(),
+        Path::new("/run/user"),
+        Path::new("/tmp"),
         crate::sys::userns::host_uid().unwrap_or(euid),
     )
 }
@@ -123,8 +125,8 @@ pub fn dir_for_writing(cfg: &Config) -> Result<PathBuf, (PathBuf, io::Error)> {
     }
     let mut first = None;
     for d in cands {
-        // `$XDG_RUNTIME_DIR` (two levels up) or the temp dir (one level up)
-        // is the base that must already be the user's or the system's.
+        // `/run/user/U` (two levels up) must already be the user's; the
+        // temp dir's own entry is made or checked by `create_in_tmp`.
         let res = if d.ends_with("privy/state") {
             let base = d.parent().and_then(Path::parent).unwrap_or(&d);
             ensure_private(base, &d)
@@ -168,27 +170,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn real_root_uses_the_config_others_their_runtime_dir_then_tmp() {
+    fn real_root_uses_the_config_others_their_run_user_dir_then_tmp() {
         let cfg = Path::new("/run/privy/state");
-        let tmp = Path::new("/tmp");
+        let (ru, tmp) = (Path::new("/run/user"), Path::new("/tmp"));
         assert_eq!(
-            candidates(cfg, true, Some("/run/user/1001".into()), tmp, 0),
+            candidates(cfg, true, ru, tmp, 0),
             vec![PathBuf::from("/run/privy/state")]
         );
         assert_eq!(
-            candidates(cfg, false, Some("/run/user/1001".into()), tmp, 1001),
+            candidates(cfg, false, ru, tmp, 1001),
             vec![
                 PathBuf::from("/run/user/1001/privy/state"),
                 PathBuf::from("/tmp/privy-state-1001")
             ]
         );
-        // Unset or relative: the temp dir only. Never the config's.
-        for xdg in [None, Some("run/user".into()), Some("".into())] {
-            assert_eq!(
-                candidates(cfg, false, xdg, tmp, 1001),
-                vec![PathBuf::from("/tmp/privy-state-1001")]
-            );
-        }
     }
 
     #[test]

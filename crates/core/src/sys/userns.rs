@@ -2,17 +2,14 @@
 //! real root (the initial user namespace, euid 0) or root only inside a
 //! rootless engine's user namespace, and the host uid that namespace maps
 //! this process's real uid to. The kernel's word, not the environment's:
-//! `/proc/self/ns/user`, its parent (`NS_GET_PARENT`) and
-//! `/proc/self/uid_map`.
+//! `/proc/self/ns/user`, `/proc/self/uid_map`, and the owner the kernel
+//! shows for a file whose host owner is known.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 /// The inode of the initial user namespace (`PROC_USER_INIT_INO` in
 /// `include/linux/proc_ns.h`, fixed since Linux 3.8).
 pub const INIT_USER_NS_INO: u64 = 0xEFFF_FFFD;
-
-/// `NS_GET_PARENT`: `_IO(0xb7, 0x2)`.
-const NS_GET_PARENT: libc::c_ulong = 0xb702;
 
 fn ino(fd: &impl AsRawFd) -> Option<u64> {
     nix::sys::stat::fstat(fd.as_raw_fd())
@@ -35,21 +32,6 @@ pub fn is_real_root() -> bool {
     nix::unistd::geteuid().is_root() && in_initial_userns()
 }
 
-/// Whether this process's user namespace is a child of the initial one.
-fn parent_is_initial() -> bool {
-    let Some(ns) = own_userns() else {
-        return false;
-    };
-    // SAFETY: ioctl on a namespace fd we own; the request takes no argument.
-    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) };
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: NS_GET_PARENT returned a new fd that nothing else owns.
-    let parent = unsafe { OwnedFd::from_raw_fd(fd) };
-    ino(&parent) == Some(INIT_USER_NS_INO)
-}
-
 /// `id` inside a namespace mapped to its parent through `map` (the text of
 /// a `uid_map` or `gid_map`); `None` when no line maps it.
 pub fn map_out(id: u32, map: &str) -> Option<u32> {
@@ -69,21 +51,33 @@ pub fn map_out(id: u32, map: &str) -> Option<u32> {
 }
 
 /// The host uid of this process's real uid: itself in the initial user
-/// namespace; mapped through `/proc/self/uid_map` in a namespace one level
-/// below it (a rootless engine's); `None` deeper down. A nested namespace
-/// maps its ids to its parent's, not the host's, and its creator chose that
-/// map freely (`0 0 1` inside a rootless namespace would read as host
-/// root), so privy does not guess: an unknown caller matches no
-/// `when.users`.
+/// namespace; otherwise what `/proc/self/uid_map` maps it to, confirmed by
+/// the kernel; `None` when it cannot be confirmed.
+///
+/// `uid_map` maps to the parent namespace, which is the host only one level
+/// down (a rootless engine's namespace). A namespace nested deeper maps to
+/// its parent's ids, and its creator wrote that map freely (`0 0 1` inside
+/// a rootless namespace would read as host root). So the claim is checked
+/// against a file whose host owner is known: the claimed user's home
+/// directory (from the user database) must appear owned by this process's
+/// uid. The kernel shows a file's owner translated into this namespace, and
+/// the translation is one-to-one, so that holds exactly when this uid is
+/// that host user. A user without a home directory of their own is not
+/// confirmed: an unknown caller gets no `when.users` source.
 pub fn host_uid() -> Option<u32> {
     let uid = nix::unistd::getuid().as_raw();
     if in_initial_userns() {
         return Some(uid);
     }
-    if !parent_is_initial() {
-        return None;
-    }
-    map_out(uid, &std::fs::read_to_string("/proc/self/uid_map").ok()?)
+    let claimed = map_out(uid, &std::fs::read_to_string("/proc/self/uid_map").ok()?)?;
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(claimed)).ok()??;
+    confirms(&user.dir, uid).then_some(claimed)
+}
+
+/// Whether `path` (not followed) appears owned by `uid` in this namespace.
+fn confirms(path: &std::path::Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.is_absolute() && std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == uid)
 }
 
 #[cfg(test)]
@@ -100,6 +94,16 @@ mod tests {
         assert_eq!(map_out(0, "0 0 4294967295\n"), Some(0));
         assert_eq!(map_out(5, "garbage\n"), None);
         assert_eq!(map_out(5, ""), None);
+    }
+
+    #[test]
+    fn a_claim_is_confirmed_only_by_a_file_the_kernel_shows_as_ours() {
+        let d = tempfile::tempdir().unwrap();
+        let me = nix::unistd::getuid().as_raw();
+        assert!(confirms(d.path(), me));
+        assert!(!confirms(d.path(), me.wrapping_add(1)));
+        assert!(!confirms(std::path::Path::new("relative"), me));
+        assert!(!confirms(&d.path().join("missing"), me));
     }
 
     #[test]
