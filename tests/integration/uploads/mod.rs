@@ -6,6 +6,7 @@
 
 mod bundle;
 mod cli;
+mod hooked;
 mod podman;
 mod shim;
 mod systemd;

@@ -17,6 +17,48 @@ pub const GLOBAL_VALUE_FLAGS: &[&str] = &[
     "--connect-timeout",
 ];
 
+/// Flags of `ctr run` (and `ctr containers create`) that take a value:
+/// containerd 1.6's `ctr run --help` on this machine (a test parses the
+/// installed ctr's help, so the table cannot drift).
+pub const RUN_VALUE_FLAGS: &[&str] = &[
+    "--annotation",
+    "--apparmor-default-profile",
+    "--apparmor-profile",
+    "-c",
+    "--cap-add",
+    "--cap-drop",
+    "--cgroup",
+    "--config",
+    "--cpu-period",
+    "--cpu-quota",
+    "--cpu-shares",
+    "--cpus",
+    "--cwd",
+    "--device",
+    "--env",
+    "--env-file",
+    "--fifo-dir",
+    "--gidmap",
+    "--gpus",
+    "--label",
+    "--log-uri",
+    "--memory-limit",
+    "--mount",
+    "--pid-file",
+    "--platform",
+    "--rdt-class",
+    "--rootfs-propagation",
+    "--runc-binary",
+    "--runc-root",
+    "--runtime",
+    "--runtime-config-path",
+    "--seccomp-profile",
+    "--snapshotter",
+    "--snapshotter-label",
+    "--uidmap",
+    "--with-ns",
+];
+
 /// The command line privy runs as: unchanged, unless the binary was called
 /// as `privy-shim`, which reads as `privy shim -- ARGS`.
 pub fn shim_argv(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {

@@ -19,6 +19,7 @@ pub mod buildah;
 pub mod cri;
 pub mod ctr;
 pub mod docker;
+pub mod hooked;
 pub mod nerdctl;
 pub mod podman;
 pub mod runtime;
@@ -105,6 +106,18 @@ impl Engine {
         }
     }
 
+    /// The flags of `verb` that take a value: the table that finds where
+    /// its options end (empty for a verb privy has no table for).
+    pub fn verb_value_flags(self, verb: &str) -> &'static [&'static str] {
+        match (self, verb) {
+            (Engine::Podman, "run" | "create") => podman::RUN_VALUE_FLAGS,
+            (Engine::Docker | Engine::Nerdctl, "run" | "create") => docker::RUN_VALUE_FLAGS,
+            (Engine::Ctr, "run" | "create") => ctr::RUN_VALUE_FLAGS,
+            (e, "run" | "create") if e.is_runtime() => runtime::RUN_VALUE_FLAGS,
+            _ => &[],
+        }
+    }
+
     /// What a bare `--` before the verb means to this engine's CLI.
     pub fn double_dash(self) -> DoubleDash {
         if self.is_runtime() {
@@ -124,6 +137,9 @@ impl Engine {
                 matches!(verb, "run" | "create").then_some((TicketArg::Annotation, true))
             }
             Engine::Buildah => buildah::takes_ticket_env(verb).then_some((TicketArg::Env, false)),
+            // ctr 1.6 takes `--annotation key=value` and puts it in the
+            // spec; the container outlives `ctr run` unless `--rm`.
+            Engine::Ctr => (verb == "run").then_some((TicketArg::Annotation, true)),
             _ => None,
         }
     }
@@ -164,6 +180,13 @@ impl Command {
         self.verb.map(|v| self.argv[v].as_str())
     }
 
+    /// Whether the command starts a container when it runs (`run`, not
+    /// `create`), whose hook should have claimed a ticket by the time the
+    /// command is over (or, detached, has returned).
+    pub fn starts_container(&self) -> bool {
+        self.engine.is_some() && self.verb() == Some("run")
+    }
+
     /// The arguments after the verb (all of them when there is none).
     pub fn after_verb(&self) -> &[String] {
         match self.verb {
@@ -189,9 +212,28 @@ impl Command {
         argv::flag_values(self.after_verb(), long, short)
     }
 
-    /// Whether an option leads the arguments after the verb ([`argv::has_flag`]).
+    /// The options after the verb, up to its first positional argument,
+    /// read with the verb's table ([`argv::leading_options`]).
+    pub fn options(&self) -> &[String] {
+        argv::leading_options(self.after_verb(), self.verb_table())
+    }
+
+    fn verb_table(&self) -> &'static [&'static str] {
+        match (self.engine, self.verb()) {
+            (Some(e), Some(v)) => e.verb_value_flags(v),
+            _ => &[],
+        }
+    }
+
+    /// Whether an option is among the verb's options ([`argv::has_flag`]).
     pub fn has_flag(&self, names: &[&str]) -> bool {
-        argv::has_flag(self.after_verb(), names)
+        argv::has_flag(self.options(), self.verb_table(), names)
+    }
+
+    /// Every value of a verb's option, among its options only (so the
+    /// container's own command line is never read as the engine's).
+    pub fn option_values(&self, long: &str, short: Option<&str>) -> Vec<String> {
+        argv::flag_values(self.options(), long, short)
     }
 
     /// Insert `args` right after the verb.

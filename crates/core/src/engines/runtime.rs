@@ -19,6 +19,19 @@ use std::path::PathBuf;
 pub const GLOBAL_VALUE_FLAGS: &[&str] =
     &["--root", "--log", "--log-format", "--criu", "--rootless"];
 
+/// Flags of a runtime's `run` and `create` that take a value: runc's and
+/// crun's `run --help` and `create --help` on this machine (a test parses
+/// the installed runtimes' help, so the table cannot drift).
+pub const RUN_VALUE_FLAGS: &[&str] = &[
+    "-b",
+    "--bundle",
+    "--config",
+    "--console-socket",
+    "-f",
+    "--pid-file",
+    "--preserve-fds",
+];
+
 /// The runtime `privy shim` runs when none is named.
 pub const DEFAULT_RUNTIME: &str = "runc";
 
