@@ -6,6 +6,7 @@
 
 mod bundle;
 mod cli;
+mod ctr;
 mod hooked;
 mod podman;
 mod shim;

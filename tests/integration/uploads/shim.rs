@@ -172,6 +172,14 @@ impl Dockerd {
         d
     }
 
+    /// The busybox image, imported into this dockerd as `privy-bb:test`.
+    fn import_busybox(&self) {
+        let root = tempfile::tempdir().unwrap();
+        let tar = util::busybox_tar(root.path());
+        let o = self.docker(&["import", tar.to_str().unwrap(), "privy-bb:test"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+
     fn host(&self) -> String {
         format!("unix://{}", self.dir.path().join("d.sock").display())
     }
@@ -208,4 +216,104 @@ impl Drop for Dockerd {
         );
         let _ = self.child.wait();
     }
+}
+
+/// `privy run -- docker ... run --runtime privy`: `docker stop`, a wait
+/// past the daemon's sweep, and `docker start` bring the same upload
+/// back (the engine removes the bundle on stop; the container lives on),
+/// and `docker rm` drops the ticket within seconds. Without
+/// `--runtime privy`, `privy run` refuses before uploading.
+#[test]
+fn b13_docker_stop_start_keeps_the_upload_and_rm_drops_it() {
+    if !util::e2e_ready("runc") || !docker_ready() {
+        return;
+    }
+    let st = Setup::new("");
+    let d = st.daemon();
+    let dk = Dockerd::start(&st.w);
+    dk.import_busybox();
+    let up = util::secret("docker-stop-start");
+    let src = st.user_file("k", &up, 0o600);
+    let private = format!("{}:k", src.display());
+    let host = dk.host();
+    let name = util::unique_id("dk");
+    let privy_docker = |run: &[&str]| {
+        st.privy(&s(&[
+            &["run", "-p", &private, "--", "docker", "-H", &host][..],
+            run,
+        ]
+        .concat()))
+    };
+    // No privy runtime: refused, with the fix, nothing uploaded or run.
+    let o = privy_docker(&["run", "--rm", "--network", "none", "privy-bb:test", "true"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("docker will not run privy's hook")
+            && e.contains("default runtime `runc`")
+            && e.contains("add `--runtime privy` after `run`"),
+        "{e}"
+    );
+    assert_eq!(super::hooked::live_tickets(&st.socket), 0);
+    let o = privy_docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--runtime",
+        "privy",
+        "privy-bb:test",
+        "sleep",
+        "600",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let read = || {
+        text(
+            &dk.docker(&["exec", &name, "sha256sum", "/run/private/k"])
+                .stdout,
+        )
+    };
+    assert!(read().contains(&sha256_hex(&up)));
+    let inspect = dk.docker(&[
+        "inspect",
+        "--format",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        &name,
+    ]);
+    let ticket = text(&inspect.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("PRIVY_TICKET=").map(str::to_owned))
+        .expect("the ticket is in the container's environment (Docker 20.10)");
+    let alive = || d.privy(&["ticket", "info", &ticket]).status.success();
+    assert!(dk.docker(&["stop", "-t", "0", &name]).status.success());
+    // Well past the sweep (every second here): the container still exists.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(alive(), "docker stop must not drop the ticket");
+    let o = dk.docker(&["start", &name]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        read().contains(&sha256_hex(&up)),
+        "docker start must inject the same upload"
+    );
+    let started = Instant::now();
+    assert!(dk.docker(&["rm", "-f", &name]).status.success());
+    wait_until("ticket dropped after docker rm", 10, || {
+        let o = d.privy(&["ticket", "info", &ticket]);
+        !o.status.success() && text(&o.stderr).contains("container was removed")
+    });
+    eprintln!("docker rm -> ticket dropped in {:?}", started.elapsed());
+}
+
+fn docker_ready() -> bool {
+    if util::which("dockerd").is_some() && util::which("docker").is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var("PRIVY_E2E_REQUIRED").as_deref() != Ok("1"),
+        "dockerd is not installed but PRIVY_E2E_REQUIRED=1"
+    );
+    eprintln!("SKIP: dockerd is not installed; Docker through privy shim not tried");
+    false
 }

@@ -75,6 +75,85 @@ pub fn shim_argv(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     args
 }
 
+/// The directory of containerd's bundle runtime (shim v2) that holds
+/// `<namespace>/<id>` bundles.
+const TASK_DIR: &str = "io.containerd.runtime.v2.task";
+
+/// The directory that lives exactly as long as containerd's container:
+/// the overlayfs snapshot that is its writable layer
+/// (`.../io.containerd.snapshotter.v1.overlayfs/snapshots/N`). containerd
+/// writes a bundle per *task* and removes it when the task is deleted
+/// (`ctr run` without `-d` does that on exit; so does `ctr task rm`),
+/// while the container, and its snapshot, stay until `ctr containers rm`
+/// (measured with containerd 1.6: the directory goes within half a second
+/// of it). Snapshot numbers come from a sequence and are never reused.
+///
+/// Found from the rootfs containerd's shim mounted at the bundle's
+/// `root.path` (the hook is running, so it is mounted), in this process's
+/// `/proc/self/mountinfo`; `None` for bundles that are not containerd's,
+/// other snapshotters, or a daemon in another mount namespace.
+pub fn lifetime_dir(bundle: &Path, spec: &serde_json::Value) -> Option<std::path::PathBuf> {
+    let ns_dir = bundle.parent()?;
+    if ns_dir.parent()?.file_name()? != TASK_DIR {
+        return None;
+    }
+    let root = bundle.join(spec.get("root")?.get("path")?.as_str()?);
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    upper_snapshot(&text, &root)
+}
+
+/// The snapshot directory of the overlay mounted at `root`, per
+/// `mountinfo` (the last mount there wins, as it is the one seen).
+fn upper_snapshot(mountinfo: &str, root: &Path) -> Option<std::path::PathBuf> {
+    let root = root.to_str()?;
+    let mut found = None;
+    for line in mountinfo.lines() {
+        let (left, right) = line.split_once(" - ")?;
+        let mount_point = left.split(' ').nth(4)?;
+        if unescape(mount_point) != root {
+            continue;
+        }
+        let mut r = right.split(' ');
+        if r.next()? != "overlay" {
+            continue;
+        }
+        let opts = r.nth(1)?;
+        let upper = opts
+            .split(',')
+            .find_map(|o| o.strip_prefix("upperdir="))
+            .map(unescape);
+        found = upper.and_then(|u| {
+            let fs = Path::new(&u);
+            let snap = fs.parent()?;
+            let ours = fs.is_absolute()
+                && fs.file_name()? == "fs"
+                && snap.parent()?.file_name()? == "snapshots";
+            ours.then(|| snap.to_owned())
+        });
+    }
+    found
+}
+
+/// mountinfo's octal escapes (`\040` for a space) undone.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +170,21 @@ mod tests {
         );
         assert_eq!(shim_argv(os("privy scan x")), os("privy scan x"));
         assert_eq!(shim_argv(Vec::new()), Vec::<OsString>::new());
+    }
+
+    #[test]
+    fn a_containerd_container_lives_as_long_as_its_snapshot() {
+        let info = "23 73 0:41 / /s/io.containerd.runtime.v2.task/default/t\\0401/rootfs rw,relatime - overlay overlay rw,lowerdir=/r/snapshots/1/fs,upperdir=/r/snapshots/2/fs,workdir=/r/snapshots/2/work\n\
+                    24 73 0:42 / /other rw - tmpfs tmpfs rw\n";
+        let root = Path::new("/s/io.containerd.runtime.v2.task/default/t 1/rootfs");
+        assert_eq!(
+            upper_snapshot(info, root),
+            Some(std::path::PathBuf::from("/r/snapshots/2"))
+        );
+        assert_eq!(upper_snapshot(info, Path::new("/other")), None);
+        assert_eq!(upper_snapshot(info, Path::new("/nowhere")), None);
+        // Not a containerd bundle: not looked for.
+        let spec = serde_json::json!({"root": {"path": "rootfs"}});
+        assert_eq!(lifetime_dir(Path::new("/b/x/y"), &spec), None);
     }
 }

@@ -157,6 +157,26 @@ pub fn passes_annotations(cmd: &Command) -> bool {
     (major, minor) >= ANNOTATIONS_API
 }
 
+/// The file that lives exactly as long as Docker's container `id`: the
+/// `<data-root>/containers/<id>/hostname` dockerd bind-mounts as the
+/// container's `/etc/hostname` (kept through `docker stop`, removed by
+/// `docker rm`), when `spec` (the bundle's `config.json`) has it.
+pub fn lifetime_file(spec: &serde_json::Value, id: &str) -> Option<std::path::PathBuf> {
+    let mounts = spec.get("mounts")?.as_array()?;
+    mounts.iter().find_map(|m| {
+        if m.get("destination")?.as_str()? != "/etc/hostname" {
+            return None;
+        }
+        let src = std::path::Path::new(m.get("source")?.as_str()?);
+        let dir = src.parent()?;
+        let ours = src.is_absolute()
+            && src.file_name()? == "hostname"
+            && dir.file_name()? == id
+            && dir.parent()?.file_name()? == "containers";
+        ours.then(|| src.to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::engines::Command;

@@ -20,6 +20,7 @@ pub mod cri;
 pub mod ctr;
 pub mod docker;
 pub mod hooked;
+pub mod lifetime;
 pub mod nerdctl;
 pub mod podman;
 pub mod runtime;
@@ -277,14 +278,6 @@ impl Command {
         self.insert_after_verb(added);
         Some(ephemeral)
     }
-}
-
-/// Whether the container whose bundle is `bundle` still exists: runtimes
-/// keep a bundle's `config.json` until the container is deleted, and
-/// engines remove the bundle with the container. (The daemon asks this,
-/// with a claimant's own rights, to end run tickets.)
-pub fn container_exists(bundle: &Path) -> bool {
-    bundle.join("config.json").exists()
 }
 
 #[cfg(test)]
