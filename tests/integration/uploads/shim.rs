@@ -136,11 +136,23 @@ struct Dockerd {
 
 impl Dockerd {
     fn start(w: &World) -> Dockerd {
+        Dockerd::start_as(w, false)
+    }
+
+    /// With `add_runtime`, privy is the runtime `privy` the usual way,
+    /// `--add-runtime privy=PATH` and no runtime arguments (its config
+    /// from `PRIVY_CONFIG` in dockerd's environment); else through
+    /// daemon.json's `runtimeArgs`.
+    fn start_as(w: &World, add_runtime: bool) -> Dockerd {
         let dir = tempfile::Builder::new().prefix("pdk-").tempdir().unwrap();
-        let conf = serde_json::json!({"runtimes": {"privy": {
-            "path": util::privy_canonical(),
-            "runtimeArgs": ["--config", w.config.to_str().unwrap(), "shim", "--runtime-path", util::which("runc").unwrap(), "--"],
-        }}});
+        let conf = if add_runtime {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({"runtimes": {"privy": {
+                "path": util::privy_canonical(),
+                "runtimeArgs": ["--config", w.config.to_str().unwrap(), "shim", "--runtime-path", util::which("runc").unwrap(), "--"],
+            }}})
+        };
         std::fs::write(dir.path().join("daemon.json"), conf.to_string()).unwrap();
         let p = |n: &str| dir.path().join(n);
         let child = Command::new("dockerd")
@@ -160,6 +172,8 @@ impl Dockerd {
                 "--bridge=none",
                 "--storage-driver=vfs",
             ])
+            .args(add_runtime.then(|| format!("--add-runtime=privy={}", util::privy_canonical())))
+            .env("PRIVY_CONFIG", &w.config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -304,6 +318,40 @@ fn b13_docker_stop_start_keeps_the_upload_and_rm_drops_it() {
         !o.status.success() && text(&o.stderr).contains("container was removed")
     });
     eprintln!("docker rm -> ticket dropped in {:?}", started.elapsed());
+}
+
+/// `dockerd --add-runtime privy=/path/to/privy`, no runtime arguments:
+/// privy sees runc's command line (`--root ... create`) and acts as the
+/// shim, with `runc` from PATH.
+#[test]
+fn b13_dockerd_add_runtime_privy_without_args_runs_the_hook() {
+    if !util::e2e_ready("runc") || !docker_ready() {
+        return;
+    }
+    let st = Setup::new("");
+    let _d = st.daemon();
+    let host_secret = util::secret("add-runtime");
+    st.w.put("entitlement.pem", &host_secret, 0o644);
+    let dk = Dockerd::start_as(&st.w, true);
+    dk.import_busybox();
+    let o = dk.docker(&Dockerd::run_with_privy(&[
+        "sha256sum",
+        "/run/private/entitlement.pem",
+    ]));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(&sha256_hex(&host_secret)));
+    // And privy run's check sees privy as that runtime.
+    let up = util::secret("add-runtime-upload");
+    let src = st.user_file("k", &up, 0o600);
+    let private = format!("{}:k", src.display());
+    let host = dk.host();
+    let out = st.privy(&s(&[
+        &["run", "-p", &private, "--", "docker", "-H", &host][..],
+        &Dockerd::run_with_privy(&["sha256sum", "/run/private/k"]),
+    ]
+    .concat()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&sha256_hex(&up)));
 }
 
 fn docker_ready() -> bool {

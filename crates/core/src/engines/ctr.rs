@@ -2,7 +2,9 @@
 //! binary with no arguments of its own, so privy's runtime wrapper is also
 //! installed as a link named `privy-shim` ([`crate::contract::SHIM_ARGV0`]):
 //! called by that name, the binary is `privy shim -- ARGS`, with the real
-//! runtime from `PRIVY_RUNTIME_PATH` (default `runc`).
+//! runtime from `PRIVY_RUNTIME_PATH` (default `runc`). `ctr run` takes
+//! the ticket as `--annotation io.privy.ticket=T` (ctr 1.6 puts it into
+//! the spec), and [`lifetime_dir`] is how long its container lives.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -60,14 +62,17 @@ pub const RUN_VALUE_FLAGS: &[&str] = &[
 ];
 
 /// The command line privy runs as: unchanged, unless the binary was called
-/// as `privy-shim`, which reads as `privy shim -- ARGS`.
+/// as `privy-shim`, or as an OCI runtime with no arguments of its own
+/// (`dockerd --add-runtime privy=/usr/local/bin/privy`, see
+/// [`super::runtime::called_as_runtime`]); either reads as
+/// `privy shim -- ARGS`.
 pub fn shim_argv(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut args: Vec<OsString> = args.into_iter().collect();
     let called = args
         .first()
         .and_then(|a| Path::new(a).file_name())
         .is_some_and(|n| n == crate::contract::SHIM_ARGV0);
-    if called {
+    if called || super::runtime::called_as_runtime(&args) {
         let rest = args.split_off(1);
         args = ["privy", "shim", "--"].map(Into::into).into();
         args.extend(rest);
@@ -169,6 +174,30 @@ mod tests {
             os("privy shim -- --root /r create id")
         );
         assert_eq!(shim_argv(os("privy scan x")), os("privy scan x"));
+        // As Docker and containerd call a runtime: global flags first.
+        assert_eq!(
+            shim_argv(os(
+                "/usr/local/bin/privy --root /r --log l --log-format json create --bundle b id"
+            )),
+            os("privy shim -- --root /r --log l --log-format json create --bundle b id")
+        );
+        assert_eq!(
+            shim_argv(os("privy --systemd-cgroup=true delete id")),
+            os("privy shim -- --systemd-cgroup=true delete id")
+        );
+        assert_eq!(
+            shim_argv(os("privy state id")),
+            os("privy shim -- state id")
+        );
+        // privy's own commands (`run` is privy's) and flags stay privy's.
+        for own in [
+            "privy run -p a:b -- runc run x",
+            "privy --config c shim -- create x",
+            "privy --version",
+            "privy hook create-runtime",
+        ] {
+            assert_eq!(shim_argv(os(own)), os(own));
+        }
         assert_eq!(shim_argv(Vec::new()), Vec::<OsString>::new());
     }
 

@@ -4,10 +4,12 @@
 //! older daemon drops it silently, so privy then passes the ticket as
 //! `--env PRIVY_TICKET=` and the hook reads the container's environment.
 //! Docker runs no hooks of its own: privy's reach it through `privy shim`
-//! configured as a runtime (`/etc/docker/daemon.json`:
-//! `{"runtimes": {"privy": {"path": "/usr/local/bin/privy", "runtimeArgs":
-//! ["shim", "--runtime-path", "/usr/bin/runc", "--"]}}}`, then `docker run
-//! --runtime privy`), which runs the real runtime with the same arguments.
+//! configured as a runtime (`dockerd --add-runtime
+//! privy=/usr/local/bin/privy`, or `/etc/docker/daemon.json`: `{"runtimes":
+//! {"privy": {"path": "/usr/local/bin/privy"}}}`, then `docker run
+//! --runtime privy`). Called with runc's command line, privy is the shim
+//! (`runtime::called_as_runtime`), which runs the real runtime with the
+//! same arguments.
 
 use super::Command;
 

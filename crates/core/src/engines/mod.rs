@@ -301,6 +301,36 @@ mod tests {
     }
 
     #[test]
+    fn rm_and_detach_are_seen_wherever_they_are_among_the_options() {
+        let ephemeral = |s: &str| Command::parse(&v(s)).attach_ticket("T", true);
+        // Before the per-verb tables, a flag's value ended the options and
+        // these `--rm`s went unseen (the ticket then waited for the sweep).
+        assert_eq!(ephemeral("podman run --name x --rm img"), Some(true));
+        assert_eq!(ephemeral("docker run -v a:/b -e K=V --rm img"), Some(true));
+        assert_eq!(ephemeral("podman run --name x --rm -d img"), Some(false));
+        assert_eq!(
+            ephemeral("docker run --network none -it --rm img sh"),
+            Some(true)
+        );
+        assert_eq!(
+            ephemeral("ctr run --runc-binary /p --rm img id"),
+            Some(true)
+        );
+        assert_eq!(ephemeral("ctr run --runc-binary /p -d img id"), Some(false));
+        assert_eq!(ephemeral("ctr run img id --rm"), Some(false));
+        // The container's own command is never read as the engine's.
+        assert_eq!(ephemeral("podman run --name x img sh --rm"), Some(false));
+        let c = Command::parse(&v("runc --root /r run -b b --pid-file p -d id"));
+        assert!(c.has_flag(&["-d"]));
+        let mut c = Command::parse(&v("ctr -a /s run --rm img id"));
+        c.attach_ticket("T", true);
+        assert_eq!(
+            c.argv,
+            v("ctr -a /s run --annotation io.privy.ticket=T --rm img id")
+        );
+    }
+
+    #[test]
     fn a_command_knows_its_verb_past_global_flags_and_container() {
         let c = Command::parse(&v("docker -H unix:///x container create img"));
         assert_eq!(c.verb(), Some("create"));
