@@ -43,6 +43,9 @@ pub struct Request {
     pub user: User,
     pub uid_mappings: Vec<IdMapping>,
     pub gid_mappings: Vec<IdMapping>,
+    /// `linux.mountLabel`: the SELinux context the private tmpfs gets on
+    /// a host with SELinux on.
+    pub mount_label: Option<String>,
 }
 
 impl Request {
@@ -103,6 +106,7 @@ impl Request {
             user: spec.process.map(|p| p.user).unwrap_or_default(),
             uid_mappings: linux.uid_mappings,
             gid_mappings: linux.gid_mappings,
+            mount_label: linux.mount_label.filter(|l| !l.is_empty()),
         })
     }
 
@@ -142,6 +146,7 @@ impl Request {
             user: User::default(),
             uid_mappings: Vec::new(),
             gid_mappings: Vec::new(),
+            mount_label: None,
         }
     }
 
@@ -177,6 +182,26 @@ mod tests {
         assert_eq!(r.root, PathBuf::from("/abs/root"));
         assert_eq!(r.names, vec!["a", "b/c"]);
         assert_eq!(r.annotations["k"], "v");
+    }
+
+    #[test]
+    fn the_mount_label_comes_from_linux_mount_label() {
+        let state = r#"{"id":"c","pid":1,"bundle":"/b"}"#;
+        let r = req(
+            r#"{"root":{"path":"/r"},"linux":{"mountLabel":"system_u:object_r:container_file_t:s0:c1,c2"}}"#,
+            state,
+        );
+        assert_eq!(
+            r.mount_label.as_deref(),
+            Some("system_u:object_r:container_file_t:s0:c1,c2")
+        );
+        for none in [
+            r#"{"root":{"path":"/r"}}"#,
+            r#"{"root":{"path":"/r"},"linux":{}}"#,
+            r#"{"root":{"path":"/r"},"linux":{"mountLabel":""}}"#,
+        ] {
+            assert_eq!(req(none, state).mount_label, None, "{none}");
+        }
     }
 
     #[test]

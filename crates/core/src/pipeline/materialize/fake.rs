@@ -64,6 +64,8 @@ pub struct RecordingOs {
     pub ops: Vec<Op>,
     /// Make `new_tmpfs` fail, to test failure paths.
     pub fail_mount: bool,
+    /// What `selinux_enabled` answers (a host with SELinux on).
+    pub selinux: bool,
     /// Make writing this tmpfs path fail (`tmpfs:a/b`).
     pub fail_write: Option<String>,
     /// How many tmpfs directory handles are open now, and at most.
@@ -131,6 +133,10 @@ impl RecordingOs {
 }
 
 impl Os for RecordingOs {
+    fn selinux_enabled(&self) -> bool {
+        self.selinux
+    }
+
     type Dir = FakeDir;
     fn open_root(&mut self, _root: &Path) -> io::Result<FakeDir> {
         Ok(self.dir(String::new()))

@@ -64,6 +64,12 @@ pub struct TmpfsOptions {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// SELinux `context=`: the container's `linux.mountLabel`, only when
+    /// the host has SELinux on. The whole tmpfs then carries the
+    /// container's label, so its processes can read the files and other
+    /// confined domains cannot; without it the files would get tmpfs's
+    /// default label, which a `container_t` process may not read.
+    pub context: Option<String>,
 }
 
 impl TmpfsOptions {
@@ -84,6 +90,7 @@ impl TmpfsOptions {
             mode: DIR_MODE,
             uid,
             gid,
+            context: None,
         }
     }
 }
@@ -332,12 +339,17 @@ fn refuse_unsafe_place<O: Os>(
 /// directories privy had to create (canonical, relative to the root,
 /// shallowest first) so `poststop` can remove them again. On any error,
 /// the directories it created are removed before it returns.
+///
+/// `mount_label` is the container's `linux.mountLabel`; the tmpfs gets it
+/// as its SELinux `context=` when [`Os::selinux_enabled`], and nothing
+/// otherwise (a kernel without SELinux refuses the option).
 pub fn materialize<O: Os>(
     os: &mut O,
     root: &Path,
     target: &str,
     files: &[CheckedFile],
     owner: (u32, u32),
+    mount_label: Option<&str>,
 ) -> Result<Vec<String>, MaterializeError> {
     let rootd = os.open_root(root).map_err(|error| MaterializeError::Root {
         root: root.display().to_string(),
@@ -346,7 +358,11 @@ pub fn materialize<O: Os>(
     let place = resolve(os, &rootd, target)?;
     refuse_unsafe_place(os, &rootd, target, &place)?;
     let mut created = Vec::new();
-    match build_and_attach(os, target, place, files, owner, &mut created) {
+    let mut opts = TmpfsOptions::for_files(files, owner.0, owner.1);
+    if os.selinux_enabled() {
+        opts.context = mount_label.map(str::to_owned);
+    }
+    match build_and_attach(os, target, place, files, &opts, &mut created) {
         Ok(()) => Ok(created),
         Err(e) => {
             // Best effort: the error that stopped us is the one to report.
@@ -364,10 +380,10 @@ fn build_and_attach<O: Os>(
     target: &str,
     place: Place<O::Dir>,
     files: &[CheckedFile],
-    owner: (u32, u32),
+    opts: &TmpfsOptions,
     created: &mut Vec<String>,
 ) -> Result<(), MaterializeError> {
-    let (uid, gid) = owner;
+    let (uid, gid) = (opts.uid, opts.gid);
     let terr = |error| MaterializeError::Target {
         path: target.to_owned(),
         error,
@@ -381,9 +397,8 @@ fn build_and_attach<O: Os>(
         rel.push(name.clone());
         created.push(rel.join("/"));
     }
-    let opts = TmpfsOptions::for_files(files, uid, gid);
     let mnt = os
-        .new_tmpfs(&opts, MOUNT_ATTRS)
+        .new_tmpfs(opts, MOUNT_ATTRS)
         .map_err(MaterializeError::Mount)?;
     // Only the directories on the way to the current file stay open (files
     // in path order share their prefixes), so open descriptors are bounded
