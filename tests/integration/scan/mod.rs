@@ -890,6 +890,46 @@ fn sources_flag_scans_for_what_the_configured_sources_return_for_the_request() {
     assert_one_error_line(&out, "no configured source returned a file");
 }
 
+/// `privy scan TARGET` with no secret named scans for what the configured
+/// sources give (as `--sources`) and says so in one line on stderr; with
+/// none given out, it is an error, never a clean scan.
+#[test]
+fn b13_scan_without_secrets_scans_for_the_sources_and_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    let w = util::World::new("", "");
+    let npmrc = secret("implied");
+    w.put("npmrc", &npmrc, 0o600);
+    let tar = t.path().join("img.tar");
+    std::fs::write(&tar, layer_tar(&[("home/.npmrc", &npmrc)])).unwrap();
+    let tars = tar.to_str().unwrap();
+    let out = w.privy(&["scan", "--format", "json", tars]);
+    assert_eq!(out.status.code(), Some(1), "{}", util::text(&out.stderr));
+    assert_never_printed(&out, &npmrc);
+    let f = findings(&out);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0]["source"], "host-dir/npmrc");
+    let e = util::text(&out.stderr);
+    assert_eq!(
+        e.trim_end(),
+        "privy scan: no --secret-file given: scanning for what the configured sources give a run request (as --sources)"
+    );
+    // The same as --sources.
+    let explicit = w.privy(&["scan", "--sources", "--format", "json", tars]);
+    assert_eq!(findings(&explicit), f);
+    // Nothing to look for: one error line, exit 2.
+    let empty = util::World::new("", "");
+    let out = empty.privy(&["scan", tars]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = util::text(&out.stderr);
+    assert!(
+        e.lines()
+            .last()
+            .unwrap()
+            .contains("no secrets to scan for: no --secret-file given"),
+        "{e}"
+    );
+}
+
 #[test]
 fn oci_layout_reference_selects_one_image() {
     let t = tempfile::tempdir().unwrap();
