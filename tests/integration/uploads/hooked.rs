@@ -129,3 +129,43 @@ fn b13_run_says_so_and_fails_when_no_hook_claimed_the_ticket() {
     assert_eq!(o.stdout, b"never-read");
     assert!(!text(&o.stderr).contains("claimed"), "{}", text(&o.stderr));
 }
+
+/// podman reads a privy entry, but its `when` never matches this
+/// container (a stale or narrowed entry): the check before the start
+/// passes, no hook claims the ticket, and privy run says so, exit 1.
+#[test]
+fn b13_podman_whose_privy_entry_does_not_apply_is_caught_after_start() {
+    let Some((st, _d)) = Setup::for_podman() else {
+        return;
+    };
+    for f in privy::contract::HOOKS_D_FILES {
+        let p = st.hooks.join(f);
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        v["when"] = serde_json::json!({"annotations": {"^io\\.example\\.never$": ".*"}});
+        std::fs::write(&p, v.to_string()).unwrap();
+    }
+    let src = st.user_file("k", b"unread", 0o600);
+    let mut args = s(&["run", "-p", &format!("{}:k", src.display()), "--"]);
+    args.extend(st.podman(
+        "crun",
+        &[
+            "run",
+            "--rm",
+            podman_image(),
+            "sh",
+            "-c",
+            "cat /run/private/k 2>/dev/null; exit 0",
+        ],
+    ));
+    let o = st.privy(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains(
+            "privy: no hook claimed the ticket: podman started the container without privy's hook"
+        ),
+        "{e}"
+    );
+    assert!(o.stdout.is_empty());
+    assert_eq!(live_tickets(&st.socket), 0);
+}
