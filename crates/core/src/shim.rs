@@ -11,8 +11,8 @@
 //! the shim (`engines::runtime::called_as_runtime`). Where no arguments
 //! can be given (`ctr run --runc-binary`), link the binary as `privy-shim`:
 //! called by that name it is the shim too. Either way the real runtime is
-//! `PRIVY_RUNTIME_PATH`, else `runc` on `PATH`; `privy shim
-//! --runtime-path R -- ARGS` names it explicitly. How a runtime call reads
+//! `PRIVY_RUNTIME_PATH`, else the config's `[shim] runtime`, else `runc`
+//! on `PATH`; `privy shim --runtime-path R -- ARGS` names it explicitly. How a runtime call reads
 //! is `engines::runtime`'s business.
 
 use std::path::{Path, PathBuf};

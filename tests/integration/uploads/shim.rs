@@ -332,6 +332,21 @@ fn b13_dockerd_add_runtime_privy_without_args_runs_the_hook() {
     let _d = st.daemon();
     let host_secret = util::secret("add-runtime");
     st.w.put("entitlement.pem", &host_secret, 0o644);
+    // The real runtime comes from the config's `[shim] runtime`: a runc
+    // wrapper that notes each call.
+    let rt_dir = tempfile::tempdir().unwrap();
+    let (rt, calls) = (rt_dir.path().join("rt"), rt_dir.path().join("calls"));
+    std::fs::write(
+        &rt,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            calls.display(),
+            util::which("runc").unwrap().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    st.w.append_config(&format!("[shim]\nruntime = {rt:?}\n"));
     let dk = Dockerd::start_as(&st.w, true);
     dk.import_busybox();
     let o = dk.docker(&Dockerd::run_with_privy(&[
@@ -340,6 +355,11 @@ fn b13_dockerd_add_runtime_privy_without_args_runs_the_hook() {
     ]));
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains(&sha256_hex(&host_secret)));
+    let called = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert!(
+        called.lines().any(|l| l.contains(" create ")),
+        "the config's runtime ran: {called}"
+    );
     // And privy run's check sees privy as that runtime.
     let up = util::secret("add-runtime-upload");
     let src = st.user_file("k", &up, 0o600);

@@ -2,7 +2,7 @@
 //! binary with no arguments of its own, so privy's runtime wrapper is also
 //! installed as a link named `privy-shim` ([`crate::contract::SHIM_ARGV0`]):
 //! called by that name, the binary is `privy shim -- ARGS`, with the real
-//! runtime from `PRIVY_RUNTIME_PATH` (default `runc`). `ctr run` takes
+//! runtime from `PRIVY_RUNTIME_PATH` (else `[shim] runtime`, else `runc`). `ctr run` takes
 //! the ticket as `--annotation io.privy.ticket=T` (ctr 1.6 puts it into
 //! the spec), and [`lifetime_dir`] is how long its container lives.
 
