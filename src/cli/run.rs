@@ -58,13 +58,16 @@ pub(super) fn execute(cli: &Cli, a: &RunArgs) -> Result<Outcome> {
     let engine = prepared.command()[0].clone();
     let (status, claimed) = prepared.run(&mut |line| super::note(format_args!("{line}")))?;
     if claimed == upload::Claimed::No {
-        let line = format!(
-            "no hook claimed the ticket: {engine} started the container without privy's hook, so it had none of its private files; the upload is dropped"
-        );
         if status.success() {
-            anyhow::bail!(line);
+            anyhow::bail!(
+                "no hook claimed the ticket: {engine} started the container without privy's hook, so it had none of its private files; the upload is dropped"
+            );
         }
-        super::note(format_args!("privy: {line}"));
+        // The command failed: the container may never have started, so
+        // only what is known is said, and its status stays the command's.
+        super::note(format_args!(
+            "privy: no hook claimed the ticket ({engine} failed); the upload is dropped"
+        ));
     }
     Ok(Outcome::Child(status))
 }
