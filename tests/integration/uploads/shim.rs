@@ -140,7 +140,8 @@ impl Dockerd {
     }
 
     /// With `add_runtime`, privy is the runtime `privy` the usual way,
-    /// `--add-runtime privy=PATH` and no runtime arguments (its config
+    /// `--add-runtime privy=PATH` and no runtime arguments, and the
+    /// default runtime (its config
     /// from `PRIVY_CONFIG` in dockerd's environment); else through
     /// daemon.json's `runtimeArgs`.
     fn start_as(w: &World, add_runtime: bool) -> Dockerd {
@@ -173,6 +174,7 @@ impl Dockerd {
                 "--storage-driver=vfs",
             ])
             .args(add_runtime.then(|| format!("--add-runtime=privy={}", util::privy_canonical())))
+            .args(add_runtime.then_some("--default-runtime=privy"))
             .env("PRIVY_CONFIG", &w.config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -368,6 +370,23 @@ fn b13_dockerd_add_runtime_privy_without_args_runs_the_hook() {
     let out = st.privy(&s(&[
         &["run", "-p", &private, "--", "docker", "-H", &host][..],
         &Dockerd::run_with_privy(&["sha256sum", "/run/private/k"]),
+    ]
+    .concat()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&sha256_hex(&up)));
+    // No `--runtime`: the daemon's default runtime is privy, which
+    // privy run's check asks `docker info` for.
+    let out = st.privy(&s(&[
+        &["run", "-p", &private, "--", "docker", "-H", &host][..],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "privy-bb:test",
+            "sha256sum",
+            "/run/private/k",
+        ],
     ]
     .concat()));
     assert!(out.status.success(), "{}", text(&out.stderr));
