@@ -32,6 +32,11 @@ pub(super) fn execute(cli: &Cli, a: &RunArgs) -> Result<Outcome> {
         // Nothing private: run the command as it is.
         return Ok(Outcome::Child(upload::run_child(&a.cmd, None)?));
     }
+    if a.bundle.is_none() {
+        // Refuse before uploading anything when the engine would start the
+        // container without privy's hook.
+        crate::engines::hooked::check(&crate::engines::Command::parse(&a.cmd))?;
+    }
     let client = common::client_for(&cfg, a.specs.socket.as_deref());
     let hooks = match &a.bundle {
         Some(_) => Some(upload::Hooks {
@@ -50,6 +55,19 @@ pub(super) fn execute(cli: &Cli, a: &RunArgs) -> Result<Outcome> {
             env = contract::ENV_TICKET,
         ));
     }
-    let status = prepared.run(&mut |line| super::note(format_args!("{line}")))?;
+    let engine = prepared.command()[0].clone();
+    let (status, claimed) = prepared.run(&mut |line| super::note(format_args!("{line}")))?;
+    if claimed == upload::Claimed::No {
+        if status.success() {
+            anyhow::bail!(
+                "no hook claimed the ticket: {engine} started the container without privy's hook, so it had none of its private files; the upload is dropped"
+            );
+        }
+        // The command failed: the container may never have started, so
+        // only what is known is said, and its status stays the command's.
+        super::note(format_args!(
+            "privy: no hook claimed the ticket ({engine} failed); the upload is dropped"
+        ));
+    }
     Ok(Outcome::Child(status))
 }

@@ -12,7 +12,7 @@ pub struct ScanArgs {
     /// A secret to look for (repeatable); its path names it in findings
     #[arg(long = "secret-file", value_name = "FILE")]
     pub secret_files: Vec<PathBuf>,
-    /// Also look for what the configured sources return for this request (--annotation, --stage)
+    /// Also look for what the configured sources return for this request (--annotation, --stage); the default when no --secret-file is given
     #[arg(long)]
     pub sources: bool,
     /// A request annotation for --sources, key=value (repeatable)
@@ -56,14 +56,21 @@ fn scan(cli: &Cli, a: &ScanArgs) -> Result<u8> {
     use crate::scan::{self, Needle, ScanOptions, Target};
     use std::io::IsTerminal;
     let started = std::time::Instant::now();
-    if a.secret_files.is_empty() && !a.sources {
-        bail!("no secrets to scan for: give --secret-file FILE or --sources");
+    // With no secret named, the user means "the files my sources give
+    // out": scan as with --sources, and say so (one line on stderr, so the
+    // report on stdout stays what --format says).
+    let implied = a.secret_files.is_empty() && !a.sources;
+    if implied {
+        super::note(format_args!(
+            "privy scan: no --secret-file given: scanning for what the configured sources give a {} request (as --sources)",
+            a.stage
+        ));
     }
     let mut needles = Vec::new();
     for f in &a.secret_files {
         needles.push(Needle::from_file(f)?);
     }
-    if a.sources {
+    if a.sources || implied {
         let cfg = common::load_config(cli)?;
         let stage = if a.stage == "build" {
             crate::pipeline::request::Stage::Build
@@ -76,6 +83,9 @@ fn scan(cli: &Cli, a: &ScanArgs) -> Result<u8> {
             stage,
         )?;
         if got.is_empty() && needles.is_empty() {
+            if implied {
+                bail!("no secrets to scan for: no --secret-file given, and no configured source returned a file for this request (--stage, --annotation)");
+            }
             bail!("--sources: no configured source returned a file for this request");
         }
         needles.extend(got);

@@ -437,15 +437,40 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             let c = decode_claim(&body)?;
             drop(body);
             drop(inflight);
-            claim(ctx, caller, &t, c)
+            let anchor = lifetime_anchor(caller, &c).await;
+            claim(ctx, caller, &t, &c.container_id, anchor)
         }
     }
 }
 
-fn claim(ctx: &Ctx, caller: &Caller, ticket: &str, c: ClaimBody) -> Result<Reply, ApiError> {
+/// How long to wait for a claimant's `config.json`: a bundle on a file
+/// system that never answers must not hold the claim (or a worker) forever.
+const ANCHOR_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The path the claim's ticket lives by ([`crate::engines::lifetime`]),
+/// read off the async workers with the claimant's rights; the bundle's
+/// `config.json` (the old rule) if that takes too long.
+async fn lifetime_anchor(caller: &Caller, c: &ClaimBody) -> std::path::PathBuf {
+    let fallback = c.bundle.join("config.json");
+    let (who, bundle, id) = (caller.clone(), c.bundle.clone(), c.container_id.clone());
+    let read =
+        tokio::task::spawn_blocking(move || super::rights::lifetime_anchor(&who, &bundle, &id));
+    match tokio::time::timeout(ANCHOR_READ_TIMEOUT, read).await {
+        Ok(Ok(a)) => a,
+        _ => fallback,
+    }
+}
+
+fn claim(
+    ctx: &Ctx,
+    caller: &Caller,
+    ticket: &str,
+    container_id: &str,
+    anchor: std::path::PathBuf,
+) -> Result<Reply, ApiError> {
     let mut out = Zeroizing::new(Vec::with_capacity(256));
     let mut st = lock(&ctx.store);
-    let files = st.claim(caller, ticket, &c.container_id, c.bundle, Instant::now())?;
+    let files = st.claim(caller, ticket, container_id, anchor, Instant::now())?;
     let size: usize = files
         .iter()
         .map(|(p, d, _)| p.len() * 6 + base64::encoded_len(d.len(), true).expect("small") + 48)
@@ -470,7 +495,7 @@ fn claim(ctx: &Ctx, caller: &Caller, ticket: &str, c: ClaimBody) -> Result<Reply
         out.extend_from_slice(b"\"}");
     }
     out.extend_from_slice(b"]}");
-    tracing::info!(uid = caller.uid, container = %c.container_id, files = files.len(), "ticket claimed");
+    tracing::info!(uid = caller.uid, container = %container_id, files = files.len(), "ticket claimed");
     Ok(Reply {
         status: 200,
         body: out,

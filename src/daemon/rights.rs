@@ -21,42 +21,56 @@
 use super::store::Caller;
 use std::path::PathBuf;
 
-/// Whether `bundle/config.json` exists as seen by `caller`, for each bundle.
-pub fn bundles_exist(caller: &Caller, bundles: &[PathBuf]) -> Vec<bool> {
-    let look = |bundles: &[PathBuf]| -> Vec<bool> {
-        bundles
+/// Whether each claimant's lifetime path ([`crate::engines::lifetime`])
+/// exists as seen by `caller`.
+pub fn bundles_exist(caller: &Caller, anchors: &[PathBuf]) -> Vec<bool> {
+    let look = || -> Vec<bool> {
+        anchors
             .iter()
-            .map(|b| crate::engines::container_exists(b))
+            .map(|a| crate::engines::lifetime::exists(a))
             .collect()
     };
-    // SAFETY: geteuid has no preconditions.
-    let daemon_is_root = unsafe { libc::geteuid() } == 0;
-    if caller.uid == 0 || !daemon_is_root {
-        // Root's own paths; or a daemon without privileges, which can only
-        // see what its own uid may see.
-        return look(bundles);
-    }
-    let switched = std::thread::scope(|s| {
-        // A small stack: the daemon locks all its memory (mlockall), so a
-        // default 2 MiB stack would be resident for the thread's life.
-        std::thread::Builder::new()
-            .name("privy-as-caller".into())
-            .stack_size(128 * 1024)
-            .spawn_scoped(s, || as_caller(caller).then(|| look(bundles)))
-            .ok()?
-            .join()
-            .ok()
-            .flatten()
-    });
-    switched.unwrap_or_else(|| {
+    as_caller_do(caller, look).unwrap_or_else(|| {
         // Fail closed: a path that cannot be checked with the caller's
         // rights counts as gone (its run ticket is dropped), never as
         // checked with the daemon's.
         tracing::warn!(
             uid = caller.uid,
-            "could not take a claimant's filesystem ids to check its bundle; treating it as removed"
+            "could not take a claimant's filesystem ids to check its container; treating it as removed"
         );
-        vec![false; bundles.len()]
+        vec![false; anchors.len()]
+    })
+}
+
+/// The path that lives as long as container `id` (bundle `bundle`) does in
+/// its engine, read from the bundle with `caller`'s rights; the bundle's
+/// `config.json` when that cannot be read as the caller.
+pub fn lifetime_anchor(caller: &Caller, bundle: &std::path::Path, id: &str) -> PathBuf {
+    as_caller_do(caller, || crate::engines::lifetime::anchor(bundle, id))
+        .unwrap_or_else(|| bundle.join("config.json"))
+}
+
+/// Run `f` with `caller`'s filesystem rights: on a short-lived thread that
+/// took them, or here for root (the hook) and for a daemon without
+/// privileges (which can only see what its own uid may). `None` when the
+/// ids could not be taken.
+fn as_caller_do<T: Send>(caller: &Caller, f: impl FnOnce() -> T + Send) -> Option<T> {
+    // SAFETY: geteuid has no preconditions.
+    let daemon_is_root = unsafe { libc::geteuid() } == 0;
+    if caller.uid == 0 || !daemon_is_root {
+        return Some(f());
+    }
+    std::thread::scope(|s| {
+        // A small stack: the daemon locks all its memory (mlockall), so a
+        // default 2 MiB stack would be resident for the thread's life.
+        std::thread::Builder::new()
+            .name("privy-as-caller".into())
+            .stack_size(128 * 1024)
+            .spawn_scoped(s, || as_caller(caller).then(f))
+            .ok()?
+            .join()
+            .ok()
+            .flatten()
     })
 }
 
@@ -98,9 +112,11 @@ mod tests {
         let hidden = top.path().join("x");
         std::fs::create_dir(&hidden).unwrap();
         std::fs::write(hidden.join("config.json"), b"{}").unwrap();
+        let hidden = hidden.join("config.json");
         let open = tempfile::tempdir().unwrap();
         std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(open.path().join("config.json"), b"{}").unwrap();
+        let open_anchor = open.path().join("config.json");
         let user = Caller {
             uid: 4242,
             gid: 4242,
@@ -108,11 +124,7 @@ mod tests {
         };
         let got = bundles_exist(
             &user,
-            &[
-                hidden.clone(),
-                open.path().to_owned(),
-                top.path().join("none"),
-            ],
+            &[hidden.clone(), open_anchor, top.path().join("none")],
         );
         assert_eq!(got, vec![false, true, false]);
         // Root still sees it, and this thread kept its own rights.
@@ -120,6 +132,25 @@ mod tests {
             bundles_exist(&Caller::root(), std::slice::from_ref(&hidden)),
             vec![true]
         );
-        assert!(hidden.join("config.json").exists());
+        assert!(hidden.exists());
+        // A Docker bundle the caller cannot read tells it nothing either:
+        // the claim falls back to the bundle's config.json, which the
+        // caller cannot see, so its ticket ends as it did before.
+        let id = "c".repeat(64);
+        let dir = open.path().join("containers").join(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hostname"), b"h").unwrap();
+        let bundle = top.path().join("docker");
+        std::fs::create_dir(&bundle).unwrap();
+        let spec = serde_json::json!({"mounts": [{"destination": "/etc/hostname", "source": dir.join("hostname")}]});
+        std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+        assert_eq!(
+            lifetime_anchor(&user, &bundle, &id),
+            bundle.join("config.json")
+        );
+        assert_eq!(
+            lifetime_anchor(&Caller::root(), &bundle, &id),
+            dir.join("hostname")
+        );
     }
 }

@@ -112,6 +112,9 @@ impl Caller {
 /// A container that claimed a ticket.
 #[derive(Debug)]
 struct Claimant {
+    /// The path that exists while the container does in its engine (its
+    /// bundle's `config.json`, or Docker's own directory for it:
+    /// `engines::lifetime`), as the daemon found it at claim time.
     bundle: PathBuf,
     /// Whose rights the bundle is checked with.
     caller: Caller,

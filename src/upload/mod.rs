@@ -135,6 +135,19 @@ pub fn prepare<'a>(
     })
 }
 
+/// Whether the started container's hook claimed the ticket, asked of the
+/// daemon once the command is over (or, detached, has returned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    Yes,
+    /// The container started and no hook ever claimed the ticket: the
+    /// engine did not run privy's hook. The ticket has been dropped.
+    No,
+    /// Not asked: the command starts no container (`create`, or not an
+    /// engine), or the daemon could not say.
+    NotAsked,
+}
+
 impl Prepared<'_> {
     /// How the ticket reaches the container.
     pub fn route(&self) -> &Route {
@@ -154,7 +167,7 @@ impl Prepared<'_> {
     pub fn run(
         self,
         warn: &mut dyn FnMut(String),
-    ) -> Result<std::process::ExitStatus, UploadError> {
+    ) -> Result<(std::process::ExitStatus, Claimed), UploadError> {
         let status = run_child(&self.cmd, Some((ENV_TICKET, &self.ticket)));
         if let Some((b, original)) = &self.restore {
             if let Err(e) = restore_bundle(b, original) {
@@ -162,11 +175,13 @@ impl Prepared<'_> {
             }
         }
         let status = status?;
-        let gone = match self.route {
-            Route::Args { ephemeral } => ephemeral,
-            Route::Bundle => is_foreground_runtime_run(&self.cmd),
-            Route::Env => false,
-        };
+        let claimed = self.claimed(warn);
+        let gone = claimed == Claimed::No
+            || match self.route {
+                Route::Args { ephemeral } => ephemeral,
+                Route::Bundle => is_foreground_runtime_run(&self.cmd),
+                Route::Env => false,
+            };
         if gone {
             match self.client.delete(&self.ticket) {
                 Ok(()) => {}
@@ -176,6 +191,35 @@ impl Prepared<'_> {
                 Err(e) => warn(format!("privy: could not drop the ticket: {e}")),
             }
         }
-        Ok(status)
+        Ok((status, claimed))
+    }
+
+    /// Ask the daemon whether a hook claimed the ticket, for a command
+    /// that started a container. A live ticket with no claimant was never
+    /// claimed (claims are kept while their container exists), and so was
+    /// one that expired; one ended because its container was removed was.
+    fn claimed(&self, warn: &mut dyn FnMut(String)) -> Claimed {
+        if !crate::engines::Command::parse(&self.cmd).starts_container() {
+            return Claimed::NotAsked;
+        }
+        match self.client.info(&self.ticket) {
+            Ok(info) if info.containers.is_empty() => Claimed::No,
+            Ok(_) => Claimed::Yes,
+            Err(ClientError::Api {
+                status: 410,
+                message,
+            }) if message.contains("expired") => Claimed::No,
+            Err(ClientError::Api {
+                status: 410,
+                message,
+            }) if message.contains("removed") => Claimed::Yes,
+            Err(ClientError::Api { .. }) => Claimed::NotAsked,
+            Err(e) => {
+                warn(format!(
+                    "privy: could not ask whether the container claimed its ticket: {e}"
+                ));
+                Claimed::NotAsked
+            }
+        }
     }
 }

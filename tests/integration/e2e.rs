@@ -412,3 +412,37 @@ fn l7_audit_event_is_one_json_object_with_names_and_fingerprints(rt: &str) {
         "a plain hash of a value"
     );
 }
+
+/// A bundle with `linux.mountLabel` (as engines write on SELinux hosts) on
+/// this host, which has no SELinux: the tmpfs gets no `context=` (a kernel
+/// without SELinux would refuse it and the container would not start),
+/// and the file is there. With SELinux on, the option is proved through
+/// the recording OS (`materialize::tests`); no enforcing host was tried.
+///
+/// crun only: runc 1.1 (Debian 12's) adds `context=` to its own `/dev`
+/// tmpfs whenever a mountLabel is set, SELinux or not, and so cannot start
+/// such a bundle on this host at all (EINVAL before any hook runs).
+#[test]
+fn selinux_mount_label_without_selinux_adds_no_context() {
+    let rt = "crun";
+    if !util::e2e_ready(rt) {
+        return;
+    }
+    if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+        eprintln!("SKIP: this host has SELinux; the no-SELinux case cannot be tried here");
+        return;
+    }
+    let w = World::new("", "");
+    let secret = util::secret("selinux");
+    w.put("k", &secret, 0o644);
+    let b = Bundle::new("sha256sum /run/private/k; grep ' /run/private ' /proc/self/mountinfo");
+    b.edit(|v| {
+        v["linux"]["mountLabel"] = serde_json::json!("system_u:object_r:container_file_t:s0:c1,c2")
+    });
+    b.install(&w);
+    let out = b.run(rt);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{rt} failed: {se}");
+    assert!(so.contains(&sha256_hex(&secret)), "{so}");
+    assert!(!so.contains("context="), "{so}");
+}

@@ -11,6 +11,9 @@
 //!   privy's hooks and `privy build`; every layer searched byte for byte.
 //! - `scan`: `privy scan` on synthetic layouts, archives and tars, bad
 //!   input, output shapes; a real image via podman (root; skips say why).
+//! - `engine_flags`: privy's per-verb flag tables against the installed
+//!   engines' `run --help` and `create --help` (podman, docker, ctr, runc,
+//!   crun), so the tables cannot drift.
 //! - `e2e`: root-only, real runc and crun with a busybox rootfs. Each test
 //!   says when it skips and why.
 //! - `harden_core`: regressions for the hook and materialize defects of
@@ -67,6 +70,7 @@ mod cli;
 mod cri;
 mod deploy;
 mod e2e;
+mod engine_flags;
 mod fuzz_parsers;
 mod harden_core;
 mod harden_daemon;

@@ -4,18 +4,16 @@
 //! bundle's `config.json`, then execs the real runtime with the very same
 //! arguments; every other verb goes straight through.
 //!
-//! Docker (`/etc/docker/daemon.json`):
-//!
-//! ```json
-//! { "runtimes": { "privy": { "path": "/usr/local/bin/privy",
-//!     "runtimeArgs": ["shim", "--runtime-path", "/usr/bin/runc", "--"] } } }
-//! ```
-//!
-//! then `docker run --runtime privy ...`. Where no arguments can be given
-//! (`ctr run --runc-binary`), link the binary as `privy-shim`: called by
-//! that name it is the shim, with the runtime from `PRIVY_RUNTIME_PATH`
-//! (default `runc`; see `engines::ctr`). How a runtime call reads is
-//! `engines::runtime`'s business.
+//! Docker: `dockerd --add-runtime privy=/usr/local/bin/privy` (or
+//! `/etc/docker/daemon.json`: `{"runtimes": {"privy": {"path":
+//! "/usr/local/bin/privy"}}}`), then `docker run --runtime privy ...`:
+//! called with runc's command line (`--root ... create ...`), the binary is
+//! the shim (`engines::runtime::called_as_runtime`). Where no arguments
+//! can be given (`ctr run --runc-binary`), link the binary as `privy-shim`:
+//! called by that name it is the shim too. Either way the real runtime is
+//! `PRIVY_RUNTIME_PATH`, else the config's `[shim] runtime`, else `runc`
+//! on `PATH`; `privy shim --runtime-path R -- ARGS` names it explicitly. How a runtime call reads
+//! is `engines::runtime`'s business.
 
 use std::path::{Path, PathBuf};
 

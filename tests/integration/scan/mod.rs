@@ -504,7 +504,8 @@ fn bad_input_is_one_line_and_exit_2_never_clean() {
         "no such file",
     );
 
-    // Secret files: empty, missing, none given.
+    // Secret files: empty, missing. (None given scans for what the
+    // configured sources give: b13_scan_without_secrets_scans_for_the_sources_and_says_so.)
     let empty = write_secret(t.path(), "empty", b"");
     let tar = t.path().join("ok.tar");
     std::fs::write(&tar, &good).unwrap();
@@ -525,7 +526,6 @@ fn bad_input_is_one_line_and_exit_2_never_clean() {
         ]),
         "gone.key",
     );
-    assert_one_error_line(&scan(&[tar.to_str().unwrap()]), "--secret-file");
     let huge = write_secret(t.path(), "huge", &vec![b'h'; 3 << 20]);
     assert_one_error_line(
         &scan(&[
@@ -888,6 +888,46 @@ fn sources_flag_scans_for_what_the_configured_sources_return_for_the_request() {
     let empty = util::World::new("", "");
     let out = empty.privy(&["scan", "--sources", tars]);
     assert_one_error_line(&out, "no configured source returned a file");
+}
+
+/// `privy scan TARGET` with no secret named scans for what the configured
+/// sources give (as `--sources`) and says so in one line on stderr; with
+/// none given out, it is an error, never a clean scan.
+#[test]
+fn b13_scan_without_secrets_scans_for_the_sources_and_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    let w = util::World::new("", "");
+    let npmrc = secret("implied");
+    w.put("npmrc", &npmrc, 0o600);
+    let tar = t.path().join("img.tar");
+    std::fs::write(&tar, layer_tar(&[("home/.npmrc", &npmrc)])).unwrap();
+    let tars = tar.to_str().unwrap();
+    let out = w.privy(&["scan", "--format", "json", tars]);
+    assert_eq!(out.status.code(), Some(1), "{}", util::text(&out.stderr));
+    assert_never_printed(&out, &npmrc);
+    let f = findings(&out);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0]["source"], "host-dir/npmrc");
+    let e = util::text(&out.stderr);
+    assert_eq!(
+        e.trim_end(),
+        "privy scan: no --secret-file given: scanning for what the configured sources give a run request (as --sources)"
+    );
+    // The same as --sources.
+    let explicit = w.privy(&["scan", "--sources", "--format", "json", tars]);
+    assert_eq!(findings(&explicit), f);
+    // Nothing to look for: one error line, exit 2.
+    let empty = util::World::new("", "");
+    let out = empty.privy(&["scan", tars]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = util::text(&out.stderr);
+    assert!(
+        e.lines()
+            .last()
+            .unwrap()
+            .contains("no secrets to scan for: no --secret-file given"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -6,6 +6,8 @@
 
 mod bundle;
 mod cli;
+mod ctr;
+mod hooked;
 mod podman;
 mod shim;
 mod systemd;

@@ -38,9 +38,23 @@ pub struct ConfigFile {
     /// The daemon that holds per-run uploads, and how the hook reaches it.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// `privy shim`, and privy called as an OCI runtime (Docker's
+    /// `--add-runtime privy=...`, containerd's `privy-shim`).
+    #[serde(default)]
+    pub shim: ShimConfig,
     /// The sources, in order. Later sources beat earlier ones of the same precedence.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceFile>,
+}
+
+/// What `privy shim` runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShimConfig {
+    /// The real OCI runtime, an absolute path (`--runtime-path` and
+    /// `PRIVY_RUNTIME_PATH` override it). Unset: `runc` on `PATH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<PathBuf>,
 }
 
 /// Where `privy daemon` listens and how long it keeps uploads.

@@ -25,7 +25,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use file::{ConfigFile, DaemonConfig, GrantFile, Limits, SourceFile, UserFile, WhenFile};
+pub use file::{
+    ConfigFile, DaemonConfig, GrantFile, Limits, ShimConfig, SourceFile, UserFile, WhenFile,
+};
 pub use grant::HostPort;
 pub use users::UserMatch;
 
@@ -65,6 +67,7 @@ pub struct Config {
     pub log_file: PathBuf,
     pub audit_key: PathBuf,
     pub daemon: DaemonConfig,
+    pub shim: ShimConfig,
     /// The sources, in order. Later sources beat earlier ones of the same precedence.
     pub sources: Vec<SourceConfig>,
 }
@@ -299,6 +302,7 @@ impl From<&Config> for ConfigFile {
             log_file: c.log_file.clone(),
             audit_key: c.audit_key.clone(),
             daemon: c.daemon.clone(),
+            shim: c.shim.clone(),
             sources: c.sources.iter().map(SourceFile::from).collect(),
         }
     }
@@ -406,6 +410,9 @@ impl Config {
                 "limits.plugin_memory_bytes",
                 "must be at most 4 GiB",
             ));
+        }
+        if let Some(r) = &f.shim.runtime {
+            check_abs_clean("shim.runtime", r)?;
         }
         let d = &f.daemon;
         check_abs_clean("daemon.socket", &d.socket)?;
@@ -542,6 +549,7 @@ impl Config {
             log_file: f.log_file,
             audit_key: f.audit_key,
             daemon: f.daemon,
+            shim: f.shim,
             sources,
         })
     }
@@ -753,6 +761,18 @@ mod tests {
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_shims_runtime_is_an_absolute_path_or_unset() {
+        assert_eq!(parse("").unwrap().shim.runtime, None);
+        let c = parse("[shim]\nruntime = \"/usr/bin/crun\"\n").unwrap();
+        assert_eq!(c.shim.runtime, Some(PathBuf::from("/usr/bin/crun")));
+        let e = parse("[shim]\nruntime = \"crun\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shim.runtime") && e.contains("absolute"), "{e}");
+        assert!(parse("[shim]\nruntim = \"/x\"\n").is_err());
     }
 
     #[test]

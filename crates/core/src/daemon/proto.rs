@@ -28,7 +28,9 @@ pub struct Created {
 #[derive(Serialize, Deserialize, Debug)]
 pub struct ClaimBody {
     pub container_id: String,
-    /// The container's bundle; the ticket lives while it exists.
+    /// The container's bundle. The daemon reads its `config.json` (with
+    /// the claimant's rights) for what says how long the container exists
+    /// in its engine (`engines::lifetime`); the ticket lives that long.
     pub bundle: PathBuf,
 }
 

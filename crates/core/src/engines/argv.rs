@@ -47,17 +47,83 @@ pub fn verb_index(
     None
 }
 
-/// Whether one of `names` (a flag, or `flag=value`) is among the options
-/// that lead `opts`, before its first positional argument. Options that
-/// take a separate value end that leading run (`run --name x --rm img`
-/// sees no `--rm`); only ever a safe miss: the ticket then lives until
-/// the daemon's sweep instead of being dropped at once.
-pub fn has_flag(opts: &[String], names: &[&str]) -> bool {
-    opts.iter().take_while(|a| a.starts_with('-')).any(|a| {
-        names
+/// The options that lead `args` (the arguments after a verb), up to the
+/// first positional argument (the image) or a bare `--`, read with the
+/// verb's table of flags that take a value: `--name x --rm img` leads with
+/// all three options, `img --rm` with none.
+pub fn leading_options<'a>(args: &'a [String], value_flags: &[&str]) -> &'a [String] {
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" || !a.starts_with('-') || a == "-" {
+            break;
+        }
+        if !a.contains('=') && takes_value(a, value_flags) {
+            i += 1;
+        }
+        i += 1;
+    }
+    &args[..i.min(args.len())]
+}
+
+/// Whether the option `a` (no `=value`) takes its value from the next
+/// argument: it is in `value_flags`, or it is a run of short flags
+/// (`-it`, `-dp`) whose last one is.
+fn takes_value(a: &str, value_flags: &[&str]) -> bool {
+    if value_flags.contains(&a) {
+        return true;
+    }
+    match a.strip_prefix('-') {
+        Some(shorts) if !shorts.starts_with('-') && shorts.len() > 1 => {
+            // `-p8080` carries its value; `-dp 8080` does not. pflag reads
+            // a short value flag's value from the rest of the word, so
+            // only a value flag at the very end takes the next argument.
+            let mut chars = shorts.char_indices();
+            for (i, c) in chars.by_ref() {
+                let flag = format!("-{c}");
+                if value_flags.contains(&flag.as_str()) {
+                    return i + c.len_utf8() == shorts.len();
+                }
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// Whether one of `names` (a flag, or `flag=value`) is among `opts` (the
+/// [`leading_options`] of a verb's arguments, read with the same
+/// `value_flags`: a flag's value is never taken for a flag). A flag the
+/// table misses is only ever a safe miss: the ticket then lives until the
+/// daemon's sweep instead of being dropped at once.
+pub fn has_flag(opts: &[String], value_flags: &[&str], names: &[&str]) -> bool {
+    let mut i = 0;
+    while i < opts.len() {
+        let a = &opts[i];
+        let hit = names
             .iter()
-            .any(|n| a == n || a.starts_with(&format!("{n}=")))
-    })
+            .any(|n| a == n || a.starts_with(&format!("{n}=")) || in_short_run(a, n));
+        if hit {
+            return true;
+        }
+        if !a.contains('=') && takes_value(a, value_flags) {
+            i += 1;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Whether the short flag `n` (`-d`) is in a run of short flags (`-dit`).
+fn in_short_run(a: &str, n: &str) -> bool {
+    let (Some(run), Some(flag)) = (a.strip_prefix('-'), n.strip_prefix('-')) else {
+        return false;
+    };
+    !run.starts_with('-')
+        && flag.len() == 1
+        && !run.contains('=')
+        && run.len() > 1
+        && run.contains(flag)
 }
 
 /// Every value of a flag that takes one (`--f V`, `--f=V`, and for a short
@@ -122,11 +188,22 @@ mod tests {
     }
 
     #[test]
-    fn flags_are_seen_only_in_the_leading_run_of_options() {
-        assert!(has_flag(&v("--rm -it img"), &["--rm"]));
-        assert!(has_flag(&v("-d=true img"), &["-d", "--detach"]));
-        assert!(!has_flag(&v("img --rm"), &["--rm"]));
-        assert!(!has_flag(&v("--name x --rm img"), &["--rm"]));
+    fn flags_are_seen_only_among_the_leading_options() {
+        let t = ["--name", "-p"];
+        let lead = |s: &str| leading_options(&v(s), &t).to_vec();
+        let has_flag = |o: &[String], n: &[&str]| has_flag(o, &t, n);
+        assert!(has_flag(&lead("--rm -it img"), &["--rm"]));
+        assert!(has_flag(&lead("-d=true img"), &["-d", "--detach"]));
+        assert!(!has_flag(&lead("img --rm"), &["--rm"]));
+        // With the verb's table, a flag after another's value is seen.
+        assert!(has_flag(&lead("--name x --rm img"), &["--rm"]));
+        assert!(has_flag(&lead("-p 80:80 -d img"), &["-d", "--detach"]));
+        assert!(has_flag(&lead("-dit img"), &["-d"]));
+        assert!(!has_flag(&lead("-p8080 img -d"), &["-d"]));
+        assert!(has_flag(&lead("-tp 80 --rm img"), &["--rm"]));
+        assert!(!has_flag(&lead("--name --rm img"), &["--rm"]));
+        assert!(!has_flag(&lead("-- --rm"), &["--rm"]));
+        assert_eq!(lead("--name x img --rm"), v("--name x"));
     }
 
     #[test]

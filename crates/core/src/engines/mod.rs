@@ -19,6 +19,8 @@ pub mod buildah;
 pub mod cri;
 pub mod ctr;
 pub mod docker;
+pub mod hooked;
+pub mod lifetime;
 pub mod nerdctl;
 pub mod podman;
 pub mod runtime;
@@ -105,6 +107,18 @@ impl Engine {
         }
     }
 
+    /// The flags of `verb` that take a value: the table that finds where
+    /// its options end (empty for a verb privy has no table for).
+    pub fn verb_value_flags(self, verb: &str) -> &'static [&'static str] {
+        match (self, verb) {
+            (Engine::Podman, "run" | "create") => podman::RUN_VALUE_FLAGS,
+            (Engine::Docker | Engine::Nerdctl, "run" | "create") => docker::RUN_VALUE_FLAGS,
+            (Engine::Ctr, "run" | "create") => ctr::RUN_VALUE_FLAGS,
+            (e, "run" | "create") if e.is_runtime() => runtime::RUN_VALUE_FLAGS,
+            _ => &[],
+        }
+    }
+
     /// What a bare `--` before the verb means to this engine's CLI.
     pub fn double_dash(self) -> DoubleDash {
         if self.is_runtime() {
@@ -124,6 +138,9 @@ impl Engine {
                 matches!(verb, "run" | "create").then_some((TicketArg::Annotation, true))
             }
             Engine::Buildah => buildah::takes_ticket_env(verb).then_some((TicketArg::Env, false)),
+            // ctr 1.6 takes `--annotation key=value` and puts it in the
+            // spec; the container outlives `ctr run` unless `--rm`.
+            Engine::Ctr => (verb == "run").then_some((TicketArg::Annotation, true)),
             _ => None,
         }
     }
@@ -164,6 +181,13 @@ impl Command {
         self.verb.map(|v| self.argv[v].as_str())
     }
 
+    /// Whether the command starts a container when it runs (`run`, not
+    /// `create`), whose hook should have claimed a ticket by the time the
+    /// command is over (or, detached, has returned).
+    pub fn starts_container(&self) -> bool {
+        self.engine.is_some() && self.verb() == Some("run")
+    }
+
     /// The arguments after the verb (all of them when there is none).
     pub fn after_verb(&self) -> &[String] {
         match self.verb {
@@ -189,9 +213,28 @@ impl Command {
         argv::flag_values(self.after_verb(), long, short)
     }
 
-    /// Whether an option leads the arguments after the verb ([`argv::has_flag`]).
+    /// The options after the verb, up to its first positional argument,
+    /// read with the verb's table ([`argv::leading_options`]).
+    pub fn options(&self) -> &[String] {
+        argv::leading_options(self.after_verb(), self.verb_table())
+    }
+
+    fn verb_table(&self) -> &'static [&'static str] {
+        match (self.engine, self.verb()) {
+            (Some(e), Some(v)) => e.verb_value_flags(v),
+            _ => &[],
+        }
+    }
+
+    /// Whether an option is among the verb's options ([`argv::has_flag`]).
     pub fn has_flag(&self, names: &[&str]) -> bool {
-        argv::has_flag(self.after_verb(), names)
+        argv::has_flag(self.options(), self.verb_table(), names)
+    }
+
+    /// Every value of a verb's option, among its options only (so the
+    /// container's own command line is never read as the engine's).
+    pub fn option_values(&self, long: &str, short: Option<&str>) -> Vec<String> {
+        argv::flag_values(self.options(), long, short)
     }
 
     /// Insert `args` right after the verb.
@@ -237,14 +280,6 @@ impl Command {
     }
 }
 
-/// Whether the container whose bundle is `bundle` still exists: runtimes
-/// keep a bundle's `config.json` until the container is deleted, and
-/// engines remove the bundle with the container. (The daemon asks this,
-/// with a claimant's own rights, to end run tickets.)
-pub fn container_exists(bundle: &Path) -> bool {
-    bundle.join("config.json").exists()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +298,36 @@ mod tests {
             assert!(e.is_runtime() && Engine::of(e.name()) == Some(e));
         }
         assert!(!Engine::Podman.is_runtime());
+    }
+
+    #[test]
+    fn rm_and_detach_are_seen_wherever_they_are_among_the_options() {
+        let ephemeral = |s: &str| Command::parse(&v(s)).attach_ticket("T", true);
+        // Before the per-verb tables, a flag's value ended the options and
+        // these `--rm`s went unseen (the ticket then waited for the sweep).
+        assert_eq!(ephemeral("podman run --name x --rm img"), Some(true));
+        assert_eq!(ephemeral("docker run -v a:/b -e K=V --rm img"), Some(true));
+        assert_eq!(ephemeral("podman run --name x --rm -d img"), Some(false));
+        assert_eq!(
+            ephemeral("docker run --network none -it --rm img sh"),
+            Some(true)
+        );
+        assert_eq!(
+            ephemeral("ctr run --runc-binary /p --rm img id"),
+            Some(true)
+        );
+        assert_eq!(ephemeral("ctr run --runc-binary /p -d img id"), Some(false));
+        assert_eq!(ephemeral("ctr run img id --rm"), Some(false));
+        // The container's own command is never read as the engine's.
+        assert_eq!(ephemeral("podman run --name x img sh --rm"), Some(false));
+        let c = Command::parse(&v("runc --root /r run -b b --pid-file p -d id"));
+        assert!(c.has_flag(&["-d"]));
+        let mut c = Command::parse(&v("ctr -a /s run --rm img id"));
+        c.attach_ticket("T", true);
+        assert_eq!(
+            c.argv,
+            v("ctr -a /s run --annotation io.privy.ticket=T --rm img id")
+        );
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! nerdctl: containerd's Docker-compatible CLI. Its `run|create` take
 //! `--annotation` like podman's. nerdctl is not installed on the machine
 //! privy is tested on: its flag table is taken from nerdctl's documentation
-//! (docs/command-reference.md, "Global flags").
+//! (docs/command-reference.md, "Global flags"). Its `run` and `create`
+//! are read with Docker's flag table (`docker::RUN_VALUE_FLAGS`), whose
+//! flags nerdctl takes; a value flag only nerdctl has is a safe miss (the
+//! options end early, so a later `--rm` is not seen and the ticket waits
+//! for the sweep). Not checked against a real nerdctl.
 
 /// Global flags (before the verb) that take a value.
 pub const GLOBAL_VALUE_FLAGS: &[&str] = &[

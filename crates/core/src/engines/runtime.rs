@@ -19,6 +19,61 @@ use std::path::PathBuf;
 pub const GLOBAL_VALUE_FLAGS: &[&str] =
     &["--root", "--log", "--log-format", "--criu", "--rootless"];
 
+/// Flags of a runtime's `run` and `create` that take a value: runc's and
+/// crun's `run --help` and `create --help` on this machine (a test parses
+/// the installed runtimes' help, so the table cannot drift).
+pub const RUN_VALUE_FLAGS: &[&str] = &[
+    "-b",
+    "--bundle",
+    "--config",
+    "--console-socket",
+    "-f",
+    "--pid-file",
+    "--preserve-fds",
+];
+
+/// runc's global flags that take no value, which Docker and containerd
+/// may put first (`--systemd-cgroup`, `--debug`).
+const GLOBAL_BOOL_FLAGS: &[&str] = &["--systemd-cgroup", "--debug"];
+
+/// The verbs of the OCI runtime command line (runc's), except `run`, which
+/// is privy's own command: engines call `run` only after a global flag
+/// (`--root`), which says "runtime" first.
+const VERBS: &[&str] = &[
+    "create",
+    "start",
+    "state",
+    "kill",
+    "delete",
+    "exec",
+    "ps",
+    "pause",
+    "resume",
+    "update",
+    "events",
+    "features",
+    "checkpoint",
+    "restore",
+    "list",
+    "spec",
+];
+
+/// Whether `args` (program first) is an OCI runtime call rather than a
+/// privy command: its first argument is one of runc's global flags
+/// (`--root`, `--log`, `--log-format`, `--systemd-cgroup`, ...; privy has
+/// none of them) or a runtime verb privy has no command for. Docker and
+/// containerd always pass `--root` first, so `dockerd --add-runtime
+/// privy=/usr/local/bin/privy` needs no `runtimeArgs`.
+pub fn called_as_runtime(args: &[std::ffi::OsString]) -> bool {
+    let Some(first) = args.get(1).and_then(|a| a.to_str()) else {
+        return false;
+    };
+    let flag = first.split_once('=').map_or(first, |(f, _)| f);
+    GLOBAL_VALUE_FLAGS.contains(&flag)
+        || GLOBAL_BOOL_FLAGS.contains(&flag)
+        || VERBS.contains(&first)
+}
+
 /// The runtime `privy shim` runs when none is named.
 pub const DEFAULT_RUNTIME: &str = "runc";
 

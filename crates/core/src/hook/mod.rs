@@ -123,7 +123,14 @@ pub fn create_runtime(
     })?;
     check_owner(req.user.uid, req.user.gid, owner)?;
     let pid = req.pid.ok_or(HookError::NoPid)?;
-    let created = materialize::inject_into(pid, &req.root, &cfg.target, &checked.files, owner)?;
+    let created = materialize::inject_into(
+        pid,
+        &req.root,
+        &cfg.target,
+        &checked.files,
+        owner,
+        req.mount_label.as_deref(),
+    )?;
     let materialized_at = started.elapsed();
     if !created.is_empty() {
         write_state(

@@ -104,6 +104,10 @@ pub struct Linux {
     pub uid_mappings: Vec<IdMapping>,
     #[serde(default)]
     pub gid_mappings: Vec<IdMapping>,
+    /// The SELinux label for the container's mounts (`context=`), which
+    /// engines set on SELinux hosts.
+    #[serde(default)]
+    pub mount_label: Option<String>,
 }
 
 /// One line of a uid or gid map.

@@ -102,6 +102,9 @@ pub struct Request {
     /// On whose behalf: this process's owner unless the caller sets
     /// another (a node agent, from `SO_PEERCRED`).
     pub caller: Caller,
+    /// `linux.mountLabel`: the SELinux context the private tmpfs gets on
+    /// a host with SELinux on.
+    pub mount_label: Option<String>,
 }
 
 impl Request {
@@ -163,6 +166,7 @@ impl Request {
             uid_mappings: linux.uid_mappings,
             gid_mappings: linux.gid_mappings,
             caller: Caller::of_this_process(),
+            mount_label: linux.mount_label.filter(|l| !l.is_empty()),
         })
     }
 
@@ -203,6 +207,7 @@ impl Request {
             uid_mappings: Vec::new(),
             gid_mappings: Vec::new(),
             caller: Caller::of_this_process(),
+            mount_label: None,
         }
     }
 
@@ -238,6 +243,26 @@ mod tests {
         assert_eq!(r.root, PathBuf::from("/abs/root"));
         assert_eq!(r.names, vec!["a", "b/c"]);
         assert_eq!(r.annotations["k"], "v");
+    }
+
+    #[test]
+    fn the_mount_label_comes_from_linux_mount_label() {
+        let state = r#"{"id":"c","pid":1,"bundle":"/b"}"#;
+        let r = req(
+            r#"{"root":{"path":"/r"},"linux":{"mountLabel":"system_u:object_r:container_file_t:s0:c1,c2"}}"#,
+            state,
+        );
+        assert_eq!(
+            r.mount_label.as_deref(),
+            Some("system_u:object_r:container_file_t:s0:c1,c2")
+        );
+        for none in [
+            r#"{"root":{"path":"/r"}}"#,
+            r#"{"root":{"path":"/r"},"linux":{}}"#,
+            r#"{"root":{"path":"/r"},"linux":{"mountLabel":""}}"#,
+        ] {
+            assert_eq!(req(none, state).mount_label, None, "{none}");
+        }
     }
 
     #[test]

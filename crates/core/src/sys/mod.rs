@@ -22,6 +22,7 @@ pub mod mount;
 pub mod mountinfo;
 pub mod process;
 pub mod resolve;
+pub mod selinux;
 pub mod userns;
 
 pub use fs::{read_regular_at, write_atomic, write_atomic_at, WriteOpts};

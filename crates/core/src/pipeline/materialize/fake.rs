@@ -67,6 +67,8 @@ pub struct RecordingOs {
     /// Refuse `noswap` with this errno, as a kernel before 6.4 or a user
     /// namespace does (the attempt is recorded, then fails).
     pub refuse_noswap: Option<i32>,
+    /// What `selinux_enabled` answers (a host with SELinux on).
+    pub selinux: bool,
     /// Make writing this tmpfs path fail (`tmpfs:a/b`).
     pub fail_write: Option<String>,
     /// How many tmpfs directory handles are open now, and at most.
@@ -134,6 +136,10 @@ impl RecordingOs {
 }
 
 impl Os for RecordingOs {
+    fn selinux_enabled(&self) -> bool {
+        self.selinux
+    }
+
     type Dir = FakeDir;
     fn open_root(&mut self, _root: &Path) -> io::Result<FakeDir> {
         Ok(self.dir(String::new()))

@@ -16,6 +16,8 @@ use std::path::Path;
 /// every namespace are read from, whatever `/proc` is in the container.
 pub struct RealOs {
     proc: OwnedFd,
+    /// SELinux on this host, asked before `setns`.
+    selinux: bool,
     /// The container's mount table, read once.
     table: Option<Vec<Mount>>,
 }
@@ -25,6 +27,7 @@ impl RealOs {
     pub fn new() -> io::Result<Self> {
         Ok(RealOs {
             proc: sys::open_dir_path(Path::new("/proc"))?,
+            selinux: sys::selinux::enabled(),
             table: None,
         })
     }
@@ -257,6 +260,10 @@ impl Os for RealOs {
         Ok((inside, namespaces))
     }
 
+    fn selinux_enabled(&self) -> bool {
+        self.selinux
+    }
+
     fn new_tmpfs(&mut self, o: &TmpfsOptions, attrs: u64) -> io::Result<OwnedFd> {
         let ctx = sys::FsContext::open("tmpfs")?;
         ctx.set_string("size", &o.size_bytes.to_string())?;
@@ -268,6 +275,14 @@ impl Os for RealOs {
         // option alone is marked, so materialize can try again without it.
         if o.noswap {
             ctx.set_flag("noswap").map_err(super::NoswapRefused::wrap)?;
+        }
+        if let Some(label) = &o.context {
+            // fsconfig takes the label as it is: no quoting of the commas
+            // in an MCS range (`s0:c1,c2`), which mount(8)'s option string
+            // would need. A label the kernel refuses fails the mount, and
+            // so the container (fail closed), rather than leaving files
+            // that its processes cannot read.
+            ctx.set_string("context", label)?;
         }
         ctx.mount(attrs)
     }
@@ -344,6 +359,7 @@ pub fn inject_into(
     target: &str,
     files: &[CheckedFile],
     owner: (u32, u32),
+    mount_label: Option<&str>,
 ) -> Result<Vec<String>, MaterializeError> {
     use nix::sched::{setns, unshare, CloneFlags};
     use std::os::unix::fs::MetadataExt;
@@ -359,7 +375,7 @@ pub fn inject_into(
         s.spawn(|| {
             unshare(CloneFlags::CLONE_FS).map_err(|e| setns_err(e.into()))?;
             setns(&ns, CloneFlags::CLONE_NEWNS).map_err(|e| setns_err(e.into()))?;
-            materialize(&mut os, root, target, files, owner)
+            materialize(&mut os, root, target, files, owner, mount_label)
         })
         .join()
         .unwrap_or_else(|_| {

@@ -68,6 +68,12 @@ pub struct TmpfsOptions {
     /// dropped only when the kernel refuses that one option (see
     /// [`NoswapRefused`]).
     pub noswap: bool,
+    /// SELinux `context=`: the container's `linux.mountLabel`, only when
+    /// the host has SELinux on. The whole tmpfs then carries the
+    /// container's label, so its processes can read the files and other
+    /// confined domains cannot; without it the files would get tmpfs's
+    /// default label, which a `container_t` process may not read.
+    pub context: Option<String>,
 }
 
 /// The marker an [`Os`] puts in the error of `new_tmpfs` when the kernel
@@ -118,6 +124,7 @@ impl TmpfsOptions {
             uid,
             gid,
             noswap: true,
+            context: None,
         }
     }
 }
@@ -366,12 +373,17 @@ fn refuse_unsafe_place<O: Os>(
 /// directories privy had to create (canonical, relative to the root,
 /// shallowest first) so `poststop` can remove them again. On any error,
 /// the directories it created are removed before it returns.
+///
+/// `mount_label` is the container's `linux.mountLabel`; the tmpfs gets it
+/// as its SELinux `context=` when [`Os::selinux_enabled`], and nothing
+/// otherwise (a kernel without SELinux refuses the option).
 pub fn materialize<O: Os>(
     os: &mut O,
     root: &Path,
     target: &str,
     files: &[CheckedFile],
     owner: (u32, u32),
+    mount_label: Option<&str>,
 ) -> Result<Vec<String>, MaterializeError> {
     let rootd = os.open_root(root).map_err(|error| MaterializeError::Root {
         root: root.display().to_string(),
@@ -380,7 +392,11 @@ pub fn materialize<O: Os>(
     let place = resolve(os, &rootd, target)?;
     refuse_unsafe_place(os, &rootd, target, &place)?;
     let mut created = Vec::new();
-    match build_and_attach(os, target, place, files, owner, &mut created) {
+    let mut opts = TmpfsOptions::for_files(files, owner.0, owner.1);
+    if os.selinux_enabled() {
+        opts.context = mount_label.map(str::to_owned);
+    }
+    match build_and_attach(os, target, place, files, &opts, &mut created) {
         Ok(()) => Ok(created),
         Err(e) => {
             // Best effort: the error that stopped us is the one to report.
@@ -398,10 +414,10 @@ fn build_and_attach<O: Os>(
     target: &str,
     place: Place<O::Dir>,
     files: &[CheckedFile],
-    owner: (u32, u32),
+    opts: &TmpfsOptions,
     created: &mut Vec<String>,
 ) -> Result<(), MaterializeError> {
-    let (uid, gid) = owner;
+    let (uid, gid) = (opts.uid, opts.gid);
     let terr = |error| MaterializeError::Target {
         path: target.to_owned(),
         error,
@@ -415,7 +431,7 @@ fn build_and_attach<O: Os>(
         rel.push(name.clone());
         created.push(rel.join("/"));
     }
-    let mut opts = TmpfsOptions::for_files(files, uid, gid);
+    let mut opts = opts.clone();
     let mnt = match os.new_tmpfs(&opts, MOUNT_ATTRS) {
         Err(e) if NoswapRefused::is(&e) => {
             tracing::debug!(error = %e, "tmpfs without noswap");

@@ -44,6 +44,9 @@ pub trait Os {
     /// The id of the container's mount namespace, and every mount
     /// namespace on the host with its table (the container's included).
     fn namespaces(&mut self) -> io::Result<(u64, Vec<Namespace>)>;
+    /// Whether the host has SELinux on (enforcing or permissive), asked
+    /// before entering the container's namespace.
+    fn selinux_enabled(&self) -> bool;
     /// A new, detached tmpfs mount with `attrs`.
     fn new_tmpfs(&mut self, opts: &TmpfsOptions, attrs: u64) -> io::Result<Self::Dir>;
     /// Create an owned directory inside the tmpfs.

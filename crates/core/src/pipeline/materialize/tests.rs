@@ -29,6 +29,7 @@ fn mounts_sealed_tmpfs_with_safe_flags_and_owner() {
         "/run/private",
         &files,
         (1000, 1001),
+        None,
     )
     .unwrap();
     assert_eq!(created, vec!["run/private"]);
@@ -39,6 +40,7 @@ fn mounts_sealed_tmpfs_with_safe_flags_and_owner() {
         uid: 1000,
         gid: 1001,
         noswap: true,
+        context: None,
     };
     assert_eq!(
         os.ops,
@@ -93,6 +95,7 @@ fn l2_seals_before_attaching_so_the_container_never_sees_it_writable() {
         "/run/private",
         &[file("a", 1, 0o400)],
         (0, 0),
+        None,
     )
     .unwrap();
     assert!(
@@ -126,6 +129,7 @@ fn creates_every_missing_component_and_cleanup_removes_them_deepest_first() {
         "/run/private",
         &[file("a", 1, 0o400)],
         (0, 0),
+        None,
     )
     .unwrap();
     assert_eq!(created, vec!["run", "run/private"]);
@@ -158,6 +162,7 @@ fn rootless_start(refuse: Option<i32>) -> (Result<Vec<String>, MaterializeError>
         "/run/private",
         &[file("tok", 3, 0o400)],
         (1000, 1000),
+        None,
     );
     (r, os)
 }
@@ -241,6 +246,7 @@ fn mount_failure_is_reported_and_nothing_is_attached() {
         "/run/private",
         &[file("a", 1, 0o400)],
         (0, 0),
+        None,
     )
     .unwrap_err();
     assert!(e.to_string().starts_with("mounting tmpfs"), "{e}");
@@ -251,7 +257,14 @@ fn mount_failure_is_reported_and_nothing_is_attached() {
 }
 
 fn run(os: &mut RecordingOs, target: &str) -> Result<Vec<String>, MaterializeError> {
-    materialize(os, Path::new("/r"), target, &[file("k", 1, 0o400)], (0, 0))
+    materialize(
+        os,
+        Path::new("/r"),
+        target,
+        &[file("k", 1, 0o400)],
+        (0, 0),
+        None,
+    )
 }
 
 fn image(dirs: &[&str], links: &[(&str, &str)]) -> RecordingOs {
@@ -455,6 +468,7 @@ fn b12_every_failure_after_creating_the_mountpoint_removes_it() {
         "/run/private",
         &[file("a", 1, 0o400), file("b", 1, 0o400)],
         (0, 0),
+        None,
     )
     .unwrap_err();
     assert!(e.to_string().starts_with("writing b"), "{e}");
@@ -485,7 +499,15 @@ fn b12_open_directory_handles_are_bounded_by_depth_not_by_count() {
         .map(|i| file(&format!("{}f", format!("d{i}/").repeat(20)), 1, 0o400))
         .collect();
     let mut os = RecordingOs::default();
-    materialize(&mut os, Path::new("/r"), "/run/private", &files, (0, 0)).unwrap();
+    materialize(
+        &mut os,
+        Path::new("/r"),
+        "/run/private",
+        &files,
+        (0, 0),
+        None,
+    )
+    .unwrap();
     let (now, max) = os.open_dirs.get();
     assert_eq!(now, 0);
     assert!(max <= 21, "{max} directory handles open at once");
@@ -496,4 +518,45 @@ fn b12_open_directory_handles_are_bounded_by_depth_not_by_count() {
             .count(),
         300 * 20
     );
+}
+
+/// SELinux: the tmpfs carries the container's `mountLabel` as `context=`
+/// exactly when the host has SELinux on and the bundle has a label; no
+/// such option otherwise (a kernel without SELinux refuses it).
+#[test]
+fn selinux_context_only_with_selinux_on_and_a_mount_label() {
+    let label = "system_u:object_r:container_file_t:s0:c123,c456";
+    for (selinux, mount_label, want) in [
+        (true, Some(label), Some(label)),
+        (true, None, None),
+        (false, Some(label), None),
+        (false, None, None),
+    ] {
+        let mut os = RecordingOs {
+            selinux,
+            ..Default::default()
+        };
+        materialize(
+            &mut os,
+            Path::new("/r"),
+            "/run/private",
+            &[file("k", 1, 0o400)],
+            (0, 0),
+            mount_label,
+        )
+        .unwrap();
+        let ctx: Vec<Option<String>> = os
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::NewTmpfs { opts, .. } => Some(opts.context.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ctx,
+            vec![want.map(String::from)],
+            "selinux {selinux}, mountLabel {mount_label:?}"
+        );
+    }
 }
