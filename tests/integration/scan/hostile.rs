@@ -264,3 +264,37 @@ fn no_false_positives_on_real_jars_wheels_and_compressed_man_pages() {
         v["bytes"]
     );
 }
+
+/// `--stats` reports the scanner's own peak memory, not its parent's: the
+/// bomb tests judge the scanner by it, and Linux carries `ru_maxrss` across
+/// `exec` from the forking parent (a test binary holding 600 MiB made a
+/// small scan report over 400 MiB under the full suite).
+#[test]
+fn stats_peak_rss_is_the_scanners_own_not_its_parents() {
+    let t = tempfile::tempdir().unwrap();
+    let sf = super::write_secret(t.path(), "k", &secret("own-rss"));
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), b"nothing to see").unwrap();
+    // The parent touches 600 MiB before it starts the scan.
+    let ballast = vec![1u8; 600 << 20];
+    let o = super::scan(&[
+        "--stats",
+        "--secret-file",
+        sf.to_str().unwrap(),
+        tree.to_str().unwrap(),
+    ]);
+    assert!(std::hint::black_box(&ballast)
+        .iter()
+        .step_by(4096)
+        .all(|b| *b == 1));
+    drop(ballast);
+    let stats = util::text(&o.stderr);
+    let rss: u64 = stats
+        .split("peak RSS ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert!(rss < 200, "a small scan reports peak RSS {rss} MiB");
+}

@@ -55,7 +55,9 @@ fn podman(cmd: &Command) -> Result<(), NotHooked> {
         // The server's hooks.d is not this machine's to look at.
         return Ok(());
     }
-    let given = argv::flag_values(globals, "--hooks-dir", None);
+    // podman takes `--hooks-dir` before the verb or among its options.
+    let mut given = argv::flag_values(globals, "--hooks-dir", None);
+    given.extend(cmd.option_values("--hooks-dir", None));
     let (dirs, whence) = if !given.is_empty() {
         (given.iter().map(PathBuf::from).collect(), "--hooks-dir")
     } else if let Some(d) = containers_conf_hooks_dirs() {
@@ -77,12 +79,11 @@ fn podman(cmd: &Command) -> Result<(), NotHooked> {
         engine: "podman",
         why: format!("no privy entry in {whence} {}", shown.join(", ")),
         fix: format!(
-            "install them with `privy install --hooks-dir {}`, or give podman `--hooks-dir DIR` with privy's entries before `{}`",
+            "install them with `privy install --hooks-dir {}`, or give podman `--hooks-dir DIR` with privy's entries",
             dirs.first()
                 .map_or(super::buildah::DEFAULT_HOOKS_DIRS[0].into(), |d| d
                     .display()
                     .to_string()),
-            cmd.verb().unwrap_or("run"),
         ),
     })
 }
@@ -281,6 +282,34 @@ mod tests {
 
     fn v(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn podman_hooks_dir_after_the_verb_counts_as_before_it() {
+        // podman takes its global flags after the verb too; the rootless
+        // tests (and users) write `podman run --hooks-dir DIR ...`.
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().display().to_string();
+        let entry = serde_json::json!({"version": "1.0.0", "hook": {"path": "/x/privy", "args": ["privy", "hook", "create-runtime"]}, "when": {"always": true}, "stages": ["createRuntime"]});
+        std::fs::write(d.path().join("privy.json"), entry.to_string()).unwrap();
+        for line in [
+            format!("podman run --rm --network none --hooks-dir {dir} img cat /x"),
+            format!("podman run --hooks-dir={dir} -d img"),
+            format!("podman container create --name n --hooks-dir {dir} img"),
+        ] {
+            assert_eq!(check(&Command::parse(&v(&line))), Ok(()), "{line}");
+        }
+        // Not when it is the container's own argument.
+        let inner = Command::parse(&v(&format!("podman run img prog --hooks-dir {dir}")));
+        if crate::engines::buildah::DEFAULT_HOOKS_DIRS
+            .iter()
+            .all(|d| !has_privy_entry(std::path::Path::new(d)))
+        {
+            assert!(check(&inner).is_err());
+        }
+        // The value of --hooks-dir is not the image.
+        let c = Command::parse(&v(&format!("podman run --hooks-dir {dir} --rm img")));
+        assert!(c.has_flag(&["--rm"]));
     }
 
     #[test]

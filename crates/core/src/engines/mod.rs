@@ -216,19 +216,27 @@ impl Command {
     /// The options after the verb, up to its first positional argument,
     /// read with the verb's table ([`argv::leading_options`]).
     pub fn options(&self) -> &[String] {
-        argv::leading_options(self.after_verb(), self.verb_table())
+        argv::leading_options(self.after_verb(), &self.verb_table())
     }
 
-    fn verb_table(&self) -> &'static [&'static str] {
+    /// The value-taking options the verb accepts: its own table, and for
+    /// podman its global flags too, which podman (cobra's persistent flags)
+    /// takes after the verb as well (`podman run --hooks-dir DIR ...`).
+    fn verb_table(&self) -> Vec<&'static str> {
         match (self.engine, self.verb()) {
-            (Some(e), Some(v)) => e.verb_value_flags(v),
-            _ => &[],
+            (Some(Engine::Podman), Some(v)) => {
+                let mut t = Engine::Podman.verb_value_flags(v).to_vec();
+                t.extend_from_slice(podman::GLOBAL_VALUE_FLAGS);
+                t
+            }
+            (Some(e), Some(v)) => e.verb_value_flags(v).to_vec(),
+            _ => Vec::new(),
         }
     }
 
     /// Whether an option is among the verb's options ([`argv::has_flag`]).
     pub fn has_flag(&self, names: &[&str]) -> bool {
-        argv::has_flag(self.options(), self.verb_table(), names)
+        argv::has_flag(self.options(), &self.verb_table(), names)
     }
 
     /// Every value of a verb's option, among its options only (so the

@@ -85,12 +85,42 @@ pub fn die_like(sig: i32) {
     }
 }
 
-/// Peak resident set size of this process, in KiB.
+/// Peak resident set size of this program, in KiB: `VmHWM`, the high-water
+/// mark of this process's own memory. Not `getrusage`'s `ru_maxrss`: Linux
+/// carries that across `exec` from the parent's copy of its memory at
+/// `fork`, so a small program started by a large one (a test binary holding
+/// hundreds of MiB) would report the parent's size as its own.
 pub fn peak_rss_kib() -> u64 {
+    if let Some(kib) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| vm_hwm_kib(&s))
+    {
+        return kib;
+    }
     // SAFETY: getrusage fills the struct it is given.
     unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_SELF, &mut ru);
         ru.ru_maxrss as u64
+    }
+}
+
+/// `VmHWM:   1234 kB` from `/proc/PID/status`.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod peak_tests {
+    #[test]
+    fn vm_hwm_is_read_from_status() {
+        let status = "Name:\tprivy\nVmPeak:\t  9000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(super::vm_hwm_kib(status), Some(1234));
+        assert_eq!(super::vm_hwm_kib("Name:\tx\n"), None);
+        assert!(super::peak_rss_kib() > 0);
     }
 }
