@@ -16,6 +16,7 @@
 
 use super::audit::Auditor;
 use super::gather::{self, GatherError};
+
 use super::request::Request;
 use crate::config::Config;
 use crate::contract::{ANNOTATION_TICKET, AUDIT_TARGET, EVENT_REFRESHED};
@@ -101,7 +102,15 @@ pub fn refresh(cfg: &Config, id: &str, exe: &Path) -> Result<Changes, RotateErro
     if req.annotations.contains_key(ANNOTATION_TICKET) {
         return Err(RotateError::Ticketed { id: id.to_owned() });
     }
-    let got = gather::gather(cfg, &req).map_err(|error| RotateError::Gather {
+    // Every source counts as required here: an optional source that fails
+    // at start is skipped (the container starts without its files), but at
+    // a refresh skipping it would take its files away; a failure must
+    // leave them as they are.
+    let mut planned = super::plan::plan(cfg, &req);
+    for p in &mut planned {
+        p.required = true;
+    }
+    let got = gather::gather_planned(cfg, planned, &req).map_err(|error| RotateError::Gather {
         id: id.to_owned(),
         error,
     })?;

@@ -354,3 +354,104 @@ fn a_set_bigger_than_the_tmpfs_grows_it_and_a_pinned_old_set_beyond_the_cap_fail
         .iter()
         .all(|b| *b == last));
 }
+
+/// `privy refresh` against a real runc container started through privy's
+/// hook with the `host-dir` source: a changed file, an added and a removed
+/// one reach the running container; the
+/// audit event has names and fingerprints, no value; a stopped container
+/// is not entered.
+#[test]
+fn privy_refresh_updates_a_running_runc_container_and_never_enters_a_stopped_one() {
+    if !util::e2e_ready("runc") {
+        return;
+    }
+    let w = util::World::new("", "");
+    let (v1, v2, extra) = (
+        util::secret("rr-v1"),
+        util::secret("rr-v2"),
+        util::secret("rr-extra"),
+    );
+    w.put("api.key", &v1, 0o400);
+    w.put("gone/old", &extra, 0o400);
+    let b = util::Bundle::new("while true; do sleep 1; done");
+    b.install(&w);
+    let out = Command::new("runc")
+        .args(["run", "-d", "-b"])
+        .arg(b.path())
+        .arg(&b.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        // The container inherits runc's stdio: a pipe would never close.
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    struct Gone<'a>(&'a str);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("runc").args(["delete", "-f", self.0]).output();
+        }
+    }
+    let _gone = Gone(&b.id);
+    assert!(out.success(), "runc run -d failed");
+    let st: serde_json::Value = serde_json::from_slice(
+        &Command::new("runc")
+            .args(["state", &b.id])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let seen = |rel: &str| PathBuf::from(format!("/proc/{pid}/root/run/private/{rel}"));
+    assert_eq!(std::fs::read(seen("api.key")).unwrap(), v1);
+
+    // Version 2, one file added, one gone: `privy refresh ID`.
+    w.put("api.key", &v2, 0o400);
+    w.put("added", &extra, 0o400);
+    std::fs::remove_dir_all(w.private_d.join("gone")).unwrap();
+    let out = w.privy(&["refresh", &b.id]);
+    assert!(out.status.success(), "refresh: {}", util::text(&out.stderr));
+    assert_eq!(
+        util::text(&out.stdout).trim(),
+        format!("{}: 1 changed, 1 added, 1 removed, 0 unchanged", b.id)
+    );
+    assert_eq!(std::fs::read(seen("api.key")).unwrap(), v2);
+    assert_eq!(std::fs::read(seen("added")).unwrap(), extra);
+    assert!(!seen("gone").exists());
+    let line = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/run/private"))
+        .unwrap()
+        .to_owned();
+    for o in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(
+            line.split(' ').nth(5).unwrap().split(',').any(|x| x == o),
+            "{line}"
+        );
+    }
+    let log = util::text(&w.log());
+    assert!(
+        log.contains("refreshed") && log.contains("hmac-sha256:"),
+        "{log}"
+    );
+
+    // No value in any output, log or privy's files.
+    util::assert_no_trace(&w, &b, &[&out], &[&v1, &v2, &extra]);
+
+    // Stopped: never entered, one line.
+    let _ = Command::new("runc").args(["kill", &b.id, "KILL"]).output();
+    for _ in 0..50 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = w.privy(&["refresh", &b.id]);
+    assert!(!out.status.success());
+    assert!(
+        util::text(&out.stderr).contains("is gone"),
+        "{}",
+        util::text(&out.stderr)
+    );
+}
