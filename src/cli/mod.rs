@@ -52,6 +52,7 @@ mod hook;
 mod install;
 mod logging;
 mod plugin;
+mod refresh;
 mod run;
 mod scan;
 mod shim;
@@ -64,6 +65,7 @@ pub use config::ConfigCommand;
 pub use hook::HookStage;
 pub use install::InstallArgs;
 pub use plugin::{PluginCommand, PluginRunArgs};
+pub use refresh::RefreshArgs;
 pub use run::RunArgs;
 pub use scan::ScanArgs;
 pub use shim::ShimArgs;
@@ -125,6 +127,11 @@ pub enum Command {
     },
     /// OCI runtime wrapper: add privy's hooks to the bundle, then exec the real runtime
     Shim(ShimArgs),
+    /// Give running containers the current version of their files now (root)
+    Refresh(RefreshArgs),
+    /// Internal: the child `privy refresh` runs to write in one container
+    #[command(name = "refresh-apply", hide = true)]
+    RefreshApply,
 }
 
 /// How a command ended, for `main` to turn into the exit code.
@@ -170,6 +177,8 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Upload(a) => upload::execute(&cli, a),
         Command::Ticket { command } => ticket::execute(&cli, command),
         Command::Shim(a) => shim::execute(&cli, a),
+        Command::Refresh(a) => refresh::execute(&cli, a),
+        Command::RefreshApply => refresh::child(),
     }
 }
 

@@ -16,7 +16,8 @@
 //! `plan -> fetch -> check` is written once, in [`gather`]: everything that
 //! needs "what would this request get" calls it.
 
-pub use privy_core::pipeline::{audit, check, materialize, plan, request};
+pub use privy_core::pipeline::{audit, check, materialize, plan, refresh, request};
 
 pub mod fetch;
 pub mod gather;
+pub mod rotate;

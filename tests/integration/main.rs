@@ -77,6 +77,7 @@ mod harden_daemon;
 mod hostdir;
 mod network;
 mod rootless;
+mod rotation;
 mod sandbox;
 mod scan;
 mod uploads;

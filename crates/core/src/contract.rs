@@ -63,6 +63,8 @@ pub const TICKET_PREFIX: &str = "pvt_";
 pub const AUDIT_TARGET: &str = "privy::audit";
 pub const EVENT_INJECTED: &str = "injected";
 pub const EVENT_OVERRIDE: &str = "override";
+/// The audit event of a rotation: what changed in a running container.
+pub const EVENT_REFRESHED: &str = "refreshed";
 
 /// Whether a container is started to run (`run`) or as an image build's
 /// RUN step (`build`): what `when.stage`, `--stage` and the WIT request

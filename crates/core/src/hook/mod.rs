@@ -76,6 +76,72 @@ pub enum HookError {
 struct HookState {
     root: PathBuf,
     created: Vec<String>,
+    /// What `privy refresh` needs to serve this container again (absent in
+    /// the state of an older privy: such a container is not refreshed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    served: Option<Served>,
+}
+
+/// A container the hook served, as `privy refresh` needs it: the OCI state
+/// (to re-run the original request from its bundle) and where its files
+/// are. Never a file's name or bytes; a ticket annotation is left out (a
+/// ticket is claimed once: see [`Served::had_ticket`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Served {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub at: crate::pipeline::refresh::Target,
+    /// The request carried a ticket (uploaded files).
+    pub had_ticket: bool,
+}
+
+impl Served {
+    /// The OCI state the runtime gave `createRuntime`, as far as kept.
+    pub fn oci_state(&self) -> State {
+        State {
+            id: self.id.clone(),
+            pid: Some(self.at.pid),
+            bundle: self.bundle.clone(),
+            annotations: self.annotations.clone(),
+        }
+    }
+}
+
+/// The record of container `id`, if this hook served it and kept one.
+pub fn served(cfg: &Config, id: &str) -> Result<Option<Served>, HookError> {
+    let Some(path) = state::find(cfg, &state_file(id)) else {
+        return Ok(None);
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(HookError::State { path, error }),
+    };
+    let st: HookState = serde_json::from_slice(&bytes).map_err(|e| HookError::State {
+        path: path.clone(),
+        error: std::io::Error::other(e),
+    })?;
+    Ok(st.served)
+}
+
+/// The ids of every container with a state file here (for `--all`).
+pub fn served_ids(cfg: &Config) -> Vec<String> {
+    let mut ids: Vec<String> = state::candidates_here(cfg)
+        .into_iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json")
+                .filter(|id| crate::oci::valid_id(id))
+                .map(str::to_owned)
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// What one `createRuntime` did, for callers and tests.
@@ -123,6 +189,9 @@ pub fn create_runtime(
     })?;
     check_owner(req.user.uid, req.user.gid, owner)?;
     let pid = req.pid.ok_or(HookError::NoPid)?;
+    // The init's start time, read before entering: what `privy refresh`
+    // checks so it never enters a reused pid.
+    let start_time = crate::sys::process::start_time(pid).ok();
     let created = materialize::inject_into(
         pid,
         &req.root,
@@ -132,16 +201,35 @@ pub fn create_runtime(
         req.mount_label.as_deref(),
     )?;
     let materialized_at = started.elapsed();
-    if !created.is_empty() {
-        write_state(
-            cfg,
-            &req.container_id,
-            &HookState {
-                root: req.root.clone(),
-                created: created.clone(),
+    let served = start_time.map(|start_time| {
+        let mut annotations = req.annotations.clone();
+        let had_ticket = annotations
+            .remove(crate::contract::ANNOTATION_TICKET)
+            .is_some();
+        Served {
+            id: req.container_id.clone(),
+            bundle: req.bundle.clone(),
+            annotations,
+            at: crate::pipeline::refresh::Target {
+                pid,
+                start_time,
+                target: cfg.target.clone(),
+                owner,
             },
-        )?;
-    }
+            had_ticket,
+        }
+    });
+    // Kept for poststop (the directories to remove) and for `privy
+    // refresh` (how to serve the container again).
+    write_state(
+        cfg,
+        &req.container_id,
+        &HookState {
+            root: req.root.clone(),
+            created: created.clone(),
+            served,
+        },
+    )?;
     let auditor = Auditor::load_or_create(&cfg.audit_key);
     let timing = audit::Timing {
         fetch: fetched_at,

@@ -7,4 +7,5 @@ pub mod audit;
 pub mod check;
 pub mod materialize;
 pub mod plan;
+pub mod refresh;
 pub mod request;

@@ -130,3 +130,78 @@ pub fn move_mount(from: RawFd, to: RawFd) -> io::Result<()> {
         )
     })
 }
+
+const OPEN_TREE_CLONE: u32 = 1;
+const OPEN_TREE_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+const FSPICK_CLOEXEC: u32 = 1;
+const FSPICK_EMPTY_PATH: u32 = 8;
+const FSCONFIG_CMD_RECONFIGURE: u32 = 7;
+
+/// A detached copy of the mount whose root `fd` is (`open_tree` with
+/// `OPEN_TREE_CLONE`): the same superblock, its own mount flags, attached
+/// nowhere. It vanishes when its last descriptor closes. The caller must be
+/// in the mount namespace that holds the mount.
+pub fn open_tree_clone(fd: RawFd) -> io::Result<OwnedFd> {
+    let empty = c"";
+    // SAFETY: valid empty C string; plain integer flags.
+    fd_result(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            fd,
+            empty.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32,
+        )
+    })
+}
+
+/// Clear `attrs` on the mount `fd` refers to (`mount_setattr`, `AT_EMPTY_PATH`).
+pub fn mount_clearattr(fd: RawFd, attrs: u64) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: attrs,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: valid empty C string and a correctly sized mount_attr.
+    unit_result(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+}
+
+/// Change string options of the superblock under the mount `fd` (`fspick`,
+/// `fsconfig`, `FSCONFIG_CMD_RECONFIGURE`): only the keys given change.
+pub fn reconfigure(fd: RawFd, options: &[(&str, String)]) -> io::Result<()> {
+    let empty = c"";
+    // SAFETY: valid empty C string; plain integer flags.
+    let ctx = fd_result(unsafe {
+        libc::syscall(
+            libc::SYS_fspick,
+            fd,
+            empty.as_ptr(),
+            FSPICK_EMPTY_PATH | FSPICK_CLOEXEC,
+        )
+    })
+    .map(FsContext)?;
+    for (k, v) in options {
+        ctx.set_string(k, v)?;
+    }
+    // SAFETY: plain integer arguments.
+    unit_result(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            ctx.0.as_raw_fd(),
+            FSCONFIG_CMD_RECONFIGURE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })
+}

@@ -124,3 +124,36 @@ mod peak_tests {
         assert!(super::peak_rss_kib() > 0);
     }
 }
+
+/// When process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`): with the pid, it names one process for good, since a
+/// pid the kernel reuses gets a later start time.
+pub fn start_time(pid: i32) -> std::io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_start_time(&stat).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("/proc/{pid}/stat: no start time"),
+        )
+    })
+}
+
+/// Field 22 of a `/proc/PID/stat` line. The command name (field 2) is in
+/// parentheses and may hold spaces and `)`: count from the last `)`.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // rest starts at field 3; field 22 is the 20th after it.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn start_time_counts_fields_after_the_last_paren() {
+        let line = "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(super::parse_start_time(line), Some(987654));
+        let me = super::start_time(std::process::id() as i32).unwrap();
+        assert!(me > 0);
+        assert_eq!(me, super::start_time(std::process::id() as i32).unwrap());
+    }
+}
