@@ -10,6 +10,7 @@
 //! warm. [`report`] says where the hook's one error line goes.
 
 pub mod report;
+pub mod thin;
 
 pub use report::report_error;
 
