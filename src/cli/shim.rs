@@ -18,7 +18,8 @@ pub struct ShimArgs {
 
 pub(super) fn execute(cli: &Cli, a: &ShimArgs) -> Result<Outcome> {
     super::logging::init(None, "warn");
-    let binary = std::env::current_exe()?.canonicalize()?;
+    // The hooks run the thin hook next to privy when it is installed.
+    let binary = crate::oci::install::hook_binary(&std::env::current_exe()?.canonicalize()?);
     let cfg_arg = cli.config.as_deref().map(common::absolute).transpose()?;
     crate::shim::exec(&a.runtime_path, &a.args, &binary, cfg_arg.as_deref())?;
     Ok(Outcome::Success)
