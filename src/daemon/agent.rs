@@ -97,7 +97,10 @@ impl Plugins for Warm {
 
 impl Warm {
     /// Load every plugin `cfg` may run, each checked against its pin.
-    fn load(cfg: Config, config_path: Option<&Path>) -> Result<Warm, PluginError> {
+    /// `config` is the config file and its fingerprint taken *before* it
+    /// was read (as each plugin's is taken before it is read), so a write
+    /// that lands while it is read shows as a change and loads again.
+    fn load(cfg: Config, config: Option<(PathBuf, Option<Stamp>)>) -> Result<Warm, PluginError> {
         let mut sources: Vec<(String, PluginRef, u64)> = cfg
             .sources
             .iter()
@@ -129,10 +132,7 @@ impl Warm {
         let mut limits = cfg.limits.clone();
         limits.plugin_memory_bytes = memory;
         let host = PluginHost::new_pooled(&cfg.cache_dir, &limits, SLOTS)?;
-        let mut stamps: Vec<(PathBuf, Option<Stamp>)> = Vec::new();
-        if let Some(p) = config_path {
-            stamps.push((p.to_owned(), stamp(p)));
-        }
+        let mut stamps: Vec<(PathBuf, Option<Stamp>)> = config.into_iter().collect();
         let mut plugins = HashMap::new();
         for (name, r, _) in sources {
             if let PluginRef::File { path, .. } = &r {
@@ -195,12 +195,8 @@ pub struct Agent {
 impl Agent {
     /// Load `cfg` (already read from `source.path`) and make every plugin ready.
     pub fn new(cfg: Config, source: Source) -> Result<Agent, PluginError> {
-        let warm = Warm::load(
-            cfg,
-            Some(&source.path)
-                .filter(|p| p.exists())
-                .map(|p| p.as_path()),
-        )?;
+        let stamped = (source.path.clone(), stamp(&source.path));
+        let warm = Warm::load(cfg, Some(stamped))?;
         let (ready, all) = warm.ready();
         tracing::info!(
             ready,
@@ -229,10 +225,11 @@ impl Agent {
         if !force && !now.changed() {
             return;
         }
+        let before = stamp(&self.source.path);
         let cfg = match Config::load(&self.source.path, self.source.explicit) {
             Ok(c) => c,
             Err(e) => {
-                let s = stamp(&self.source.path);
+                let s = before;
                 let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
                 if force || refused.as_ref() != Some(&s) {
                     tracing::error!("agent: {e}; still serving the config loaded before");
@@ -242,10 +239,7 @@ impl Agent {
             }
         };
         *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        let path = Some(&self.source.path)
-            .filter(|p| p.exists())
-            .map(|p| p.as_path());
-        match Warm::load(cfg, path) {
+        match Warm::load(cfg, Some((self.source.path.clone(), before))) {
             Ok(w) => {
                 let (ready, all) = w.ready();
                 *self.warm.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(w);
