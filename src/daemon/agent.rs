@@ -267,6 +267,16 @@ impl Agent {
         }
         let b: HookBody = serde_json::from_slice(body)
             .map_err(|e| ApiError(400, super::api::json_error("hook request", &e)))?;
+        if let Some(theirs) = b.config.as_deref().filter(|p| *p != self.source.path) {
+            return Err(ApiError(
+                HOOK_NOT_SERVED,
+                format!(
+                    "the agent serves {}, not {}; the hook runs the pipeline in its own process",
+                    self.source.path.display(),
+                    crate::shown::shown(&theirs.display().to_string())
+                ),
+            ));
+        }
         let failed = |e: &dyn std::fmt::Display| ApiError(HOOK_FAILED, e.to_string());
         let state = crate::oci::State::parse(b.state.as_bytes()).map_err(|e| failed(&e))?;
         if !crate::oci::valid_id(&state.id) {

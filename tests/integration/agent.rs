@@ -351,11 +351,24 @@ fn the_agent_serves_root_only_and_a_container_pid_only() {
     })
     .to_string();
     let c = privy::daemon::client::Client::new(&st.socket, Duration::from_secs(10));
-    let e = c.hook(state.as_bytes(), None).unwrap_err().to_string();
+    let e = c
+        .hook(state.as_bytes(), None, Some(&st.w.config))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("shares the asking process's mount namespace"),
         "{e}"
     );
+    // A hook planning with another config file is sent back to run it itself.
+    match c.hook(state.as_bytes(), None, Some(Path::new("/etc/other.toml"))) {
+        Err(privy::daemon::client::ClientError::Api {
+            status: 421,
+            message,
+        }) => {
+            assert!(message.contains("/etc/other.toml"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
     // A non-root caller is sent back to run the pipeline itself.
     let body = serde_json::json!({ "state": state }).to_string();
     let out = Command::new("setpriv")

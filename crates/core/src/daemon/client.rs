@@ -449,11 +449,13 @@ impl Client {
         &self,
         state: &[u8],
         hook_annotations: Option<&str>,
+        config: Option<&Path>,
     ) -> Result<crate::pipeline::check::Checked, ClientError> {
         use crate::pipeline::check::{clean_mode, Checked, CheckedFile, Dropped, Override};
         let body = serde_json::to_vec(&HookBody {
             state: String::from_utf8_lossy(state).into_owned(),
             hook_annotations: hook_annotations.map(str::to_owned),
+            config: config.map(Path::to_path_buf),
         })
         .expect("serializes");
         let r = self.check(self.send("POST", "/v1/hook", Some(&body))?)?;

@@ -76,6 +76,11 @@ pub struct HookBody {
     /// environment.
     #[serde(default)]
     pub hook_annotations: Option<String>,
+    /// The config file the hook planned with (absolute). An agent that
+    /// serves another one answers [`HOOK_NOT_SERVED`]: a hook never gets
+    /// files planned by a config it was not given.
+    #[serde(default)]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// The agent's status for "ask in process instead": it serves no request

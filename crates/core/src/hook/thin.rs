@@ -17,7 +17,7 @@
 //! | answers with files (or none)             | materializes them (or nothing) |
 //! | answers with an error line               | fails with that line (L6) |
 //! | is absent: no socket, connection refused | execs `privy hook`; notes it in the log once while the agent stays away |
-//! | does not serve this caller (non-root)    | execs `privy hook`, which runs with the caller's own rights |
+//! | does not serve this caller (non-root), or serves another config file | execs `privy hook`, which runs with the caller's own rights and config |
 //! | silent past `daemon.hook_budget_ms`, or dies mid-answer | says so naming the socket; then execs `privy hook`, unless the container has an upload: a ticket lives only in the agent's memory, so it fails closed |
 //!
 //! Nothing is mounted until a whole answer has arrived and passed its
@@ -160,7 +160,9 @@ impl Gatherer for Agent<'_> {
         let socket = cfg.daemon.socket_path();
         let client = Client::new(&socket, Duration::from_millis(cfg.daemon.hook_budget_ms));
         let env = std::env::var(contract::ENV_HOOK_ANNOTATIONS).ok();
-        match client.hook(self.state, env.as_deref()) {
+        let (path, _) = self.args.config_path();
+        let path = std::path::absolute(&path).unwrap_or(path);
+        match client.hook(self.state, env.as_deref(), Some(&path)) {
             Ok(checked) => {
                 absent_note(cfg, &socket, false);
                 Ok(checked)
