@@ -48,7 +48,7 @@ use zeroize::Zeroizing;
 /// Instance slots in the pool: how many plugin calls run at once. A
 /// request holds one per source it runs; more wait for a slot rather than
 /// fail (a pool that is out of slots refuses to instantiate).
-pub const SLOTS: u32 = 64;
+pub const SLOTS: u32 = 32;
 
 /// What identifies a file's version without reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,6 @@
-//! `privy daemon`: holds per-run uploads in memory, keyed by ticket (L1, L8).
+//! `privy daemon`: the node agent ([`agent`]: every source's plugin warm,
+//! serving thin hooks) and the holder of per-run uploads in memory, keyed
+//! by ticket (L1, L8).
 //!
 //! HTTP/1.1 with JSON bodies on a Unix socket, like the Docker API, so
 //! `curl --unix-socket /run/privy/privy.sock http://privy/v1/health` works.
@@ -12,10 +14,13 @@
 //! | `GET /v1/tickets/{ticket}`        | owner, root   | names, sizes, expiry, containers      |
 //! | `DELETE /v1/tickets/{ticket}`     | owner, root   | drop it now (zeroized); 204           |
 //! | `POST /v1/tickets/{ticket}/claim` | owner, root   | the files, for the hook; body [`ClaimBody`] |
+//! | `POST /v1/hook`                   | root          | a container's checked files, for `privy-hook`; body [`proto::HookBody`] |
 //!
 //! Errors are `{"error": "one line"}` with 400 (malformed), 403 (another
-//! uid's ticket), 404 (unknown), 410 (expired, removed or deleted), 413
-//! (over a limit), 408 (too slow) or 503 (too many connections). Nothing
+//! uid's ticket; a hook's pid that is not a container's), 404 (unknown),
+//! 410 (expired, removed or deleted), 413 (over a limit), 408 (too slow),
+//! 421 (a hook the agent does not serve: it runs in process), 422 (a
+//! hook's sources failed or were refused) or 503 (too many connections). Nothing
 //! here logs a request path, since it carries the ticket, or a body.
 //!
 //! One local user must not be able to starve the others or the hook
@@ -205,26 +210,29 @@ fn refuse(stream: tokio::net::UnixStream, msg: &str) {
 pub fn serve(cfg: &Config, config: (PathBuf, bool), listen: Listen) -> Result<(), DaemonError> {
     crate::sys::process::harden();
     tune_allocator();
-    let (std_listener, owned_path) = match listen {
-        Listen::Path(p) => (listen::bind(cfg, &p)?, Some(p)),
-        Listen::Inherited(l) => (l, None),
+    crate::sys::process::lock_memory();
+    // The plugins are made ready before the socket is bound: a hook that
+    // comes meanwhile finds no agent and runs in process at once, instead
+    // of waiting in the listen queue for the compiler.
+    let socket = match &listen {
+        Listen::Path(p) => p.clone(),
+        Listen::Inherited(_) => cfg.daemon.socket_path(),
     };
-    // Plugins are compiled (or their cached code mapped) before memory is
-    // locked: compilation's scratch memory is freed, not pinned.
     let agent = Arc::new(
         agent::Agent::new(
             cfg.clone(),
             agent::Source {
                 path: config.0,
                 explicit: config.1,
-                socket: owned_path
-                    .clone()
-                    .or_else(|| Some(cfg.daemon.socket_path())),
+                socket: Some(socket),
             },
         )
         .map_err(|e| DaemonError::Agent(e.to_string()))?,
     );
-    crate::sys::process::lock_memory();
+    let (std_listener, owned_path) = match listen {
+        Listen::Path(p) => (listen::bind(cfg, &p)?, Some(p)),
+        Listen::Inherited(l) => (l, None),
+    };
     let shown = owned_path
         .as_ref()
         .map(|p| p.display().to_string())
