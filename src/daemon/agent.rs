@@ -359,17 +359,23 @@ pub fn check_container(uid: u32, peer: Option<i32>, pid: i32) -> Result<(), Stri
         return Err(format!("pid {pid} is not the caller's process"));
     }
     let ns = |p: &Path| std::fs::read_link(p.join("ns/mnt")).ok();
-    let theirs =
-        ns(&proc_dir).ok_or_else(|| format!("pid {pid}: its mount namespace cannot be read"))?;
     let Some(peer) = peer else {
         return Err("cannot tell which process asks (no pid in SO_PEERCRED)".into());
     };
-    if ns(Path::new(&format!("/proc/{peer}"))).as_ref() == Some(&theirs) {
-        return Err(format!(
+    // Reading another process's namespace needs ptrace-read access, which
+    // the unit does not grant (no CAP_SYS_PTRACE) and a runtime's init may
+    // refuse (not dumpable). For root, who could start any process anyway,
+    // an unreadable namespace is no refusal; the per-user policy to come
+    // must refuse it for anyone else.
+    match (ns(&proc_dir), ns(Path::new(&format!("/proc/{peer}")))) {
+        (Some(theirs), Some(mine)) if theirs == mine => Err(format!(
             "pid {pid} shares the asking process's mount namespace, so it is not a container being created"
-        ));
+        )),
+        (None, _) | (_, None) if uid != 0 => Err(format!(
+            "pid {pid}: its mount namespace cannot be compared with the asking process's"
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The answer: `{"files":[{"path","mode","source","data"}],"overrides":[...],"dropped":[...]}`,

@@ -18,7 +18,7 @@
 //! | answers with an error line               | fails with that line (L6) |
 //! | is absent: no socket, connection refused | execs `privy hook`; notes it in the log once while the agent stays away |
 //! | does not serve this caller (non-root), or serves another config file | execs `privy hook`, which runs with the caller's own rights and config |
-//! | silent past `daemon.hook_budget_ms`, or dies mid-answer | says so naming the socket; then execs `privy hook`, unless the container has an upload: a ticket lives only in the agent's memory, so it fails closed |
+//! | silent past `daemon.hook_budget_ms`, dies mid-answer, or is at its connection caps | says so naming the socket; then execs `privy hook`, unless the container has an upload: a ticket lives only in the agent's memory, so it fails closed |
 //!
 //! Nothing is mounted until a whole answer has arrived and passed its
 //! checks, so an agent killed or stopped mid-request never leaves a
@@ -175,8 +175,11 @@ impl Gatherer for Agent<'_> {
                 Err(in_process(self.args, self.state))
             }
             // The agent's own line: a source failed or a check refused.
-            Err(ClientError::Api { message, .. }) => Err(message.into()),
-            // Silent past the budget, or gone mid-answer.
+            Err(ClientError::Api { status, message }) if status != 503 && status != 408 => {
+                Err(message.into())
+            }
+            // Silent past the budget, gone mid-answer, or too busy to
+            // take the request (503, 408).
             Err(e) => {
                 if let Some(up) = planned.iter().find(|p| p.precedence == Precedence::Upload) {
                     return Err(format!(
