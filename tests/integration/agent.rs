@@ -20,6 +20,7 @@ on_both_runtimes!(
     a_stopped_agent_is_named_and_only_uploads_fail_closed,
     a_killed_or_restarted_agent_never_lets_a_required_source_be_skipped,
     an_agent_that_dies_mid_answer_leaves_no_partial_files,
+    an_agent_answer_naming_a_path_outside_is_never_used,
     a_changed_config_or_plugin_is_served_without_a_restart,
 );
 
@@ -224,6 +225,14 @@ fn a_killed_or_restarted_agent_never_lets_a_required_source_be_skipped(rt: &str)
 /// with a file called `a.key` that holds `PARTIAL`, and hangs up: what a
 /// client sees when the agent is killed while it answers.
 fn half_answering_agent(socket: &Path) {
+    fake_agent(
+        socket,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{\"files\":[{\"path\":\"a.key\",\"source\":\"host-dir\",\"mode\":256,\"data\":\"UEFSVElBTA==\"}",
+    );
+}
+
+/// A fake agent that answers every request with `answer`, then hangs up.
+fn fake_agent(socket: &Path, answer: &'static [u8]) {
     let l = std::os::unix::net::UnixListener::bind(socket).unwrap();
     std::thread::spawn(move || {
         for s in l.incoming() {
@@ -248,9 +257,7 @@ fn half_answering_agent(socket: &Path) {
                     }
                 }
             }
-            let _ = s.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{\"files\":[{\"path\":\"a.key\",\"source\":\"host-dir\",\"mode\":256,\"data\":\"UEFSVElBTA==\"}",
-            );
+            let _ = s.write_all(answer);
         }
     });
 }
@@ -504,4 +511,28 @@ fn podman_runs_the_thin_hook_with_and_without_an_agent() {
         let out = run(rt, &["--annotation", &annotation]);
         assert!(!out.status.success(), "{rt}: started without its upload");
     }
+}
+
+fn an_agent_answer_naming_a_path_outside_is_never_used(rt: &str) {
+    let st = Setup::new("");
+    let secret = util::secret("outside");
+    st.w.put("a.key", &secret, 0o600);
+    // A whole, well-formed answer whose file would land outside the target.
+    fake_agent(
+        &st.socket,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 78\r\n\r\n{\"files\":[{\"path\":\"../../escaped\",\"source\":\"x\",\"mode\":256,\"data\":\"RVZJTA==\"}]}",
+    );
+    let a = bundle(&st, "cat /run/private/a.key; ls /run /escaped 2>&1; true");
+    let out = a.run(rt);
+    assert!(out.status.success(), "{rt}: {}", text(&out.stderr));
+    let so = text(&out.stdout);
+    assert!(so.starts_with(&text(&secret)), "{so}");
+    assert!(so.contains("No such file"), "nothing escaped: {so}");
+    assert!(!util::contains(&out.stdout, b"EVIL"));
+    assert!(
+        privy_log(&st).contains("answered something that is not its API"),
+        "{}",
+        privy_log(&st)
+    );
+    assert!(!a.rootfs().join("escaped").exists() && !a.rootfs().join("run/escaped").exists());
 }
