@@ -13,6 +13,10 @@ pub(super) fn execute(cli: &Cli, socket: &Option<PathBuf>) -> Result<Outcome> {
             crate::daemon::Listen::Path(socket.clone().unwrap_or_else(|| cfg.daemon.socket_path()))
         }
     };
-    crate::daemon::serve(&cfg, listen)?;
+    let config = match &cli.config {
+        Some(p) => (common::absolute(p)?, true),
+        None => (PathBuf::from(crate::contract::DEFAULT_CONFIG_PATH), false),
+    };
+    crate::daemon::serve(&cfg, config, listen)?;
     Ok(Outcome::Success)
 }

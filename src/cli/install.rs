@@ -21,7 +21,7 @@ pub struct InstallArgs {
     /// Where --systemd writes the units
     #[arg(long, default_value = "/etc/systemd/system")]
     pub unit_dir: PathBuf,
-    /// Path the hooks will run [default: this binary]
+    /// The privy binary [default: this one]; the hooks run `privy-hook` next to it when it is there, else this binary
     #[arg(long)]
     pub binary: Option<PathBuf>,
     /// Remove what install added
@@ -36,13 +36,15 @@ pub(super) fn execute(cli: &Cli, a: &InstallArgs) -> Result<Outcome> {
         Some(b) => b.clone(),
         None => std::env::current_exe()?.canonicalize()?,
     };
+    // The runtimes run the thin hook when it is installed next to privy.
+    let hook = install::hook_binary(&binary);
     // A non-default config must be passed to the hook explicitly.
     let cfg_arg = cli.config.as_deref().map(common::absolute).transpose()?;
     if !a.uninstall {
         crate::plugin::precompile(&cfg)?;
     }
     if let Some(b) = &a.bundle {
-        install::bundle(b, &binary, cfg_arg.as_deref(), a.uninstall)?;
+        install::bundle(b, &hook, cfg_arg.as_deref(), a.uninstall)?;
         outln!(
             "{} privy hooks {} {}",
             verb(a.uninstall),
@@ -57,6 +59,7 @@ pub(super) fn execute(cli: &Cli, a: &InstallArgs) -> Result<Outcome> {
             &binary,
             cfg_arg.as_deref(),
             &socket,
+            &cfg.cache_dir,
             a.uninstall,
         )? {
             outln!(
@@ -72,7 +75,7 @@ pub(super) fn execute(cli: &Cli, a: &InstallArgs) -> Result<Outcome> {
         }
     }
     if let Some(d) = &a.hooks_dir {
-        for f in install::hooks_dir(d, &binary, cfg_arg.as_deref(), a.uninstall)? {
+        for f in install::hooks_dir(d, &hook, cfg_arg.as_deref(), a.uninstall)? {
             outln!(
                 "{} {}",
                 if a.uninstall { "removed" } else { "wrote" },

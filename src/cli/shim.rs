@@ -18,7 +18,8 @@ pub struct ShimArgs {
 
 pub(super) fn execute(cli: &Cli, a: &ShimArgs) -> Result<Outcome> {
     super::logging::init(None, "warn");
-    let binary = std::env::current_exe()?.canonicalize()?;
+    // The hooks run the thin hook next to privy when it is installed.
+    let binary = crate::oci::install::hook_binary(&std::env::current_exe()?.canonicalize()?);
     let cfg_arg = cli.config.as_deref().map(common::absolute).transpose()?;
     // The config is read only when no runtime is named: a runtime call
     // that names one does not depend on the file parsing.

@@ -34,6 +34,9 @@ pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Store> {
 /// Largest body of any request but an upload (a claim: a container id of
 /// at most 1024 bytes and a bundle path, JSON-escaped).
 pub const SMALL_BODY: u64 = 64 * 1024;
+/// Largest hook request: an OCI state (its annotations included) and the
+/// hook's own annotations. Only root is served.
+pub const HOOK_BODY: u64 = 1 << 20;
 /// Longest bundle path a claim may name (PATH_MAX).
 const MAX_BUNDLE_BYTES: usize = 4096;
 
@@ -44,6 +47,8 @@ pub struct Ctx {
     pub upload_limit: u64,
     /// How long a client has to send its request head.
     pub header_timeout: Duration,
+    /// The node agent, which serves thin hooks (`POST /v1/hook`).
+    pub agent: Arc<super::agent::Agent>,
 }
 
 /// One file of an upload, as sent (`data` is standard base64).
@@ -126,6 +131,7 @@ pub enum Route {
     Show(String),
     Remove(String),
     Claim(String),
+    Hook,
 }
 
 /// Decode `%XX` escapes in one path segment; `None` if malformed or not UTF-8.
@@ -171,6 +177,10 @@ pub fn route(method: &str, target: &str) -> Result<Route, ApiError> {
         },
         ["", "v1", "tickets", t, "claim"] if !t.is_empty() => match method {
             "POST" => Ok(Route::Claim(ticket(t)?)),
+            _ => Err(not_allowed()),
+        },
+        ["", "v1", "hook"] => match method {
+            "POST" => Ok(Route::Hook),
             _ => Err(not_allowed()),
         },
         _ => Err(ApiError(404, "no such endpoint".into())),
@@ -344,10 +354,11 @@ impl Drop for InFlight<'_> {
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     caller: &Caller,
+    peer_pid: Option<i32>,
     ctx: &Ctx,
     head_deadline: tokio::time::Instant,
 ) -> Reply {
-    match handle(conn, caller, ctx, head_deadline).await {
+    match handle(conn, caller, peer_pid, ctx, head_deadline).await {
         Ok(r) => r,
         Err(ApiError(status, msg)) => Reply::error(status, &msg),
     }
@@ -356,6 +367,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     caller: &Caller,
+    peer_pid: Option<i32>,
     ctx: &Ctx,
     head_deadline: tokio::time::Instant,
 ) -> Result<Reply, ApiError> {
@@ -373,6 +385,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     let route = route(&head.method, &head.target)?;
     let limit = match route {
         Route::Create => ctx.upload_limit,
+        Route::Hook => HOOK_BODY,
         _ => SMALL_BODY,
     };
     if route == Route::Create && head.framing == Framing::None {
@@ -439,6 +452,10 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             drop(inflight);
             let anchor = lifetime_anchor(caller, &c).await;
             claim(ctx, caller, &t, &c.container_id, anchor)
+        }
+        Route::Hook => {
+            drop(inflight);
+            ctx.agent.serve(caller, peer_pid, &body).await
         }
     }
 }

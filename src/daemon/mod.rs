@@ -1,4 +1,6 @@
-//! `privy daemon`: holds per-run uploads in memory, keyed by ticket (L1, L8).
+//! `privy daemon`: the node agent ([`agent`]: every source's plugin warm,
+//! serving thin hooks) and the holder of per-run uploads in memory, keyed
+//! by ticket (L1, L8).
 //!
 //! HTTP/1.1 with JSON bodies on a Unix socket, like the Docker API, so
 //! `curl --unix-socket /run/privy/privy.sock http://privy/v1/health` works.
@@ -12,10 +14,13 @@
 //! | `GET /v1/tickets/{ticket}`        | owner, root   | names, sizes, expiry, containers      |
 //! | `DELETE /v1/tickets/{ticket}`     | owner, root   | drop it now (zeroized); 204           |
 //! | `POST /v1/tickets/{ticket}/claim` | owner, root   | the files, for the hook; body [`ClaimBody`] |
+//! | `POST /v1/hook`                   | root          | a container's checked files, for `privy-hook`; body [`proto::HookBody`] |
 //!
 //! Errors are `{"error": "one line"}` with 400 (malformed), 403 (another
-//! uid's ticket), 404 (unknown), 410 (expired, removed or deleted), 413
-//! (over a limit), 408 (too slow) or 503 (too many connections). Nothing
+//! uid's ticket; a hook's pid that is not a container's), 404 (unknown),
+//! 410 (expired, removed or deleted), 413 (over a limit), 408 (too slow),
+//! 421 (a hook the agent does not serve: it runs in process), 422 (a
+//! hook's sources failed or were refused) or 503 (too many connections). Nothing
 //! here logs a request path, since it carries the ticket, or a body.
 //!
 //! One local user must not be able to starve the others or the hook
@@ -34,6 +39,7 @@
 pub use privy_core::daemon::{client, proto};
 
 pub mod admission;
+pub mod agent;
 pub mod api;
 pub mod http;
 pub mod listen;
@@ -67,6 +73,8 @@ pub enum DaemonError {
     SocketDir { path: PathBuf, msg: String },
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("agent: {0}")]
+    Agent(String),
 }
 
 /// Give freed memory back to the system (B2). With `mlockall`, every page
@@ -134,6 +142,7 @@ fn fit_connections(d: &crate::config::DaemonConfig) -> ConnLimits {
 async fn connection(
     stream: tokio::net::UnixStream,
     who: Caller,
+    peer_pid: Option<i32>,
     slot: Slot,
     ctx: Arc<Ctx>,
     request_timeout: Duration,
@@ -143,7 +152,7 @@ async fn connection(
     let head_deadline = accepted + ctx.header_timeout;
     let reply = match tokio::time::timeout_at(
         accepted + request_timeout,
-        api::serve(&mut conn, &who, &ctx, head_deadline),
+        api::serve(&mut conn, &who, peer_pid, &ctx, head_deadline),
     )
     .await
     {
@@ -195,11 +204,31 @@ fn refuse(stream: tokio::net::UnixStream, msg: &str) {
     let _ = stream.try_write(&bytes);
 }
 
-/// Run the daemon until SIGTERM or SIGINT.
-pub fn serve(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
+/// Run the daemon until SIGTERM or SIGINT: the uploads' holder and the
+/// node agent ([`agent`]) for the config at `config` (its path, and
+/// whether it was named). SIGHUP reloads the config and every plugin.
+pub fn serve(cfg: &Config, config: (PathBuf, bool), listen: Listen) -> Result<(), DaemonError> {
     crate::sys::process::harden();
     tune_allocator();
     crate::sys::process::lock_memory();
+    // The plugins are made ready before the socket is bound: a hook that
+    // comes meanwhile finds no agent and runs in process at once, instead
+    // of waiting in the listen queue for the compiler.
+    let socket = match &listen {
+        Listen::Path(p) => p.clone(),
+        Listen::Inherited(_) => cfg.daemon.socket_path(),
+    };
+    let agent = Arc::new(
+        agent::Agent::new(
+            cfg.clone(),
+            agent::Source {
+                path: config.0,
+                explicit: config.1,
+                socket: Some(socket),
+            },
+        )
+        .map_err(|e| DaemonError::Agent(e.to_string()))?,
+    );
     let (std_listener, owned_path) = match listen {
         Listen::Path(p) => (listen::bind(cfg, &p)?, Some(p)),
         Listen::Inherited(l) => (l, None),
@@ -232,6 +261,7 @@ pub fn serve(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
         store: store.clone(),
         upload_limit,
         header_timeout: Duration::from_secs(d.header_timeout_secs),
+        agent: agent.clone(),
     });
     let request_timeout = Duration::from_secs(d.request_timeout_secs);
     let sweep_every = Duration::from_secs(d.sweep_secs);
@@ -240,7 +270,9 @@ pub fn serve(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
         // Locked memory (mlockall) makes every stack resident: keep them
         // small, and few blocking threads (only bundle checks use them).
         .thread_stack_size(512 * 1024)
-        .max_blocking_threads(4)
+        // Bundle checks, and hook requests (each gathers on its own
+        // blocking thread: agent::Agent::serve says why).
+        .max_blocking_threads(4 + agent::SLOTS as usize)
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
@@ -248,6 +280,7 @@ pub fn serve(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
         let listener =
             tokio::net::UnixListener::from_std(std_listener).map_err(DaemonError::Runtime)?;
         let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep_every));
+        let watcher = tokio::spawn(watch_config(agent.clone()));
         tracing::info!(socket = %shown, "privy daemon listening");
         let stop = shutdown_signal();
         tokio::pin!(stop);
@@ -271,13 +304,21 @@ pub fn serve(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
                     continue;
                 }
             };
+            let peer_pid = stream.peer_cred().ok().and_then(|c| c.pid());
             let Some(who) = listen::caller(&stream) else {
                 refuse(stream, "cannot tell who is asking (no SO_PEERCRED)");
                 continue;
             };
             match admission.admit(who.uid) {
                 Ok(slot) => {
-                    tokio::spawn(connection(stream, who, slot, ctx.clone(), request_timeout));
+                    tokio::spawn(connection(
+                        stream,
+                        who,
+                        peer_pid,
+                        slot,
+                        ctx.clone(),
+                        request_timeout,
+                    ));
                 }
                 Err(why) => {
                     let why = why.to_string();
@@ -292,6 +333,7 @@ pub fn serve(cfg: &Config, listen: Listen) -> Result<(), DaemonError> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         sweeper.abort();
+        watcher.abort();
         Ok(())
     });
     rt.shutdown_timeout(Duration::from_millis(100));
@@ -351,6 +393,25 @@ fn gone_bundles(bundles: Vec<(PathBuf, Caller)>) -> std::collections::HashSet<(P
         }
     }
     gone
+}
+
+/// Reload the agent on SIGHUP, and when the config or a plugin file
+/// changed (checked every second; requests check again before they run).
+async fn watch_config(agent: Arc<agent::Agent>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).expect("signal handler");
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let force = tokio::select! {
+            _ = hup.recv() => true,
+            _ = tick.tick() => false,
+        };
+        if force {
+            tracing::info!("SIGHUP: reloading the config and every plugin");
+        }
+        let a = agent.clone();
+        let _ = tokio::task::spawn_blocking(move || a.refresh(force)).await;
+    }
 }
 
 async fn shutdown_signal() {

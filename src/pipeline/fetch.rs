@@ -3,7 +3,8 @@
 //! whole fetch (L6); an optional one's is logged and skipped.
 
 use crate::pipeline::plan::PlannedSource;
-use crate::plugin::{Call, PluginError, PluginHost, PluginRequest};
+use crate::plugin::{Call, Plugin, PluginError, PluginHost, PluginRequest};
+use std::sync::Arc;
 
 pub use crate::pipeline::check::Fetched;
 
@@ -15,9 +16,27 @@ pub struct FetchError {
     pub error: PluginError,
 }
 
+/// Where a planned source's compiled plugin comes from.
+pub trait Plugins: Sync {
+    /// The plugin `src` runs, ready to instantiate.
+    fn plugin(&self, host: &PluginHost, src: &PlannedSource) -> Result<Arc<Plugin>, PluginError>;
+}
+
+/// Loaded for this call: read, digest-checked, taken from the compiled
+/// cache and type-checked now (a process that runs one request).
+#[derive(Debug, Default)]
+pub struct Cold;
+
+impl Plugins for Cold {
+    fn plugin(&self, host: &PluginHost, src: &PlannedSource) -> Result<Arc<Plugin>, PluginError> {
+        host.load(&src.plugin).map(Arc::new)
+    }
+}
+
 /// Run one planned source.
 pub async fn fetch_one(
     host: &PluginHost,
+    plugins: &dyn Plugins,
     src: &PlannedSource,
     req: &PluginRequest,
 ) -> Result<Fetched, FetchError> {
@@ -25,7 +44,7 @@ pub async fn fetch_one(
         name: src.name.clone(),
         error,
     };
-    let plugin = host.load(&src.plugin).map_err(wrap)?;
+    let plugin = plugins.plugin(host, src).map_err(wrap)?;
     let call = Call {
         source: &src.name,
         grant: &src.grant,
@@ -45,11 +64,13 @@ pub async fn fetch_one(
 /// Run every planned source concurrently; results come back in plan order.
 pub async fn fetch_all(
     host: &PluginHost,
+    plugins: &dyn Plugins,
     planned: &[PlannedSource],
     req: &PluginRequest,
 ) -> Result<Vec<Fetched>, FetchError> {
     let results =
-        futures_util::future::join_all(planned.iter().map(|s| fetch_one(host, s, req))).await;
+        futures_util::future::join_all(planned.iter().map(|s| fetch_one(host, plugins, s, req)))
+            .await;
     let mut out = Vec::with_capacity(results.len());
     for (src, r) in planned.iter().zip(results) {
         match r {

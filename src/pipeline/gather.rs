@@ -4,7 +4,7 @@
 //! it; a long-lived process with a warm plugin host calls [`gather_with`].
 
 use super::check::{self, CheckError, Checked};
-use super::fetch::{self, FetchError};
+use super::fetch::{self, FetchError, Plugins};
 use super::plan::{self, PlannedSource};
 use super::request::Request;
 use crate::config::Config;
@@ -63,36 +63,39 @@ pub fn gather_planned(
         .enable_time()
         .build()
         .map_err(GatherError::Runtime)?;
-    let mut got = rt.block_on(fetch_and_check(&host, cfg, planned, req))?;
+    let mut got = rt.block_on(fetch_and_check(&host, &fetch::Cold, cfg, planned, req))?;
     got.fetch_time = started.elapsed();
     Ok(got)
 }
 
-/// Plan `req` and gather on the caller's runtime with its long-lived
-/// (pooled, warm) plugin host.
+/// Gather what `planned` gives `req` on the caller's runtime, with its
+/// long-lived (pooled, warm) plugin host and the plugins it holds ready
+/// (the node agent).
 pub async fn gather_with(
     host: &PluginHost,
+    plugins: &dyn Plugins,
     cfg: &Config,
+    planned: Vec<PlannedSource>,
     req: &Request,
 ) -> Result<Gathered, GatherError> {
     let started = Instant::now();
-    let planned = plan::plan(cfg, req);
     if planned.is_empty() {
         return Ok(Gathered::default());
     }
-    let mut got = fetch_and_check(host, cfg, planned, req).await?;
+    let mut got = fetch_and_check(host, plugins, cfg, planned, req).await?;
     got.fetch_time = started.elapsed();
     Ok(got)
 }
 
 async fn fetch_and_check(
     host: &PluginHost,
+    plugins: &dyn Plugins,
     cfg: &Config,
     planned: Vec<PlannedSource>,
     req: &Request,
 ) -> Result<Gathered, GatherError> {
     let preq = PluginRequest::from(req);
-    let fetched = fetch::fetch_all(host, &planned, &preq).await?;
+    let fetched = fetch::fetch_all(host, plugins, &planned, &preq).await?;
     let checked = check::check_named(fetched, &cfg.limits, &req.names)?;
     Ok(Gathered {
         planned,

@@ -39,6 +39,9 @@ pub fn pooled_wasm_config(slots: u32, memory: u64) -> Config {
         .total_tables(slots * 8)
         .total_stacks(slots)
         .max_memories_per_component(2)
+        // A source's tables hold its indirect functions (hundreds); the
+        // default (20,000 elements) reserved 160 KB a table, 8 tables a slot.
+        .table_elements(10_000)
         .max_memory_size(memory as usize);
     let mut c = wasm_config();
     c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));

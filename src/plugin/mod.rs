@@ -65,6 +65,12 @@ pub enum PluginError {
     Trap(String),
     #[error("grant: {0}")]
     Grant(String),
+    /// A plugin the node agent could not make ready when it loaded its
+    /// config: the line it failed with then (a stale digest pin, a
+    /// missing file), given to every request for that source until the
+    /// file or the config changes.
+    #[error("{0}")]
+    Unready(String),
 }
 
 pub use crate::pipeline::check::RawFile;

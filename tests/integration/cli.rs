@@ -110,7 +110,8 @@ fn hooks_dir_install_and_uninstall() {
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(hooks.join("privy-create-runtime.json")).unwrap())
             .unwrap();
-    assert_eq!(v["hook"]["path"], util::privy_canonical());
+    // The thin hook next to privy, which is what the runtimes should run.
+    assert_eq!(v["hook"]["path"], util::privy_hook_canonical());
     assert_eq!(v["stages"][0], "createRuntime");
     let out = w.privy(&[
         "install",

@@ -39,6 +39,10 @@
 //!   dev servers from `bao.rs`, plain and TLS), in-process, under runc,
 //!   podman and a podman build RUN step.
 //!
+//! - `agent`: the node agent and the thin hook (`privy-hook`) on runc,
+//!   crun and podman: served warm, without an agent, an agent stopped,
+//!   killed, restarted or dying mid-answer, reload, who is served.
+//!
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 //!
 //! The leak rules L1-L8 (docs/design.md) are named by the tests that prove
@@ -64,6 +68,7 @@ macro_rules! on_both_runtimes {
     };
 }
 
+mod agent;
 mod bao;
 mod build;
 mod cli;

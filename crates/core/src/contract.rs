@@ -51,6 +51,8 @@ pub const DEFAULT_TARGET: &str = "/run/private";
 /// create-runtime`), and at `poststop`.
 pub const HOOK_CREATE_RUNTIME: &str = "create-runtime";
 pub const HOOK_POSTSTOP: &str = "poststop";
+/// The thin hook's file name, installed next to `privy`.
+pub const THIN_HOOK_BINARY: &str = "privy-hook";
 /// The hooks.d entries privy writes (podman, buildah, CRI-O).
 pub const HOOKS_D_FILES: [&str; 2] = ["privy-create-runtime.json", "privy-poststop.json"];
 /// The systemd units privy writes for its daemon.

@@ -119,6 +119,106 @@ pub fn event<F: Serialize>(enabled: bool, level: Level, target: &str, message: &
     }
 }
 
+/// A `tracing` subscriber for a process that must start fast (the thin
+/// hook): every enabled event becomes one line through this process's
+/// [`Sink`], in the same shape the CLI's `tracing-subscriber` writes, so
+/// one log file reads the same whichever binary wrote it. It filters by
+/// level only: `PRIVY_LOG` is read as a bare level (`debug`), and any
+/// other directive (`privy=debug`) means the default, `info`. Spans are
+/// not recorded (the hook opens none). `tracing-subscriber` itself, with
+/// its env filter, would double the hook's start-up work (relocations and
+/// page faults: docs/design.md, "the thin hook").
+#[derive(Debug)]
+pub struct LineSubscriber {
+    max: tracing::Level,
+}
+
+impl LineSubscriber {
+    /// Filtering at `PRIVY_LOG`'s level, `default` when it names none.
+    pub fn from_env(default: tracing::Level) -> Self {
+        let max = std::env::var(crate::contract::ENV_LOG)
+            .ok()
+            .and_then(|v| v.trim().parse::<tracing::Level>().ok())
+            .unwrap_or(default);
+        LineSubscriber { max }
+    }
+
+    /// Make this the process's subscriber (the first one set stays).
+    pub fn install(self) {
+        let _ = tracing::subscriber::set_global_default(self);
+    }
+}
+
+#[derive(Default)]
+struct Collect {
+    message: String,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl tracing::field::Visit for Collect {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let v = format!("{value:?}");
+        if field.name() == "message" {
+            self.message = v;
+        } else {
+            self.fields.insert(field.name().into(), v.into());
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.into();
+        } else {
+            self.fields.insert(field.name().into(), value.into());
+        }
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+}
+
+impl tracing::Subscriber for LineSubscriber {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.level() <= &self.max
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::from_level(self.max))
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let Some(sink) = sink() else { return };
+        let mut c = Collect::default();
+        event.record(&mut c);
+        let m = event.metadata();
+        let level = match *m.level() {
+            tracing::Level::ERROR => Level::Error,
+            tracing::Level::WARN => Level::Warn,
+            tracing::Level::INFO => Level::Info,
+            tracing::Level::DEBUG => Level::Debug,
+            tracing::Level::TRACE => Level::Trace,
+        };
+        sink.event(level, m.target(), &c.message, &c.fields);
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 /// A log level, as the lines spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {

@@ -28,6 +28,17 @@ pub fn privy_canonical() -> String {
     std::fs::canonicalize(PRIVY).unwrap().display().to_string()
 }
 
+/// The thin hook, `privy-hook`, built next to privy.
+pub const PRIVY_HOOK: &str = env!("CARGO_BIN_EXE_privy-hook");
+
+/// The thin hook's canonical path, as `install` records it.
+pub fn privy_hook_canonical() -> String {
+    std::fs::canonicalize(PRIVY_HOOK)
+        .unwrap()
+        .display()
+        .to_string()
+}
+
 pub fn sha256_file(p: &Path) -> String {
     sha256_hex(&std::fs::read(p).unwrap())
 }

@@ -93,6 +93,12 @@ pub struct DaemonConfig {
     /// Seconds `privy run`, `privy upload` and `privy ticket` wait for the
     /// daemon to answer (the hook waits half of `limits.plugin_timeout_ms`).
     pub client_timeout_secs: u64,
+    /// Milliseconds the thin hook (`privy-hook`) waits for the node agent's
+    /// answer. Past it the hook says so, naming the socket; configured
+    /// sources then run in the hook's own process, and a container with an
+    /// upload fails closed (a ticket lives only in the agent's memory). An
+    /// absent agent (no socket, connection refused) costs no wait at all.
+    pub hook_budget_ms: u64,
 }
 
 impl Default for DaemonConfig {
@@ -110,6 +116,7 @@ impl Default for DaemonConfig {
             header_timeout_secs: 5,
             request_timeout_secs: 30,
             client_timeout_secs: 30,
+            hook_budget_ms: 2000,
         }
     }
 }

@@ -430,6 +430,7 @@ impl Config {
             ("daemon.header_timeout_secs", d.header_timeout_secs),
             ("daemon.request_timeout_secs", d.request_timeout_secs),
             ("daemon.client_timeout_secs", d.client_timeout_secs),
+            ("daemon.hook_budget_ms", d.hook_budget_ms),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be greater than 0"));

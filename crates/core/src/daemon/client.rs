@@ -9,7 +9,7 @@
 //! N s`, never a bare `Resource temporarily unavailable`. Connecting does
 //! not block either: a full listen queue is retried until the deadline.
 
-use super::proto::{ClaimBody, Created, Scope, TicketInfo, B64};
+use super::proto::{ClaimBody, Created, HookBody, Scope, TicketInfo, B64};
 use crate::secret::{RelPath, Secret};
 use base64::Engine as _;
 use std::io::{Read, Write};
@@ -438,6 +438,96 @@ impl Client {
                 })
             })
             .collect()
+    }
+}
+
+impl Client {
+    /// `POST /v1/hook`: the checked files the agent gathered for the
+    /// container `state` names. Every path is checked again here (the hook
+    /// trusts no peer with what it mounts), modes are cleaned again.
+    pub fn hook(
+        &self,
+        state: &[u8],
+        hook_annotations: Option<&str>,
+        config: Option<&Path>,
+    ) -> Result<crate::pipeline::check::Checked, ClientError> {
+        use crate::pipeline::check::{clean_mode, Checked, CheckedFile, Dropped, Override};
+        let body = serde_json::to_vec(&HookBody {
+            state: String::from_utf8_lossy(state).into_owned(),
+            hook_annotations: hook_annotations.map(str::to_owned),
+            config: config.map(Path::to_path_buf),
+        })
+        .expect("serializes");
+        let r = self.check(self.send("POST", "/v1/hook", Some(&body))?)?;
+        #[derive(serde::Deserialize)]
+        struct F<'a> {
+            path: String,
+            mode: u32,
+            source: String,
+            #[serde(borrow)]
+            data: &'a str,
+        }
+        #[derive(serde::Deserialize)]
+        struct O {
+            path: String,
+            winner: String,
+            loser: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct D {
+            path: String,
+            source: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer<'a> {
+            #[serde(borrow)]
+            files: Vec<F<'a>>,
+            #[serde(default)]
+            overrides: Vec<O>,
+            #[serde(default)]
+            dropped: Vec<D>,
+        }
+        let parsed: Answer<'_> = serde_json::from_slice(&r.body).map_err(|e| {
+            self.proto(format!(
+                "hook answer: line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let mut files = Vec::with_capacity(parsed.files.len());
+        for f in parsed.files {
+            let path = crate::secret::RelPath::new(&f.path)
+                .map_err(|e| self.proto(format!("hook answer: {e}")))?;
+            let data = B64
+                .decode(f.data)
+                .map_err(|_| self.proto("file data is not base64"))?;
+            files.push(CheckedFile {
+                path,
+                data: Secret::new(data),
+                mode: clean_mode(Some(f.mode)),
+                source: f.source,
+            });
+        }
+        Ok(Checked {
+            files,
+            overrides: parsed
+                .overrides
+                .into_iter()
+                .map(|o| Override {
+                    path: o.path,
+                    winner: o.winner,
+                    loser: o.loser,
+                })
+                .collect(),
+            dropped: parsed
+                .dropped
+                .into_iter()
+                .map(|d| Dropped {
+                    path: d.path,
+                    source: d.source,
+                })
+                .collect(),
+        })
     }
 }
 

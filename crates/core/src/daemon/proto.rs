@@ -9,6 +9,7 @@
 //! | `GET /v1/tickets/{ticket}`        |               | [`TicketInfo`]          |
 //! | `DELETE /v1/tickets/{ticket}`     |               | 204                     |
 //! | `POST /v1/tickets/{ticket}/claim` | [`ClaimBody`] | the files               |
+//! | `POST /v1/hook`                   | [`HookBody`]  | the checked files, overrides and drops, or `{"error"}` |
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -64,3 +65,32 @@ pub struct FileInfo {
     pub size: u64,
     pub mode: u32,
 }
+
+/// `POST /v1/hook`: a thin hook asks the node agent for a container's
+/// checked files. The agent plans, fetches and checks with its warm
+/// plugins; the hook materializes and audits.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct HookBody {
+    /// The OCI state as the runtime gave it to the hook (JSON text).
+    pub state: String,
+    /// The hook's own `PRIVY_HOOK_ANNOTATIONS` (the hooks.d entry `privy
+    /// build` writes sets it), which the agent cannot see in its own
+    /// environment.
+    #[serde(default)]
+    pub hook_annotations: Option<String>,
+    /// The config file the hook planned with (absolute). An agent that
+    /// serves another one answers [`HOOK_NOT_SERVED`]: a hook never gets
+    /// files planned by a config it was not given.
+    #[serde(default)]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// The agent's status for "ask in process instead": it serves no request
+/// of this caller (today: any non-root caller, see `privy::daemon::agent`).
+/// The thin hook then runs the pipeline itself, with its own rights.
+pub const HOOK_NOT_SERVED: u16 = 421;
+
+/// The agent's status for a request whose sources failed or whose files
+/// were refused: its one line is the hook's error, and the container must
+/// not start (L6).
+pub const HOOK_FAILED: u16 = 422;

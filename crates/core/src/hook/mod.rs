@@ -11,6 +11,7 @@
 
 pub mod report;
 pub mod state;
+pub mod thin;
 
 pub use report::report_error;
 

@@ -57,11 +57,34 @@ fn hook_args(stage: &str, config: Option<&Path>) -> Vec<String> {
     a
 }
 
+/// The binary the hooks run for a `privy` at `binary`: the thin hook,
+/// `privy-hook`, installed next to it (it starts in a fraction of a
+/// millisecond and falls back to `privy hook` itself when no agent
+/// answers), or `binary` when there is none (a hook binary given by hand,
+/// such as `/bin/true` for a benchmark's floor, or a build without it).
+pub fn hook_binary(binary: &Path) -> PathBuf {
+    let thin = binary.with_file_name(crate::contract::THIN_HOOK_BINARY);
+    if binary.file_name().is_some_and(|n| n == "privy") && check_binary(&thin).is_ok() {
+        thin
+    } else {
+        binary.to_owned()
+    }
+}
+
+/// A hook privy installed: one that runs `binary`, or a binary named
+/// `privy` or `privy-hook` with the `hook` argument (so installing the thin
+/// hook over the fat one, or again, leaves one copy).
 fn is_privy_hook(h: &Value, binary: &Path) -> bool {
-    h.get("path").and_then(Value::as_str) == Some(&binary.display().to_string())
-        && h.get("args")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|x| x == "hook"))
+    let path = h.get("path").and_then(Value::as_str).map(Path::new);
+    let ours = path.is_some_and(|p| {
+        p == binary
+            || p.file_name()
+                .is_some_and(|n| n == "privy" || n == crate::contract::THIN_HOOK_BINARY)
+    });
+    ours && h
+        .get("args")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|x| x == "hook"))
 }
 
 /// Add (or with `uninstall`, remove) privy's createRuntime and poststop
@@ -198,7 +221,9 @@ pub fn systemd_units(
     binary: &Path,
     config: Option<&Path>,
     socket: &Path,
+    cache: &Path,
 ) -> [(&'static str, String); 2] {
+    let cache = cache.display();
     let mut exec = binary.display().to_string();
     if let Some(c) = config {
         exec.push_str(&format!(" --config {}", c.display()));
@@ -206,12 +231,13 @@ pub fn systemd_units(
     let socket_unit = format!(
         r#"# Written by `privy install --systemd`.
 [Unit]
-Description=privy daemon socket (per-run private file uploads)
+Description=privy daemon socket (the node agent for privy-hook, and per-run private file uploads)
 Documentation=man:privy(1) https://github.com/privy/privy
 
 [Socket]
 ListenStream={socket}
-# Every uid may upload; the daemon scopes each ticket to the uploader's uid.
+# Every uid may upload; the daemon scopes each ticket to the uploader's uid,
+# and serves hooks (POST /v1/hook) to root only (SO_PEERCRED).
 SocketMode=0666
 DirectoryMode=0755
 RemoveOnStop=yes
@@ -224,32 +250,46 @@ WantedBy=sockets.target
     let service_unit = format!(
         r#"# Written by `privy install --systemd`.
 [Unit]
-Description=privy daemon: per-run private file uploads, held in memory only
+Description=privy daemon: the node agent (warm source plugins for privy-hook) and per-run uploads, held in memory only
 Requires=privy.socket
 After=privy.socket
 
 [Service]
 Type=simple
 ExecStart={exec} daemon
+# SIGHUP reloads the config and every plugin (a changed file is also
+# picked up by itself, within a second).
+ExecReload=/bin/kill -HUP $MAINPID
 # Uploads live in this process's memory and nowhere else (leak rule L1):
-# locked against swap, no core dumps, no writable disk.
+# locked against swap, no core dumps, no writable disk but the plugin cache.
 LimitMEMLOCK=infinity
 LimitCORE=0
 MemorySwapMax=0
 ProtectSystem=strict
+# Compiled plugin code is cached here (root-only; privy checks owner and mode).
+ReadWritePaths=-{cache}
 # Read-only, not hidden: a rootless container's bundle lives under /home,
 # and the daemon checks that it still exists.
 ProtectHome=read-only
 PrivateTmp=yes
 PrivateDevices=yes
-PrivateNetwork=yes
-RestrictAddressFamilies=AF_UNIX
+# The agent runs the configured sources, and a source may be granted
+# network hosts (the vault plugin): no PrivateNetwork=, and IP families
+# besides Unix sockets. What a plugin may reach is its grant's business
+# (grant.hosts, checked by the host before any connection).
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 NoNewPrivileges=yes
-# The daemon runs no WebAssembly, so nothing needs writable code pages.
-MemoryDenyWriteExecute=yes
+# No MemoryDenyWriteExecute=: the agent runs WebAssembly, and wasmtime maps
+# the code it compiled (or loads from the cache) executable. What replaces
+# it: code pages come only from privy's own compiler or from its cache
+# directory, used only when root-owned and writable by nobody else; plugin
+# code is sandboxed Wasm (no native code, no syscalls of its own); and the
+# system-call filter below still forbids everything @system-service lacks.
 # CAP_SETUID and CAP_SETGID only let a short-lived thread take a claimant's
 # filesystem ids (setfsuid, setfsgid, setgroups), so the bundle a non-root
 # user named is checked with that user's rights, never the daemon's.
+# CAP_DAC_READ_SEARCH: sources read root-only directories (host-dir) and
+# container bundles.
 CapabilityBoundingSet=CAP_IPC_LOCK CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID
 LockPersonality=yes
 RestrictNamespaces=yes
@@ -265,7 +305,9 @@ SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
 UMask=0077
-# A restart loses every upload, by design: containers that need one fail closed.
+# A restart loses every upload, by design: containers that need one fail
+# closed. Containers without one are served in the hook's own process
+# while the agent is away.
 Restart=on-failure
 
 [Install]
@@ -284,9 +326,10 @@ pub fn systemd(
     binary: &Path,
     config: Option<&Path>,
     socket: &Path,
+    cache: &Path,
     uninstall: bool,
 ) -> Result<Vec<PathBuf>, InstallError> {
-    let units = systemd_units(binary, config, socket);
+    let units = systemd_units(binary, config, socket, cache);
     let files: Vec<PathBuf> = units.iter().map(|(n, _)| dir.join(n)).collect();
     if uninstall {
         remove_all(&files)?;

@@ -174,11 +174,16 @@ impl Request {
     /// Annotations in the hook's [`ENV_HOOK_ANNOTATIONS`] (set by the
     /// hooks.d entry `privy build` writes) are added first; an unparsable
     /// value fails closed.
-    pub fn load(mut state: State) -> Result<Self, OciError> {
-        if let Some(v) = std::env::var_os(ENV_HOOK_ANNOTATIONS) {
-            state
-                .annotations
-                .extend(parse_hook_annotations(&v.to_string_lossy())?);
+    pub fn load(state: State) -> Result<Self, OciError> {
+        let env = std::env::var_os(ENV_HOOK_ANNOTATIONS).map(|v| v.to_string_lossy().into_owned());
+        Self::load_with(state, env.as_deref())
+    }
+
+    /// [`Request::load`] with the hook's `PRIVY_HOOK_ANNOTATIONS` given
+    /// (the node agent gets it from the hook, not from its own environment).
+    pub fn load_with(mut state: State, hook_annotations: Option<&str>) -> Result<Self, OciError> {
+        if let Some(v) = hook_annotations {
+            state.annotations.extend(parse_hook_annotations(v)?);
         }
         let spec = Spec::load(&state.bundle)?;
         Self::from_oci(state, spec)
