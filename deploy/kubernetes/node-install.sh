@@ -33,6 +33,12 @@ mkdir -p "$host/usr/local/bin" /etc/privy /var/cache/privy
 put /usr/local/bin/privy "$host/usr/local/bin/privy" 0755
 ln -sfn privy "$host/usr/local/bin/privy-shim"
 say "installed /usr/local/bin/privy and privy-shim"
+if [ -x /usr/local/bin/privy-hook ]; then
+  # The thin hook: the shim and the hooks.d entries run it on every start;
+  # it asks the node agent (privy daemon, below) and falls back to privy.
+  put /usr/local/bin/privy-hook "$host/usr/local/bin/privy-hook" 0755
+  say "installed /usr/local/bin/privy-hook"
+fi
 
 [ -f /config/privy.toml ] || die "no /config/privy.toml: mount the privy-config ConfigMap there"
 put /config/privy.toml /etc/privy/privy.toml 0644
@@ -91,8 +97,9 @@ containerd)
   ;;
 cri-o)
   mkdir -p "$host/etc/containers/oci/hooks.d" "$host/etc/crio/crio.conf.d"
-  # The entries name /usr/local/bin/privy, the host's copy installed above
-  # (the same file as this image's).
+  # The entries name /usr/local/bin/privy-hook (or privy, in an image built
+  # without it), the host's copies installed above (the same files as this
+  # image's).
   /usr/local/bin/privy --config /etc/privy/privy.toml install \
     --hooks-dir "$host/etc/containers/oci/hooks.d" --binary /usr/local/bin/privy >/dev/null
   put "$share/crio/10-privy.conf" "$host/etc/crio/crio.conf.d/10-privy.conf" 0644

@@ -159,6 +159,15 @@ fn node_image() -> Option<(&'static str, &'static Path)> {
             .status()
             .unwrap();
         assert!(st.success(), "strip failed");
+        // The thin hook, next to it, as cargo builds both.
+        let thin = Path::new(util::PRIVY).with_file_name("privy-hook");
+        let st = Command::new("strip")
+            .arg("-o")
+            .arg(dir.path().join("privy-hook"))
+            .arg(&thin)
+            .status()
+            .unwrap();
+        assert!(st.success(), "strip {} failed", thin.display());
         // One tag, replaced on every run, so runs do not pile up images.
         let tag = "localhost/privy-node-test:latest".to_string();
         let _ = Command::new("podman").args(["rmi", "-f", &tag]).output();
@@ -283,6 +292,11 @@ fn node_image_builds_offline_and_installs_privy_for_containerd_1_6() {
         Path::new("privy")
     );
     assert_eq!(
+        util::sha256_file(&node.p("bin/privy-hook")),
+        util::sha256_file(&bin.with_file_name("privy-hook")),
+        "the thin hook is installed next to privy"
+    );
+    assert_eq!(
         std::fs::read(node.p("etc-privy/privy.toml")).unwrap(),
         std::fs::read(deploy().join("privy.toml")).unwrap()
     );
@@ -353,7 +367,7 @@ fn installer_refuses_containerd_configs_it_would_break_and_installs_for_2_x_and_
     for f in privy::oci::install::HOOKS_D_FILES {
         let hook: serde_json::Value =
             serde_json::from_slice(&std::fs::read(node.p("hooks.d").join(f)).unwrap()).unwrap();
-        assert_eq!(hook["hook"]["path"], "/usr/local/bin/privy", "{f}");
+        assert_eq!(hook["hook"]["path"], "/usr/local/bin/privy-hook", "{f}");
     }
     assert!(node.p("crio.d/10-privy.conf").exists());
 }
