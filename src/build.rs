@@ -173,8 +173,13 @@ pub fn build(cfg: &Config, client: &Client, opts: BuildOptions) -> Result<i32, B
         contract::ENV_HOOK_ANNOTATIONS,
         serde_json::to_string(&annotations).expect("json")
     )];
-    install::write_hooks_d(&hooks, &opts.binary, opts.config_path.as_deref(), &env)
-        .map_err(|e| BuildError::Hooks(e.to_string()))?;
+    install::write_hooks_d(
+        &hooks,
+        &install::hook_binary(&opts.binary),
+        opts.config_path.as_deref(),
+        &env,
+    )
+    .map_err(|e| BuildError::Hooks(e.to_string()))?;
     let user_iid = cmd.flag_values("--iidfile", None).pop().map(PathBuf::from);
     let our_iid = tmp.path().join("iid");
     let argv = cmd.with_privy(&hooks, user_iid.is_none().then_some(our_iid.as_path()));
