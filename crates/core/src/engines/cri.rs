@@ -151,11 +151,12 @@ pub fn is_sandbox(a: &BTreeMap<String, String>) -> bool {
     }
 }
 
+/// The annotations each runtime writes, for tests here and in the plan.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pub(crate) fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -164,7 +165,12 @@ mod tests {
 
     /// What containerd 1.6 writes for a workload container (seen in the
     /// CRI tests' config.json) plus a pod annotation passed through.
-    fn containerd(ns: &str, pod: &str, ctr: &str, image: &str) -> BTreeMap<String, String> {
+    pub(crate) fn containerd(
+        ns: &str,
+        pod: &str,
+        ctr: &str,
+        image: &str,
+    ) -> BTreeMap<String, String> {
         ann(&[
             (CONTAINERD_TYPE, "container"),
             ("io.kubernetes.cri.sandbox-id", "0123abcd"),
@@ -178,7 +184,7 @@ mod tests {
     }
 
     /// What CRI-O writes for a workload container under the kubelet.
-    fn crio(ns: &str, pod: &str, ctr: &str, image: &str) -> BTreeMap<String, String> {
+    pub(crate) fn crio(ns: &str, pod: &str, ctr: &str, image: &str) -> BTreeMap<String, String> {
         ann(&[
             (CRIO_TYPE, "container"),
             ("io.kubernetes.cri-o.SandboxName", "k8s_POD_x_y_z_0"),
@@ -190,6 +196,12 @@ mod tests {
             ("team", "payments-blue"),
         ])
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
 
     #[test]
     fn sandboxes_of_both_runtimes_are_recognised_and_workloads_are_not() {

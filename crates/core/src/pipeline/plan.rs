@@ -193,43 +193,8 @@ mod tests {
         Config::parse(text, Path::new("t.toml")).unwrap()
     }
 
+    use crate::engines::cri::fixtures::*;
     use crate::engines::cri::*;
-
-    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    /// What containerd 1.6 writes for a workload container (seen in the
-    /// CRI tests' config.json) plus a pod annotation passed through.
-    fn containerd(ns: &str, pod: &str, ctr: &str, image: &str) -> BTreeMap<String, String> {
-        ann(&[
-            (CONTAINERD_TYPE, "container"),
-            ("io.kubernetes.cri.sandbox-id", "0123abcd"),
-            (CONTAINERD_NAMESPACE, ns),
-            ("io.kubernetes.cri.sandbox-uid", "uid-1"),
-            (CONTAINERD_POD, pod),
-            (CONTAINERD_CONTAINER, ctr),
-            (CONTAINERD_IMAGE, image),
-            ("io.privy.vault", "payments/db"),
-        ])
-    }
-
-    /// What CRI-O writes for a workload container under the kubelet.
-    fn crio(ns: &str, pod: &str, ctr: &str, image: &str) -> BTreeMap<String, String> {
-        ann(&[
-            (CRIO_TYPE, "container"),
-            ("io.kubernetes.cri-o.SandboxName", "k8s_POD_x_y_z_0"),
-            (CRIO_IMAGE, image),
-            (CRIO_REQUESTED_IMAGE, "api:1"),
-            (KUBELET_NAMESPACE, ns),
-            (KUBELET_POD, pod),
-            (KUBELET_CONTAINER, ctr),
-            ("team", "payments-blue"),
-        ])
-    }
 
     fn when(toml_text: &str) -> When {
         toml::from_str(toml_text).unwrap()
