@@ -115,7 +115,7 @@ fn upper_snapshot(mountinfo: &str, root: &Path) -> Option<std::path::PathBuf> {
     for line in mountinfo.lines() {
         let (left, right) = line.split_once(" - ")?;
         let mount_point = left.split(' ').nth(4)?;
-        if unescape(mount_point) != root {
+        if crate::sys::mountinfo::unescape(mount_point) != root {
             continue;
         }
         let mut r = right.split(' ');
@@ -126,7 +126,7 @@ fn upper_snapshot(mountinfo: &str, root: &Path) -> Option<std::path::PathBuf> {
         let upper = opts
             .split(',')
             .find_map(|o| o.strip_prefix("upperdir="))
-            .map(unescape);
+            .map(crate::sys::mountinfo::unescape);
         found = upper.and_then(|u| {
             let fs = Path::new(&u);
             let snap = fs.parent()?;
@@ -137,26 +137,6 @@ fn upper_snapshot(mountinfo: &str, root: &Path) -> Option<std::path::PathBuf> {
         });
     }
     found
-}
-
-/// mountinfo's octal escapes (`\040` for a space) undone.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

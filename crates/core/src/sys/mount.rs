@@ -95,9 +95,14 @@ impl FsContext {
 
 /// Set `attrs` on the mount `fd` refers to (`mount_setattr`, `AT_EMPTY_PATH`).
 pub fn mount_setattr(fd: RawFd, attrs: u64) -> io::Result<()> {
+    setattr(fd, attrs, 0)
+}
+
+/// `mount_setattr(2)` on the mount `fd` refers to: set `set`, clear `clr`.
+fn setattr(fd: RawFd, set: u64, clr: u64) -> io::Result<()> {
     let attr = MountAttr {
-        attr_set: attrs,
-        attr_clr: 0,
+        attr_set: set,
+        attr_clr: clr,
         propagation: 0,
         userns_fd: 0,
     };
@@ -156,24 +161,7 @@ pub fn open_tree_clone(fd: RawFd) -> io::Result<OwnedFd> {
 
 /// Clear `attrs` on the mount `fd` refers to (`mount_setattr`, `AT_EMPTY_PATH`).
 pub fn mount_clearattr(fd: RawFd, attrs: u64) -> io::Result<()> {
-    let attr = MountAttr {
-        attr_set: 0,
-        attr_clr: attrs,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let empty = c"";
-    // SAFETY: valid empty C string and a correctly sized mount_attr.
-    unit_result(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd,
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    })
+    setattr(fd, 0, attrs)
 }
 
 /// Change string options of the superblock under the mount `fd` (`fspick`,

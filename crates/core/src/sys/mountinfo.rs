@@ -54,12 +54,12 @@ impl Mount {
 }
 
 /// Undo mountinfo's octal escapes (`\040` for a space, `\012`, `\134`...).
-fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
             let oct = &b[i + 1..i + 4];
             if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
                 let v = (oct[0] - b'0') as u32 * 64
@@ -193,6 +193,14 @@ mod tests {
 46 27 254:0 /tmp/with\\040space /tmp/with\\040space rw,relatime shared:7 master:3 - ext4 /dev/vda rw
 90 72 0:42 / /c/run rw,relatime master:7 propagate_from:7 unbindable - tmpfs tmpfs rw
 ";
+
+    #[test]
+    fn octal_escapes_are_undone_and_incomplete_ones_kept() {
+        assert_eq!(super::unescape("/a\\040b"), "/a b");
+        assert_eq!(super::unescape("/a\\040"), "/a ");
+        assert_eq!(super::unescape("/a\\04"), "/a\\04");
+        assert_eq!(super::unescape("/a\\999"), "/a\\999");
+    }
 
     #[test]
     fn lines_parse_with_their_propagation_and_escapes() {
