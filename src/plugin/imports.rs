@@ -53,6 +53,8 @@ pub struct DaemonLink {
     pub socket: PathBuf,
     pub container_id: String,
     pub bundle: PathBuf,
+    /// The host uid the claim is for; `None`: this process's own.
+    pub claimant: Option<u32>,
 }
 
 impl HostState {
@@ -69,9 +71,20 @@ impl HostState {
         b.allow_blocking_current_thread(super::wasi_open::BLOCK_CURRENT_THREAD);
         for dir in &grant.dirs {
             // A granted directory that does not exist simply is not there for
-            // the plugin; host-dir treats that as "no files".
-            if !dir.is_dir() {
-                continue;
+            // the plugin; host-dir treats that as "no files". One that exists
+            // but this process may not reach (a rootless hook, a root-only
+            // directory) is an error, never "no files": the source fails
+            // with its line instead of giving the container nothing.
+            match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(PluginError::Grant(format!(
+                        "cannot open {}: {e}",
+                        dir.display()
+                    )))
+                }
             }
             let guest = dir.to_string_lossy();
             b.preopened_dir(dir, &guest, FsPerms::ReadOnly)

@@ -89,6 +89,10 @@ pub struct PluginRequest {
     /// The container's bundle (not shown to plugins: the daemon keeps a
     /// claimed ticket while it exists).
     pub bundle: Option<std::path::PathBuf>,
+    /// The host uid a ticket is claimed for (not shown to plugins): the
+    /// request's caller. The daemon gives a claim only that uid's tickets,
+    /// also when the node agent (root) claims for a user's container.
+    pub claimant: Option<u32>,
 }
 
 impl PluginRequest {
@@ -105,6 +109,7 @@ impl PluginRequest {
             gid: 0,
             additional_gids: Vec::new(),
             bundle: None,
+            claimant: None,
         }
     }
 }
@@ -121,6 +126,7 @@ impl From<&crate::pipeline::request::Request> for PluginRequest {
             gid: r.user.gid,
             additional_gids: r.user.additional_gids.clone(),
             bundle: Some(r.bundle.clone()),
+            claimant: r.caller.uid,
         }
     }
 }
@@ -294,6 +300,7 @@ impl PluginHost {
             socket: socket.to_owned(),
             container_id: call.request.container_id.clone(),
             bundle: call.request.bundle.clone().unwrap_or_default(),
+            claimant: call.request.claimant,
         });
         let state = HostState::new(call.source, call.grant, call.config, limits, link)?;
         let mut store = Store::new(&self.engine, state);

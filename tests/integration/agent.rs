@@ -343,7 +343,7 @@ fn a_changed_config_or_plugin_is_served_without_a_restart(rt: &str) {
 }
 
 #[test]
-fn the_agent_serves_root_only_and_a_container_pid_only() {
+fn the_agent_serves_a_container_pid_only_and_a_user_only_its_own_container() {
     if !util::e2e_ready("runc") {
         return;
     }
@@ -376,27 +376,48 @@ fn the_agent_serves_root_only_and_a_container_pid_only() {
         }
         other => panic!("{other:?}"),
     }
-    // A non-root caller is sent back to run the pipeline itself.
-    let body = serde_json::json!({ "state": state }).to_string();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .args([
-            "curl",
-            "-s",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(&st.socket)
-        .args(["-X", "POST", "--data-binary", &body, "http://privy/v1/hook"])
-        .stdin(Stdio::null())
-        .output()
+    // A user naming a process that is not its own container (root's, here
+    // this test's child in a mount namespace of its own) is refused before
+    // anything is read or planned.
+    let mut other = Command::new("unshare")
+        .args(["-m", "sleep", "30"])
+        .spawn()
         .unwrap();
-    let so = text(&out.stdout);
-    assert!(so.ends_with("\n421"), "{so} {}", text(&out.stderr));
-    assert!(so.contains("serves root's hooks only"), "{so}");
+    let theirs = serde_json::json!({
+        "ociVersion": "1.0.2", "id": "not-theirs", "status": "creating",
+        "pid": other.id(), "bundle": b.path(),
+    })
+    .to_string();
+    let as_nobody = |state: &str| {
+        let body = serde_json::json!({ "state": state }).to_string();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args([
+                "curl",
+                "-s",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--unix-socket",
+            ])
+            .arg(&st.socket)
+            .args(["-X", "POST", "--data-binary", &body, "http://privy/v1/hook"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    let so = as_nobody(&theirs);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(so.ends_with("\n403"), "{so}");
+    assert!(so.contains("is not the caller's container"), "{so}");
+    let so = as_nobody(&state.replace(&format!("\"pid\":{}", std::process::id()), "\"pid\":1"));
+    assert!(
+        so.ends_with("\n403") && so.contains("is not the caller's container"),
+        "{so}"
+    );
 }
 
 /// Which of `needles` occur in the file at `path`, read in 1 MiB pieces (a

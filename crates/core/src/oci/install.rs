@@ -289,8 +289,10 @@ NoNewPrivileges=yes
 # filesystem ids (setfsuid, setfsgid, setgroups), so the bundle a non-root
 # user named is checked with that user's rights, never the daemon's.
 # CAP_DAC_READ_SEARCH: sources read root-only directories (host-dir) and
-# container bundles.
-CapabilityBoundingSet=CAP_IPC_LOCK CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID
+# container bundles. CAP_SYS_PTRACE: reading another uid's /proc/PID/ns
+# (a rootless container's mount and user namespaces, which the agent
+# checks before it serves that user's hook) needs ptrace-read access.
+CapabilityBoundingSet=CAP_IPC_LOCK CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID CAP_SYS_PTRACE
 LockPersonality=yes
 RestrictNamespaces=yes
 RestrictRealtime=yes
