@@ -379,13 +379,18 @@ pub fn check_container(uid: u32, peer: Option<i32>, pid: i32) -> Result<(), Stri
 }
 
 /// The answer: `{"files":[{"path","mode","source","data"}],"overrides":[...],"dropped":[...]}`,
-/// file contents base64 in one buffer sized once (no stray copies) and
-/// zeroized after it is sent.
+/// and `"expires":UNIX_SECONDS` when a source said when its data expires
+/// (an optional member: an older hook ignores it, and an older agent's
+/// answer without it means none), file contents base64 in one buffer sized
+/// once (no stray copies) and zeroized after it is sent.
 fn encode(c: &Checked) -> Zeroizing<Vec<u8>> {
-    let meta = serde_json::json!({
+    let mut meta = serde_json::json!({
         "overrides": c.overrides.iter().map(|o| serde_json::json!({"path": o.path, "winner": o.winner, "loser": o.loser})).collect::<Vec<_>>(),
         "dropped": c.dropped.iter().map(|d| serde_json::json!({"path": d.path, "source": d.source})).collect::<Vec<_>>(),
     });
+    if let Some(at) = c.expires {
+        meta["expires"] = at.into();
+    }
     let meta = serde_json::to_vec(&meta).expect("serializes");
     let size: usize = c
         .files
