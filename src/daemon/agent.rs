@@ -429,3 +429,30 @@ fn encode(c: &Checked) -> Zeroizing<Vec<u8>> {
     debug_assert!(out.len() <= size, "answer buffer was sized too small");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_carries_the_expiry_only_when_a_source_gave_one() {
+        use crate::pipeline::check::CheckedFile;
+        use crate::secret::{RelPath, Secret};
+        let mut c = Checked {
+            files: vec![CheckedFile {
+                path: RelPath::new("a/b").unwrap(),
+                data: Secret::new(b"bytes".to_vec()),
+                mode: 0o400,
+                source: "s".into(),
+            }],
+            ..Checked::default()
+        };
+        let v: serde_json::Value = serde_json::from_slice(&encode(&c)).unwrap();
+        assert!(v.get("expires").is_none(), "{v}");
+        assert_eq!(v["files"][0]["path"], "a/b");
+        c.expires = Some(1_800_000_000);
+        let v: serde_json::Value = serde_json::from_slice(&encode(&c)).unwrap();
+        assert_eq!(v["expires"], 1_800_000_000u64);
+        assert_eq!(v["files"][0]["data"], "Ynl0ZXM=");
+    }
+}
