@@ -385,13 +385,18 @@ pub fn check_container(uid: u32, peer: Option<i32>, pid: i32) -> Result<(), Stri
 }
 
 /// The answer: `{"files":[{"path","mode","source","data"}],"overrides":[...],"dropped":[...]}`,
-/// file contents base64 in one buffer sized once (no stray copies) and
-/// zeroized after it is sent.
+/// and `"expires":UNIX_SECONDS` when a source said when its data expires
+/// (an optional member: an older hook ignores it, and an older agent's
+/// answer without it means none), file contents base64 in one buffer sized
+/// once (no stray copies) and zeroized after it is sent.
 fn encode(c: &Checked) -> Zeroizing<Vec<u8>> {
-    let meta = serde_json::json!({
+    let mut meta = serde_json::json!({
         "overrides": c.overrides.iter().map(|o| serde_json::json!({"path": o.path, "winner": o.winner, "loser": o.loser})).collect::<Vec<_>>(),
         "dropped": c.dropped.iter().map(|d| serde_json::json!({"path": d.path, "source": d.source})).collect::<Vec<_>>(),
     });
+    if let Some(at) = c.expires {
+        meta["expires"] = at.into();
+    }
     let meta = serde_json::to_vec(&meta).expect("serializes");
     let size: usize = c
         .files
@@ -429,4 +434,31 @@ fn encode(c: &Checked) -> Zeroizing<Vec<u8>> {
     out.extend_from_slice(&meta[1..]);
     debug_assert!(out.len() <= size, "answer buffer was sized too small");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_carries_the_expiry_only_when_a_source_gave_one() {
+        use crate::pipeline::check::CheckedFile;
+        use crate::secret::{RelPath, Secret};
+        let mut c = Checked {
+            files: vec![CheckedFile {
+                path: RelPath::new("a/b").unwrap(),
+                data: Secret::new(b"bytes".to_vec()),
+                mode: 0o400,
+                source: "s".into(),
+            }],
+            ..Checked::default()
+        };
+        let v: serde_json::Value = serde_json::from_slice(&encode(&c)).unwrap();
+        assert!(v.get("expires").is_none(), "{v}");
+        assert_eq!(v["files"][0]["path"], "a/b");
+        c.expires = Some(1_800_000_000);
+        let v: serde_json::Value = serde_json::from_slice(&encode(&c)).unwrap();
+        assert_eq!(v["expires"], 1_800_000_000u64);
+        assert_eq!(v["files"][0]["data"], "Ynl0ZXM=");
+    }
 }

@@ -5,7 +5,9 @@
 //! then hand the checked set to a refresh child
 //! ([`privy_core::pipeline::refresh`]), which applies only the difference
 //! inside the container, and emit one `refreshed` audit event (names,
-//! sizes, keyed fingerprints of what changed; never a value).
+//! sizes, keyed fingerprints of what changed; never a value). The
+//! record's expiry ([`Served::expires`]) becomes what the sources said
+//! this time.
 //!
 //! Any failure before the child renames a file (a source down, a check
 //! refusing, the container gone) leaves the container's files as they
@@ -64,6 +66,9 @@ pub struct RefreshedEvent<'a> {
     pub added: Vec<ChangedRecord>,
     pub removed: &'a [String],
     pub unchanged: usize,
+    /// When the new files expire, as the sources said (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
     pub fetch_us: u64,
     pub total_us: u64,
 }
@@ -142,10 +147,17 @@ pub fn refresh(cfg: &Config, id: &str, exe: &Path) -> Result<Changes, RotateErro
         added: changes.added.iter().map(record).collect(),
         removed: &changes.removed,
         unchanged: changes.unchanged,
+        expires: got.checked.expires,
         fetch_us: got.fetch_time.as_micros() as u64,
         total_us: started.elapsed().as_micros() as u64,
     };
     emit(&event);
+    // What a schedule reads next: when the files just written expire.
+    // The files are in place either way; a record that cannot be written
+    // is said in one line, and the next refresh writes it again.
+    if let Err(e) = hook::set_expires(cfg, id, got.checked.expires) {
+        tracing::warn!(container = %id, "refreshed, but its expiry was not recorded: {e}");
+    }
     Ok(changes)
 }
 

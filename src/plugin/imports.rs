@@ -1,7 +1,8 @@
 //! The per-call store state and the `privy:source/host` imports: logging
 //! (capped), the source's config values, and the grant-checked `file-mode`
 //! and `read-file`. The other imports: `privy:source/tickets` is
-//! [`super::tickets`], `privy:source/http` is [`super::net`].
+//! [`super::tickets`], `privy:source/http` is [`super::net`],
+//! `privy:source/expiry` is [`super::expiry`].
 
 use super::bindings::privy::source::host::{self as wit_host, Level};
 use super::bindings::privy::source::types as wit_types;
@@ -44,6 +45,10 @@ pub struct HostState {
     pub deadline: Instant,
     /// The epoch callback found the wall clock spent.
     pub timed_out: bool,
+    /// The earliest expiry the source gave (`privy:source/expiry`), clamped.
+    pub(super) expires: Option<u64>,
+    /// An expiry was ignored (too far ahead) and the log said so.
+    pub(super) expiry_ignored: bool,
 }
 
 /// How a source granted `daemon = true` reaches `privy daemon`, and for
@@ -116,6 +121,8 @@ impl HostState {
             daemon: daemon.filter(|_| grant.daemon),
             deadline: Instant::now() + Duration::from_millis(limits.plugin_timeout_ms),
             timed_out: false,
+            expires: None,
+            expiry_ignored: false,
         })
     }
 

@@ -11,6 +11,7 @@
 mod bindings;
 mod cache;
 mod embedded;
+mod expiry;
 mod imports;
 mod limits;
 pub mod net;
@@ -129,6 +130,16 @@ impl From<&crate::pipeline::request::Request> for PluginRequest {
             claimant: r.caller.uid,
         }
     }
+}
+
+/// What one call returned: the files, unchecked, and when the source said
+/// they expire.
+#[derive(Debug)]
+pub struct Output {
+    pub files: Vec<RawFile>,
+    /// Unix seconds, the earliest the source gave, already clamped
+    /// ([`crate::pipeline::check::clamp_expiry`]); `None`: it gave none.
+    pub expires: Option<u64>,
 }
 
 /// Everything one call needs besides the component.
@@ -289,11 +300,7 @@ impl PluginHost {
     }
 
     /// Run one `fetch` in a fresh store under `call.limits`.
-    pub async fn fetch(
-        &self,
-        plugin: &Plugin,
-        call: Call<'_>,
-    ) -> Result<Vec<RawFile>, PluginError> {
+    pub async fn fetch(&self, plugin: &Plugin, call: Call<'_>) -> Result<Output, PluginError> {
         limits::start_ticker(&self.engine, &self.ticker);
         let limits = call.limits;
         let link = call.daemon.map(|socket| imports::DaemonLink {
@@ -343,14 +350,17 @@ impl PluginHost {
             .map_err(|_| PluginError::Timeout(limits.plugin_timeout_ms))??;
         store.data().finish_logging();
         match out {
-            Ok(files) => Ok(files
-                .into_iter()
-                .map(|f| RawFile {
-                    path: f.path,
-                    data: Secret::new(f.data),
-                    mode: f.mode,
-                })
-                .collect()),
+            Ok(files) => Ok(Output {
+                files: files
+                    .into_iter()
+                    .map(|f| RawFile {
+                        path: f.path,
+                        data: Secret::new(f.data),
+                        mode: f.mode,
+                    })
+                    .collect(),
+                expires: store.data().expires,
+            }),
             Err(e) => {
                 let (kind, msg) = match e {
                     wit::SourceError::NotFound(m) => ("not found", m),

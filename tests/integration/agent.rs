@@ -231,6 +231,36 @@ fn half_answering_agent(socket: &Path) {
     );
 }
 
+/// The expiry in the agent's answer, in both directions of a version skew:
+/// a newer agent's `expires` member reaches the hook; an older agent's
+/// answer without one means no expiry (and an older hook, whose parser
+/// ignores members it does not know, reads a newer answer as before).
+#[test]
+fn the_hook_reads_the_expiry_in_an_agents_answer_and_none_from_an_older_agent() {
+    let d = tempfile::tempdir().unwrap();
+    let body = |expires: &str| {
+        let b = format!(
+            "{{\"files\":[{{\"path\":\"a.key\",\"source\":\"s\",\"mode\":256,\"data\":\"eA==\"}}],\"overrides\":[],\"dropped\":[]{expires}}}"
+        );
+        let http = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        );
+        &*Box::leak(http.into_bytes().into_boxed_slice())
+    };
+    for (name, member, want) in [
+        ("new.sock", ",\"expires\":1800000000", Some(1_800_000_000)),
+        ("old.sock", "", None),
+    ] {
+        let socket = d.path().join(name);
+        fake_agent(&socket, body(member));
+        let c = privy::daemon::client::Client::new(&socket, Duration::from_secs(10));
+        let got = c.hook(b"{}", None, None).unwrap();
+        assert_eq!(got.files.len(), 1, "{name}");
+        assert_eq!(got.expires, want, "{name}");
+    }
+}
+
 /// A fake agent that answers every request with `answer`, then hangs up.
 fn fake_agent(socket: &Path, answer: &'static [u8]) {
     let l = std::os::unix::net::UnixListener::bind(socket).unwrap();

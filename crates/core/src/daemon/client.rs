@@ -500,6 +500,9 @@ impl Client {
             overrides: Vec<O>,
             #[serde(default)]
             dropped: Vec<D>,
+            /// Absent from an older agent's answer: no expiry known.
+            #[serde(default)]
+            expires: Option<u64>,
         }
         let parsed: Answer<'_> = serde_json::from_slice(&r.body).map_err(|e| {
             self.proto(format!(
@@ -541,6 +544,7 @@ impl Client {
                     source: d.source,
                 })
                 .collect(),
+            expires: parsed.expires,
         })
     }
 }

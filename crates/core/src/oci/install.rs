@@ -212,6 +212,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
     let opts = crate::sys::WriteOpts {
         mode: None,
         sync: true,
+        replace_only: false,
     };
     crate::sys::write_atomic_at(&dir, name, bytes, like.as_ref(), opts).map_err(|e| ferr(path, e))
 }
