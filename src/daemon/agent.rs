@@ -344,6 +344,26 @@ impl Agent {
     }
 }
 
+/// Whether `pid` is a live process that `uid` may be served for: any for
+/// root; for anyone else a process running as `uid` or in a user
+/// namespace `uid` owns (a rootless engine's container, whose users map
+/// to the caller's subordinate ids).
+pub fn is_callers_container(uid: u32, pid: i32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if pid <= 0 {
+        return Err(format!("pid {pid} is not a process"));
+    }
+    let owner = std::fs::metadata(format!("/proc/{pid}"))
+        .map_err(|_| format!("pid {pid} is not a live process"))?
+        .uid();
+    if uid != 0 && owner != uid && crate::sys::userns::owner_of(pid) != Some(uid) {
+        return Err(format!(
+            "pid {pid} is not the caller's container (neither its process nor in a user namespace the caller owns)"
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `pid` may be served to a caller with `uid` whose own process is
 /// `peer`: a live process, not in the caller's own mount namespace (the
 /// container's init has its own by createRuntime), and, unless the caller
@@ -352,19 +372,8 @@ impl Agent {
 /// users map to the caller's subordinate ids). For anyone but root, a
 /// namespace that cannot be compared is a refusal.
 pub fn check_container(uid: u32, peer: Option<i32>, pid: i32) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    if pid <= 0 {
-        return Err(format!("pid {pid} is not a process"));
-    }
+    is_callers_container(uid, pid)?;
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let owner = std::fs::metadata(&proc_dir)
-        .map_err(|_| format!("pid {pid} is not a live process"))?
-        .uid();
-    if uid != 0 && owner != uid && crate::sys::userns::owner_of(pid) != Some(uid) {
-        return Err(format!(
-            "pid {pid} is not the caller's container (neither its process nor in a user namespace the caller owns)"
-        ));
-    }
     let ns = |p: &Path| std::fs::read_link(p.join("ns/mnt")).ok();
     let Some(peer) = peer else {
         return Err("cannot tell which process asks (no pid in SO_PEERCRED)".into());

@@ -50,6 +50,19 @@ pub fn map_out(id: u32, map: &str) -> Option<u32> {
     })
 }
 
+/// Whether `map` (the text of a process's `uid_map` or `gid_map`, as this
+/// process reads it) gives some id inside that namespace the id `outside`
+/// here: whether a file owned by `outside` belongs to someone in there.
+pub fn maps_outside(outside: u32, map: &str) -> bool {
+    map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        matches!(f[..], [_, out, count] if (outside as u64) >= out && (outside as u64) - out < count)
+    })
+}
+
 /// The host uid of this process's real uid: itself in the initial user
 /// namespace; otherwise what `/proc/self/uid_map` maps it to, confirmed by
 /// the kernel; `None` when it cannot be confirmed.
@@ -115,6 +128,19 @@ mod tests {
         assert_eq!(map_out(0, "0 0 4294967295\n"), Some(0));
         assert_eq!(map_out(5, "garbage\n"), None);
         assert_eq!(map_out(5, ""), None);
+    }
+
+    #[test]
+    fn an_outside_id_is_mapped_only_by_the_lines_that_cover_it() {
+        let rootless = "         0       1001          1\n         1     100000      65536\n";
+        assert!(maps_outside(1001, rootless));
+        assert!(maps_outside(100000, rootless));
+        assert!(maps_outside(165535, rootless));
+        assert!(!maps_outside(0, rootless));
+        assert!(!maps_outside(165536, rootless));
+        assert!(!maps_outside(1000, rootless));
+        assert!(maps_outside(0, "0 0 4294967295\n"));
+        assert!(!maps_outside(5, "garbage\n"));
     }
 
     #[test]
