@@ -4,6 +4,11 @@
 //! tmpfs there (`inject_into`), then the refresh child (the real `privy
 //! refresh-apply`, fed over a pipe) applies new sets. What the container
 //! sees is read through `/proc/PID/root`, which walks its namespace.
+//!
+//! [`scheduled`]: the node agent's scheduler with real runc and podman
+//! containers started through privy's hook, OpenBao and host-dir sources.
+
+mod scheduled;
 
 use crate::util;
 use privy::check::CheckedFile;
@@ -116,6 +121,58 @@ fn ready() -> bool {
         return false;
     }
     true
+}
+
+/// A runc container started detached (`runc run -d`) with privy's hooks
+/// installed in its bundle; deleted when dropped.
+pub struct Runc {
+    pub bundle: util::Bundle,
+    pub pid: i32,
+}
+
+impl Runc {
+    pub fn start(w: &util::World, bundle: util::Bundle) -> Runc {
+        bundle.install(w);
+        let ok = Command::new("runc")
+            .args(["run", "-d", "-b"])
+            .arg(bundle.path())
+            .arg(&bundle.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // The container inherits runc's stdio: a pipe would never close.
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let mut c = Runc { bundle, pid: 0 };
+        assert!(ok.success(), "runc run -d failed");
+        let st: serde_json::Value = serde_json::from_slice(
+            &Command::new("runc")
+                .args(["state", &c.bundle.id])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        c.pid = st["pid"].as_i64().unwrap() as i32;
+        c
+    }
+
+    pub fn id(&self) -> &str {
+        &self.bundle.id
+    }
+
+    /// `rel` below `/run/private`, as the container sees it.
+    pub fn seen(&self, rel: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root/run/private/{rel}", self.pid))
+    }
+}
+
+impl Drop for Runc {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .args(["delete", "-f", &self.bundle.id])
+            .output();
+    }
 }
 
 fn host_mounts() -> usize {
@@ -380,36 +437,9 @@ fn privy_refresh_updates_a_running_runc_container_and_never_enters_a_stopped_one
     );
     w.put("api.key", &v1, 0o400);
     w.put("gone/old", &extra, 0o400);
-    let b = util::Bundle::new("while true; do sleep 1; done");
-    b.install(&w);
-    let out = Command::new("runc")
-        .args(["run", "-d", "-b"])
-        .arg(b.path())
-        .arg(&b.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        // The container inherits runc's stdio: a pipe would never close.
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    struct Gone<'a>(&'a str);
-    impl Drop for Gone<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("runc").args(["delete", "-f", self.0]).output();
-        }
-    }
-    let _gone = Gone(&b.id);
-    assert!(out.success(), "runc run -d failed");
-    let st: serde_json::Value = serde_json::from_slice(
-        &Command::new("runc")
-            .args(["state", &b.id])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let pid = st["pid"].as_i64().unwrap();
-    let seen = |rel: &str| PathBuf::from(format!("/proc/{pid}/root/run/private/{rel}"));
+    let c = Runc::start(&w, util::Bundle::new("while true; do sleep 1; done"));
+    let (b, pid) = (&c.bundle, c.pid);
+    let seen = |rel: &str| c.seen(rel);
     assert_eq!(std::fs::read(seen("api.key")).unwrap(), v1);
 
     // Version 2, one file added, one gone: `privy refresh ID`.
@@ -444,7 +474,7 @@ fn privy_refresh_updates_a_running_runc_container_and_never_enters_a_stopped_one
     );
 
     // No value in any output, log or privy's files.
-    util::assert_no_trace(&w, &b, &[&out], &[&v1, &v2, &extra]);
+    util::assert_no_trace(&w, b, &[&out], &[&v1, &v2, &extra]);
 
     // Stopped: never entered, one line.
     let _ = Command::new("runc").args(["kill", &b.id, "KILL"]).output();

@@ -95,6 +95,10 @@ pub struct Served {
     pub at: crate::pipeline::refresh::Target,
     /// The request carried a ticket (uploaded files).
     pub had_ticket: bool,
+    /// When the files expire (unix seconds), as the sources reported it;
+    /// the node agent refreshes before then. `None`: no expiry known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 impl Served {
@@ -155,6 +159,19 @@ pub struct Outcome {
 
 fn state_file(id: &str) -> String {
     format!("{id}.json")
+}
+
+/// The file a refresh of container `id` holds an exclusive `flock` on, so
+/// the node agent and `privy refresh` never refresh one container at the
+/// same time: next to its state file (`ID.lock`), removed by poststop.
+/// `None` when privy keeps no state for it.
+pub fn refresh_lock(cfg: &Config, id: &str) -> Option<PathBuf> {
+    state_path(cfg, id).map(|p| p.with_extension("lock"))
+}
+
+/// Where container `id`'s state file is, if privy keeps one here.
+pub fn state_path(cfg: &Config, id: &str) -> Option<PathBuf> {
+    state::find(cfg, &state_file(id))
 }
 
 /// The `createRuntime` hook: what `gatherer` gives the container named by
@@ -218,6 +235,7 @@ pub fn create_runtime(
                 owner,
             },
             had_ticket,
+            expires: None,
         }
     });
     // Kept for poststop (the directories to remove) and for `privy
@@ -336,6 +354,8 @@ pub fn poststop(cfg: &Config, stdin: &[u8]) -> Result<(), HookError> {
     };
     let mut os = RealOs::new().map_err(state_err)?;
     materialize::cleanup(&mut os, &st.root, &st.created).map_err(state_err)?;
+    // A refresh may have left its lock file (empty); gone with the state.
+    let _ = std::fs::remove_file(path.with_extension("lock"));
     std::fs::remove_file(&path).map_err(|error| HookError::State { path, error })?;
     tracing::debug!(container = %state.id, removed = ?st.created, "poststop cleaned up");
     Ok(())
