@@ -73,12 +73,9 @@ impl RotateError {
                 ..
             } => Some(&f.name),
             RotateError::Gather {
-                error: GatherError::Check(c),
+                error: GatherError::Check(CheckError::Path { name, .. }),
                 ..
-            } => match c {
-                CheckError::Path { name, .. } => Some(name),
-                _ => None,
-            },
+            } => Some(name),
             _ => None,
         }
     }
