@@ -242,6 +242,8 @@ fn worker(
     loop {
         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(id) = next else { return };
+        // When the sources are asked (what a backend sees; scripts/bench-refresh).
+        tracing::trace!(container = %id, "agent: refresh started");
         let warm = agent.current();
         let result =
             rotate::refresh_with(&warm.cfg, &id, exe, Wait::Skip, &mut |_, planned, req| {
