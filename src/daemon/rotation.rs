@@ -126,8 +126,6 @@ fn stamp(path: &Path) -> Option<Stamp> {
 #[derive(Debug)]
 struct Entry {
     stamp: Option<Stamp>,
-    /// The [`super::agent::Warm`] it was planned with (its address).
-    planned_with: usize,
     kind: Kind,
     /// Queued or running.
     busy: bool,
@@ -282,6 +280,8 @@ struct Scheduler {
     keyed: std::collections::hash_map::RandomState,
     origin: Instant,
     entries: BTreeMap<String, Entry>,
+    /// The config and plugins the entries were planned with.
+    planned_with: std::sync::Weak<super::agent::Warm>,
 }
 
 fn unix_now() -> u64 {
@@ -298,6 +298,7 @@ impl Scheduler {
             keyed: Default::default(),
             origin: Instant::now(),
             entries: BTreeMap::new(),
+            planned_with: std::sync::Weak::new(),
         }
     }
 
@@ -389,7 +390,11 @@ impl Scheduler {
     /// every phase again.
     fn scan(&mut self) {
         let warm = self.agent.current();
-        let generation = Arc::as_ptr(&warm) as usize;
+        // A reload swaps the agent's Warm: plan everything again. (A weak
+        // reference keeps the old allocation, so its address is never
+        // reused for a newer one.)
+        let reloaded = !std::sync::Weak::ptr_eq(&self.planned_with, &Arc::downgrade(&warm));
+        self.planned_with = Arc::downgrade(&warm);
         let cfg = &warm.cfg;
         let ids = hook::served_ids(cfg);
         let now_ms = self.now_ms();
@@ -398,7 +403,7 @@ impl Scheduler {
             let st = hook::state_path(cfg, &id).and_then(|p| stamp(&p));
             seen.insert(id.clone());
             if let Some(e) = self.entries.get(&id) {
-                if e.stamp == st && e.planned_with == generation {
+                if e.stamp == st && !reloaded {
                     continue;
                 }
             }
@@ -409,7 +414,6 @@ impl Scheduler {
                 id,
                 Entry {
                     stamp: st,
-                    planned_with: generation,
                     kind,
                     busy,
                 },
