@@ -277,6 +277,30 @@ fn host_dir_files_added_and_removed_reach_a_running_container_on_the_interval_an
     let out = cli.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(read(&r.seen("keep.key")), Some(added.clone()));
+
+    // Stopped, its record still there (no poststop yet): never entered,
+    // forgotten without a line, however many slots pass.
+    let id = r.id().to_string();
+    let _ = Command::new("runc").args(["kill", &id, "KILL"]).output();
+    wait_until("the container's init is gone", 10, || {
+        !std::path::Path::new(&format!("/proc/{}", r.pid)).exists()
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let state = st.w.dir.path().join("state");
+    assert!(
+        state.join(format!("{id}.json")).exists(),
+        "poststop ran early"
+    );
+    let dl = daemon_log(&st);
+    assert!(
+        !dl.lines()
+            .any(|l| l.contains(&id) && (l.contains("WARN") || l.contains("ERROR"))),
+        "{dl}"
+    );
+    // Deleted: poststop removes the record and its lock file.
+    drop(r);
+    assert!(!state.join(format!("{id}.json")).exists());
+    assert!(!lock_path.exists(), "the lock file outlived the container");
     let log = [daemon_log(&st), text(&st.w.log())].concat();
     for v in [&keep, &gone, &added] {
         assert!(!util::contains(log.as_bytes(), v), "a value in a log");
