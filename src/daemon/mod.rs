@@ -283,7 +283,9 @@ pub fn serve(cfg: &Config, config: (PathBuf, bool), listen: Listen) -> Result<()
         let listener =
             tokio::net::UnixListener::from_std(std_listener).map_err(DaemonError::Runtime)?;
         let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep_every));
-        let rotation = rotation::Rotation::start(agent.clone(), PathBuf::from("/proc/self/exe"));
+        // Refreshing enters containers' mount namespaces: real root only.
+        let rotation = crate::sys::userns::is_real_root()
+            .then(|| rotation::Rotation::start(agent.clone(), PathBuf::from("/proc/self/exe")));
         let watcher = tokio::spawn(watch_config(agent.clone(), rotation));
         tracing::info!(socket = %shown, "privy daemon listening");
         let stop = shutdown_signal();
@@ -402,7 +404,7 @@ fn gone_bundles(bundles: Vec<(PathBuf, Caller)>) -> std::collections::HashSet<(P
 /// Reload the agent on SIGHUP, and when the config or a plugin file
 /// changed (checked every second; requests check again before they run).
 /// After a SIGHUP's reload, every served container is refreshed now.
-async fn watch_config(agent: Arc<agent::Agent>, rotation: rotation::Rotation) {
+async fn watch_config(agent: Arc<agent::Agent>, rotation: Option<rotation::Rotation>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).expect("signal handler");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -416,8 +418,8 @@ async fn watch_config(agent: Arc<agent::Agent>, rotation: rotation::Rotation) {
         }
         let a = agent.clone();
         let _ = tokio::task::spawn_blocking(move || a.refresh(force)).await;
-        if force {
-            rotation.refresh_all();
+        if let (true, Some(r)) = (force, &rotation) {
+            r.refresh_all();
         }
     }
 }
