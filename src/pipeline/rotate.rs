@@ -1,6 +1,6 @@
 //! `privy refresh`: serve a running container again. For a container the
 //! hook served (its record in the hook state, [`crate::hook::Served`]),
-//! re-run the original request through [`gather`](super::gather) (plan,
+//! re-run the original request through [`gather`] (plan,
 //! fetch, check: the same sources, limits and precedence as at start),
 //! then hand the checked set to a refresh child
 //! ([`privy_core::pipeline::refresh`]), which applies only the difference

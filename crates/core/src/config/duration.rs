@@ -2,7 +2,7 @@
 //! `1h30m`, `1d`. One or more groups of decimal digits and a unit (`s`,
 //! `m`, `h`, `d`), largest unit first, each unit at most once; nothing
 //! else (no spaces, fractions or bare numbers: `refresh = "5"` could mean
-//! seconds or minutes, so it is refused). [`format`] writes the canonical
+//! seconds or minutes, so it is refused). [`format()`] writes the canonical
 //! form back (`90s` reads as `1m30s`), which is what `privy config check`
 //! shows.
 
