@@ -59,7 +59,7 @@ fn warm_call(
             request: &req,
             daemon: None,
         };
-        assert_eq!(rt.block_on(host.fetch(plugin, c)).unwrap().len(), 3);
+        assert_eq!(rt.block_on(host.fetch(plugin, c)).unwrap().files.len(), 3);
     };
     for _ in 0..50 {
         call();

@@ -205,6 +205,18 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
     // the ticket source for an `io.privy.ticket` annotation.
     let planned = vec![plan::plan_source(&source, &cfg.limits)];
     let checked = gather::gather_planned(&cfg, planned, &req)?.checked;
+    // When the source said its files expire (clamped as the hook would).
+    let expires = checked.expires.map(|at| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        (
+            at,
+            crate::logging::rfc3339_seconds(at),
+            at.saturating_sub(now),
+        )
+    });
     let (auditor, keyed) = match crate::pipeline::audit::Auditor::load(&cfg.audit_key) {
         Some(a) => (a, "host audit key"),
         None => (
@@ -221,7 +233,10 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
                     "fingerprint": auditor.fingerprint(f.data.expose())})
             })
             .collect();
-        let out = serde_json::json!({"source": name, "count": checked.files.len(), "bytes": checked.total_bytes(), "files": files});
+        let mut out = serde_json::json!({"source": name, "count": checked.files.len(), "bytes": checked.total_bytes(), "files": files});
+        if let Some((at, shown, _)) = &expires {
+            out["expires"] = serde_json::json!({"unix": at, "utc": shown});
+        }
         outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         outln!(
@@ -237,6 +252,9 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
                 auditor.fingerprint(f.data.expose()),
                 f.path
             );
+        }
+        if let Some((at, shown, left)) = &expires {
+            outln!("  expires {shown} (unix {at}, in {left} s)");
         }
     }
     Ok(())

@@ -21,15 +21,19 @@
 //! working.
 //!
 //! **Trust.** Every connection is attributed by `SO_PEERCRED`. The agent
-//! serves root's hooks (rootful engines), as the in-process hook did, and
-//! checks that the state's pid is a live process that is not in the
-//! caller's own mount namespace (a container's init at createRuntime), and
-//! that it belongs to the caller when the caller is not root. A non-root
-//! caller (a rootless engine's hook) is answered [`HOOK_NOT_SERVED`]: its
-//! hook runs the pipeline in its own process, with its own rights, so it
-//! gets only its own uploads and what its own process may read, exactly as
-//! before. Per-user policy in the agent (`when.users`) builds on
-//! [`check_container`] later.
+//! serves root's hooks (rootful engines) and ordinary users' hooks
+//! (rootless engines), and checks first that the state's pid is a live
+//! process outside the caller's mount namespace (a container's init at
+//! createRuntime) and, for a user, that it is that user's container
+//! ([`check_container`]). For a user, the request is then planned for
+//! that uid: `when.users` decides which operator sources it gets, run here
+//! with the agent's rights, so a source may read what the user cannot;
+//! the container's bundle is read with the user's own rights
+//! ([`super::rights`]), so naming a path tells the user nothing it could
+//! not learn itself; and an upload ticket is claimed *for* that uid, so a
+//! user's container never gets a ticket that is not the user's own. A
+//! hook that finds no agent runs the pipeline in its own process, with
+//! its own rights: the user's uploads, and what the user may read.
 
 use super::api::{ApiError, Reply};
 use super::proto::{HookBody, B64, HOOK_FAILED, HOOK_NOT_SERVED};
@@ -291,13 +295,6 @@ impl Agent {
         peer_pid: Option<i32>,
         body: &[u8],
     ) -> Result<Reply, ApiError> {
-        if caller.uid != 0 {
-            return Err(ApiError(
-                HOOK_NOT_SERVED,
-                "the agent serves root's hooks only; a non-root hook runs the pipeline in its own process"
-                    .into(),
-            ));
-        }
         let b: HookBody = serde_json::from_slice(body)
             .map_err(|e| ApiError(400, super::api::json_error("hook request", &e)))?;
         if let Some(theirs) = b.config.as_deref().filter(|p| *p != self.source.path) {
@@ -329,12 +326,17 @@ impl Agent {
         // workers: a source granted `daemon = true` claims its ticket from
         // this very process over the socket with a blocking call, which
         // must never hold a worker the claim's own answer needs.
+        let who = caller.clone();
         let result = tokio::task::spawn_blocking(move || {
             me.refresh(false);
             let warm = me.current();
-            let req =
+            // The bundle is the caller's to name: read with its rights.
+            let mut req = super::rights::as_caller_do(&who, || {
                 crate::pipeline::request::Request::load_with(state, hook_annotations.as_deref())
-                    .map_err(|e| e.to_string())?;
+            })
+            .ok_or("could not take the caller's filesystem ids to read its bundle")?
+            .map_err(|e| e.to_string())?;
+            req.caller = crate::pipeline::request::Caller::for_uid(who.uid);
             let planned = plan::plan(&warm.cfg, &req);
             me.gather_blocking(&warm, planned, &req)
                 .map(|g| (req.container_id.clone(), g))
@@ -359,8 +361,11 @@ impl Agent {
 
 /// Whether `pid` may be served to a caller with `uid` whose own process is
 /// `peer`: a live process, not in the caller's own mount namespace (the
-/// container's init has its own by createRuntime), and the caller's own
-/// unless the caller is root. The rootless issue adds per-user policy here.
+/// container's init has its own by createRuntime), and, unless the caller
+/// is root, the caller's container: the process runs as the caller, or in
+/// a user namespace the caller owns (a rootless engine's container, whose
+/// users map to the caller's subordinate ids). For anyone but root, a
+/// namespace that cannot be compared is a refusal.
 pub fn check_container(uid: u32, peer: Option<i32>, pid: i32) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     if pid <= 0 {
@@ -370,8 +375,10 @@ pub fn check_container(uid: u32, peer: Option<i32>, pid: i32) -> Result<(), Stri
     let owner = std::fs::metadata(&proc_dir)
         .map_err(|_| format!("pid {pid} is not a live process"))?
         .uid();
-    if uid != 0 && owner != uid {
-        return Err(format!("pid {pid} is not the caller's process"));
+    if uid != 0 && owner != uid && crate::sys::userns::owner_of(pid) != Some(uid) {
+        return Err(format!(
+            "pid {pid} is not the caller's container (neither its process nor in a user namespace the caller owns)"
+        ));
     }
     let ns = |p: &Path| std::fs::read_link(p.join("ns/mnt")).ok();
     let Some(peer) = peer else {
@@ -380,8 +387,7 @@ pub fn check_container(uid: u32, peer: Option<i32>, pid: i32) -> Result<(), Stri
     // Reading another process's namespace needs ptrace-read access, which
     // the unit does not grant (no CAP_SYS_PTRACE) and a runtime's init may
     // refuse (not dumpable). For root, who could start any process anyway,
-    // an unreadable namespace is no refusal; the per-user policy to come
-    // must refuse it for anyone else.
+    // an unreadable namespace is no refusal; for anyone else it is.
     match (ns(&proc_dir), ns(Path::new(&format!("/proc/{peer}")))) {
         (Some(theirs), Some(mine)) if theirs == mine => Err(format!(
             "pid {pid} shares the asking process's mount namespace, so it is not a container being created"
@@ -394,13 +400,18 @@ pub fn check_container(uid: u32, peer: Option<i32>, pid: i32) -> Result<(), Stri
 }
 
 /// The answer: `{"files":[{"path","mode","source","data"}],"overrides":[...],"dropped":[...]}`,
-/// file contents base64 in one buffer sized once (no stray copies) and
-/// zeroized after it is sent.
+/// and `"expires":UNIX_SECONDS` when a source said when its data expires
+/// (an optional member: an older hook ignores it, and an older agent's
+/// answer without it means none), file contents base64 in one buffer sized
+/// once (no stray copies) and zeroized after it is sent.
 fn encode(c: &Checked) -> Zeroizing<Vec<u8>> {
-    let meta = serde_json::json!({
+    let mut meta = serde_json::json!({
         "overrides": c.overrides.iter().map(|o| serde_json::json!({"path": o.path, "winner": o.winner, "loser": o.loser})).collect::<Vec<_>>(),
         "dropped": c.dropped.iter().map(|d| serde_json::json!({"path": d.path, "source": d.source})).collect::<Vec<_>>(),
     });
+    if let Some(at) = c.expires {
+        meta["expires"] = at.into();
+    }
     let meta = serde_json::to_vec(&meta).expect("serializes");
     let size: usize = c
         .files
@@ -438,4 +449,31 @@ fn encode(c: &Checked) -> Zeroizing<Vec<u8>> {
     out.extend_from_slice(&meta[1..]);
     debug_assert!(out.len() <= size, "answer buffer was sized too small");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_carries_the_expiry_only_when_a_source_gave_one() {
+        use crate::pipeline::check::CheckedFile;
+        use crate::secret::{RelPath, Secret};
+        let mut c = Checked {
+            files: vec![CheckedFile {
+                path: RelPath::new("a/b").unwrap(),
+                data: Secret::new(b"bytes".to_vec()),
+                mode: 0o400,
+                source: "s".into(),
+            }],
+            ..Checked::default()
+        };
+        let v: serde_json::Value = serde_json::from_slice(&encode(&c)).unwrap();
+        assert!(v.get("expires").is_none(), "{v}");
+        assert_eq!(v["files"][0]["path"], "a/b");
+        c.expires = Some(1_800_000_000);
+        let v: serde_json::Value = serde_json::from_slice(&encode(&c)).unwrap();
+        assert_eq!(v["expires"], 1_800_000_000u64);
+        assert_eq!(v["files"][0]["data"], "Ynl0ZXM=");
+    }
 }

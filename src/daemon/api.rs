@@ -450,13 +450,29 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             let c = decode_claim(&body)?;
             drop(body);
             drop(inflight);
-            let anchor = lifetime_anchor(caller, &c).await;
-            claim(ctx, caller, &t, &c.container_id, anchor)
+            let claimant = claimant(caller, c.for_uid)?;
+            let anchor = lifetime_anchor(&claimant, &c).await;
+            claim(ctx, &claimant, &t, &c.container_id, anchor)
         }
         Route::Hook => {
             drop(inflight);
             ctx.agent.serve(caller, peer_pid, &body).await
         }
+    }
+}
+
+/// Whose claim this is: the caller's own, or, when root (the node agent)
+/// claims for a user's container, that user's, with that user's rights
+/// and groups; anyone else naming another uid is refused.
+fn claimant(caller: &Caller, for_uid: Option<u32>) -> Result<Caller, ApiError> {
+    match for_uid {
+        None => Ok(caller.clone()),
+        Some(u) if u == caller.uid => Ok(caller.clone()),
+        Some(u) if caller.uid == 0 => Ok(Caller::for_uid(u)),
+        Some(_) => Err(ApiError(
+            403,
+            "only root may claim for another uid's container".into(),
+        )),
     }
 }
 
@@ -527,6 +543,24 @@ pub fn encode(reply: &Reply) -> Zeroizing<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_root_claims_for_another_uid_and_then_as_that_uid() {
+        let user = Caller {
+            uid: 1001,
+            gid: 1001,
+            groups: vec![1001],
+        };
+        assert_eq!(claimant(&user, None).unwrap(), user);
+        assert_eq!(claimant(&user, Some(1001)).unwrap(), user);
+        let e = claimant(&user, Some(0)).unwrap_err();
+        assert_eq!(e.0, 403);
+        assert_eq!(claimant(&Caller::root(), None).unwrap(), Caller::root());
+        let for_user = claimant(&Caller::root(), Some(4242)).unwrap();
+        assert_eq!(for_user.uid, 4242);
+        assert_ne!(for_user.gid, 0, "never root's group for another uid");
+        assert!(!for_user.groups.contains(&0));
+    }
 
     #[test]
     fn routes_and_their_methods() {

@@ -17,6 +17,7 @@
 //! applies the caller's permissions exactly. The thread ends right after, so
 //! no other work ever runs with borrowed credentials, and nothing has to be
 //! switched back. Paths root named (the hook) are looked up as they were.
+//! The node agent reads a user's container bundle the same way.
 
 use super::store::Caller;
 use std::path::PathBuf;
@@ -54,7 +55,7 @@ pub fn lifetime_anchor(caller: &Caller, bundle: &std::path::Path, id: &str) -> P
 /// took them, or here for root (the hook) and for a daemon without
 /// privileges (which can only see what its own uid may). `None` when the
 /// ids could not be taken.
-fn as_caller_do<T: Send>(caller: &Caller, f: impl FnOnce() -> T + Send) -> Option<T> {
+pub fn as_caller_do<T: Send>(caller: &Caller, f: impl FnOnce() -> T + Send) -> Option<T> {
     // SAFETY: geteuid has no preconditions.
     let daemon_is_root = unsafe { libc::geteuid() } == 0;
     if caller.uid == 0 || !daemon_is_root {

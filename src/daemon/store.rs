@@ -107,6 +107,25 @@ impl Caller {
             groups: Vec::new(),
         }
     }
+
+    /// Host uid `uid` with its primary and supplementary groups from the
+    /// user database (a uid it does not know: the overflow group 65534
+    /// and no others: fewer rights, never more).
+    pub fn for_uid(uid: u32) -> Caller {
+        use nix::unistd::{getgrouplist, Uid, User};
+        let user = User::from_uid(Uid::from_raw(uid)).ok().flatten();
+        let gid = user.as_ref().map_or(65534, |u| u.gid.as_raw());
+        let groups = user
+            .and_then(|u| {
+                let name = std::ffi::CString::new(u.name.as_bytes()).ok()?;
+                getgrouplist(&name, u.gid).ok()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        Caller { uid, gid, groups }
+    }
 }
 
 /// A container that claimed a ticket.

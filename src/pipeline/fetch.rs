@@ -53,11 +53,12 @@ pub async fn fetch_one(
         request: req,
         daemon: src.daemon.as_deref(),
     };
-    let files = host.fetch(&plugin, call).await.map_err(wrap)?;
+    let out = host.fetch(&plugin, call).await.map_err(wrap)?;
     Ok(Fetched {
         source: src.name.clone(),
         precedence: src.precedence,
-        files,
+        files: out.files,
+        expires: out.expires,
     })
 }
 

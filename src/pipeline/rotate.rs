@@ -5,7 +5,9 @@
 //! then hand the checked set to a refresh child
 //! ([`privy_core::pipeline::refresh`]), which applies only the difference
 //! inside the container, and emit one `refreshed` audit event (names,
-//! sizes, keyed fingerprints of what changed; never a value).
+//! sizes, keyed fingerprints of what changed; never a value). The
+//! record's expiry ([`Served::expires`]) becomes what the sources said
+//! this time.
 //!
 //! Any failure before the child renames a file (a source down, a check
 //! refusing, the container gone) leaves the container's files as they
@@ -126,6 +128,9 @@ pub struct RefreshedEvent<'a> {
     pub added: Vec<ChangedRecord>,
     pub removed: &'a [String],
     pub unchanged: usize,
+    /// When the new files expire, as the sources said (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
     pub fetch_us: u64,
     pub total_us: u64,
 }
@@ -263,22 +268,33 @@ fn refresh_locked(
         path: hook::refresh_lock(cfg, id).unwrap_or_default(),
         error,
     };
-    if lock.read_at(&mut had, 0).map_err(lock_err)? == applied.len()
-        && had[..applied.len()] == *applied.as_bytes()
-    {
-        return Ok(Changes {
+    let same = lock.read_at(&mut had, 0).map_err(lock_err)? == applied.len()
+        && had[..applied.len()] == *applied.as_bytes();
+    let changes = if same {
+        Changes {
             unchanged: got.checked.files.len(),
             ..Changes::default()
-        });
-    }
-    lock.set_len(0).map_err(lock_err)?;
-    let changes = apply_via_child(exe, &served.at, &got.checked.files).map_err(|error| {
-        RotateError::Apply {
-            id: id.to_owned(),
-            error,
         }
-    })?;
-    lock.write_all_at(applied.as_bytes(), 0).map_err(lock_err)?;
+    } else {
+        lock.set_len(0).map_err(lock_err)?;
+        let changes = apply_via_child(exe, &served.at, &got.checked.files).map_err(|error| {
+            RotateError::Apply {
+                id: id.to_owned(),
+                error,
+            }
+        })?;
+        lock.write_all_at(applied.as_bytes(), 0).map_err(lock_err)?;
+        changes
+    };
+    // What a schedule reads next: when the files just written expire (a
+    // source may renew a lease without changing a byte). The files are in
+    // place either way; a record that cannot be written is said in one
+    // line, and the next refresh writes it again.
+    if got.checked.expires != served.expires {
+        if let Err(e) = hook::set_expires(cfg, id, got.checked.expires) {
+            tracing::warn!(container = %id, "refreshed, but its expiry was not recorded: {e}");
+        }
+    }
     if changes.is_empty() {
         return Ok(changes);
     }
@@ -303,6 +319,7 @@ fn refresh_locked(
         added: changes.added.iter().map(record).collect(),
         removed: &changes.removed,
         unchanged: changes.unchanged,
+        expires: got.checked.expires,
         fetch_us: got.fetch_time.as_micros() as u64,
         total_us: started.elapsed().as_micros() as u64,
     };

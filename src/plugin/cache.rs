@@ -74,6 +74,7 @@ impl ComponentCache {
         let opts = crate::sys::WriteOpts {
             mode: Some(0o600),
             sync: true,
+            replace_only: false,
         };
         crate::sys::write_atomic(path, &bytes, opts)
     }

@@ -1,7 +1,8 @@
 //! The per-call store state and the `privy:source/host` imports: logging
 //! (capped), the source's config values, and the grant-checked `file-mode`
 //! and `read-file`. The other imports: `privy:source/tickets` is
-//! [`super::tickets`], `privy:source/http` is [`super::net`].
+//! [`super::tickets`], `privy:source/http` is [`super::net`],
+//! `privy:source/expiry` is [`super::expiry`].
 
 use super::bindings::privy::source::host::{self as wit_host, Level};
 use super::bindings::privy::source::types as wit_types;
@@ -44,6 +45,10 @@ pub struct HostState {
     pub deadline: Instant,
     /// The epoch callback found the wall clock spent.
     pub timed_out: bool,
+    /// The earliest expiry the source gave (`privy:source/expiry`), clamped.
+    pub(super) expires: Option<u64>,
+    /// An expiry was ignored (too far ahead) and the log said so.
+    pub(super) expiry_ignored: bool,
 }
 
 /// How a source granted `daemon = true` reaches `privy daemon`, and for
@@ -53,6 +58,8 @@ pub struct DaemonLink {
     pub socket: PathBuf,
     pub container_id: String,
     pub bundle: PathBuf,
+    /// The host uid the claim is for; `None`: this process's own.
+    pub claimant: Option<u32>,
 }
 
 impl HostState {
@@ -69,9 +76,20 @@ impl HostState {
         b.allow_blocking_current_thread(super::wasi_open::BLOCK_CURRENT_THREAD);
         for dir in &grant.dirs {
             // A granted directory that does not exist simply is not there for
-            // the plugin; host-dir treats that as "no files".
-            if !dir.is_dir() {
-                continue;
+            // the plugin; host-dir treats that as "no files". One that exists
+            // but this process may not reach (a rootless hook, a root-only
+            // directory) is an error, never "no files": the source fails
+            // with its line instead of giving the container nothing.
+            match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(PluginError::Grant(format!(
+                        "cannot open {}: {e}",
+                        dir.display()
+                    )))
+                }
             }
             let guest = dir.to_string_lossy();
             b.preopened_dir(dir, &guest, FsPerms::ReadOnly)
@@ -103,6 +121,8 @@ impl HostState {
             daemon: daemon.filter(|_| grant.daemon),
             deadline: Instant::now() + Duration::from_millis(limits.plugin_timeout_ms),
             timed_out: false,
+            expires: None,
+            expiry_ignored: false,
         })
     }
 

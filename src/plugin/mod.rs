@@ -11,6 +11,7 @@
 mod bindings;
 mod cache;
 mod embedded;
+mod expiry;
 mod imports;
 mod limits;
 pub mod net;
@@ -89,6 +90,10 @@ pub struct PluginRequest {
     /// The container's bundle (not shown to plugins: the daemon keeps a
     /// claimed ticket while it exists).
     pub bundle: Option<std::path::PathBuf>,
+    /// The host uid a ticket is claimed for (not shown to plugins): the
+    /// request's caller. The daemon gives a claim only that uid's tickets,
+    /// also when the node agent (root) claims for a user's container.
+    pub claimant: Option<u32>,
 }
 
 impl PluginRequest {
@@ -105,6 +110,7 @@ impl PluginRequest {
             gid: 0,
             additional_gids: Vec::new(),
             bundle: None,
+            claimant: None,
         }
     }
 }
@@ -121,8 +127,19 @@ impl From<&crate::pipeline::request::Request> for PluginRequest {
             gid: r.user.gid,
             additional_gids: r.user.additional_gids.clone(),
             bundle: Some(r.bundle.clone()),
+            claimant: r.caller.uid,
         }
     }
+}
+
+/// What one call returned: the files, unchecked, and when the source said
+/// they expire.
+#[derive(Debug)]
+pub struct Output {
+    pub files: Vec<RawFile>,
+    /// Unix seconds, the earliest the source gave, already clamped
+    /// ([`crate::pipeline::check::clamp_expiry`]); `None`: it gave none.
+    pub expires: Option<u64>,
 }
 
 /// Everything one call needs besides the component.
@@ -283,17 +300,14 @@ impl PluginHost {
     }
 
     /// Run one `fetch` in a fresh store under `call.limits`.
-    pub async fn fetch(
-        &self,
-        plugin: &Plugin,
-        call: Call<'_>,
-    ) -> Result<Vec<RawFile>, PluginError> {
+    pub async fn fetch(&self, plugin: &Plugin, call: Call<'_>) -> Result<Output, PluginError> {
         limits::start_ticker(&self.engine, &self.ticker);
         let limits = call.limits;
         let link = call.daemon.map(|socket| imports::DaemonLink {
             socket: socket.to_owned(),
             container_id: call.request.container_id.clone(),
             bundle: call.request.bundle.clone().unwrap_or_default(),
+            claimant: call.request.claimant,
         });
         let state = HostState::new(call.source, call.grant, call.config, limits, link)?;
         let mut store = Store::new(&self.engine, state);
@@ -336,14 +350,17 @@ impl PluginHost {
             .map_err(|_| PluginError::Timeout(limits.plugin_timeout_ms))??;
         store.data().finish_logging();
         match out {
-            Ok(files) => Ok(files
-                .into_iter()
-                .map(|f| RawFile {
-                    path: f.path,
-                    data: Secret::new(f.data),
-                    mode: f.mode,
-                })
-                .collect()),
+            Ok(files) => Ok(Output {
+                files: files
+                    .into_iter()
+                    .map(|f| RawFile {
+                        path: f.path,
+                        data: Secret::new(f.data),
+                        mode: f.mode,
+                    })
+                    .collect(),
+                expires: store.data().expires,
+            }),
             Err(e) => {
                 let (kind, msg) = match e {
                     wit::SourceError::NotFound(m) => ("not found", m),

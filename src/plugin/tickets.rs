@@ -30,7 +30,7 @@ impl wit_tickets::Host for HostState {
             &link.socket,
             (self.remaining() / 2).max(Duration::from_millis(1)),
         );
-        match client.claim(&ticket, &link.container_id, &link.bundle) {
+        match client.claim_for(&ticket, &link.container_id, &link.bundle, link.claimant) {
             Ok(files) => Ok(files
                 .into_iter()
                 .map(|f| wit_types::PrivateFile {

@@ -127,6 +127,7 @@ fn write_config(
     let opts = crate::sys::WriteOpts {
         mode: None,
         sync: true,
+        replace_only: false,
     };
     crate::sys::write_atomic_at(dir, "config.json", bytes, Some(like), opts)
         .map_err(|e| e.to_string())

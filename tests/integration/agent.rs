@@ -231,6 +231,36 @@ fn half_answering_agent(socket: &Path) {
     );
 }
 
+/// The expiry in the agent's answer, in both directions of a version skew:
+/// a newer agent's `expires` member reaches the hook; an older agent's
+/// answer without one means no expiry (and an older hook, whose parser
+/// ignores members it does not know, reads a newer answer as before).
+#[test]
+fn the_hook_reads_the_expiry_in_an_agents_answer_and_none_from_an_older_agent() {
+    let d = tempfile::tempdir().unwrap();
+    let body = |expires: &str| {
+        let b = format!(
+            "{{\"files\":[{{\"path\":\"a.key\",\"source\":\"s\",\"mode\":256,\"data\":\"eA==\"}}],\"overrides\":[],\"dropped\":[]{expires}}}"
+        );
+        let http = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        );
+        &*Box::leak(http.into_bytes().into_boxed_slice())
+    };
+    for (name, member, want) in [
+        ("new.sock", ",\"expires\":1800000000", Some(1_800_000_000)),
+        ("old.sock", "", None),
+    ] {
+        let socket = d.path().join(name);
+        fake_agent(&socket, body(member));
+        let c = privy::daemon::client::Client::new(&socket, Duration::from_secs(10));
+        let got = c.hook(b"{}", None, None).unwrap();
+        assert_eq!(got.files.len(), 1, "{name}");
+        assert_eq!(got.expires, want, "{name}");
+    }
+}
+
 /// A fake agent that answers every request with `answer`, then hangs up.
 fn fake_agent(socket: &Path, answer: &'static [u8]) {
     let l = std::os::unix::net::UnixListener::bind(socket).unwrap();
@@ -343,7 +373,7 @@ fn a_changed_config_or_plugin_is_served_without_a_restart(rt: &str) {
 }
 
 #[test]
-fn the_agent_serves_root_only_and_a_container_pid_only() {
+fn the_agent_serves_a_container_pid_only_and_a_user_only_its_own_container() {
     if !util::e2e_ready("runc") {
         return;
     }
@@ -376,27 +406,48 @@ fn the_agent_serves_root_only_and_a_container_pid_only() {
         }
         other => panic!("{other:?}"),
     }
-    // A non-root caller is sent back to run the pipeline itself.
-    let body = serde_json::json!({ "state": state }).to_string();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .args([
-            "curl",
-            "-s",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(&st.socket)
-        .args(["-X", "POST", "--data-binary", &body, "http://privy/v1/hook"])
-        .stdin(Stdio::null())
-        .output()
+    // A user naming a process that is not its own container (root's, here
+    // this test's child in a mount namespace of its own) is refused before
+    // anything is read or planned.
+    let mut other = Command::new("unshare")
+        .args(["-m", "sleep", "30"])
+        .spawn()
         .unwrap();
-    let so = text(&out.stdout);
-    assert!(so.ends_with("\n421"), "{so} {}", text(&out.stderr));
-    assert!(so.contains("serves root's hooks only"), "{so}");
+    let theirs = serde_json::json!({
+        "ociVersion": "1.0.2", "id": "not-theirs", "status": "creating",
+        "pid": other.id(), "bundle": b.path(),
+    })
+    .to_string();
+    let as_nobody = |state: &str| {
+        let body = serde_json::json!({ "state": state }).to_string();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args([
+                "curl",
+                "-s",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--unix-socket",
+            ])
+            .arg(&st.socket)
+            .args(["-X", "POST", "--data-binary", &body, "http://privy/v1/hook"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    let so = as_nobody(&theirs);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(so.ends_with("\n403"), "{so}");
+    assert!(so.contains("is not the caller's container"), "{so}");
+    let so = as_nobody(&state.replace(&format!("\"pid\":{}", std::process::id()), "\"pid\":1"));
+    assert!(
+        so.ends_with("\n403") && so.contains("is not the caller's container"),
+        "{so}"
+    );
 }
 
 /// Which of `needles` occur in the file at `path`, read in 1 MiB pieces (a

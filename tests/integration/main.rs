@@ -35,6 +35,9 @@
 //!   schemas (offline), the shipped config and containerd fragments, the
 //!   node image built from its Containerfile and its installer run against
 //!   a node's directories.
+//! - `expiry`: a source says when its files expire (issue 15): the
+//!   earliest counts, the host clamps it, a component built before the
+//!   interface still runs, `privy plugin run` shows it.
 //! - `vault`: the embedded `vault` source against a real OpenBao (`bao`
 //!   dev servers from `bao.rs`, plain and TLS), in-process, under runc,
 //!   podman and a podman build RUN step.
@@ -80,6 +83,7 @@ mod cri;
 mod deploy;
 mod e2e;
 mod engine_flags;
+mod expiry;
 mod fuzz_parsers;
 mod harden_core;
 mod harden_daemon;

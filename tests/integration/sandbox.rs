@@ -52,6 +52,7 @@ fn checked(files: Vec<RawFile>) -> Result<(), CheckError> {
             source: "hostile".into(),
             precedence: Precedence::Operator,
             files,
+            expires: None,
         }],
         &Limits::default(),
     )

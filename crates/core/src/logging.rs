@@ -315,6 +315,13 @@ pub fn rfc3339_micros(t: SystemTime) -> String {
     )
 }
 
+/// `2026-12-02T04:39:35Z`: unix second `secs`, UTC (an expiry, as shown
+/// to operators).
+pub fn rfc3339_seconds(secs: u64) -> String {
+    let micros = rfc3339_micros(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    format!("{}Z", &micros[..micros.len() - 8])
+}
+
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
 /// Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -342,6 +349,7 @@ mod tests {
         assert_eq!(rfc3339_micros(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(&rfc3339_micros(leap)[..10], "2000-02-29");
+        assert_eq!(rfc3339_seconds(1_796_186_375), "2026-12-02T04:39:35Z");
     }
 
     #[derive(Serialize)]

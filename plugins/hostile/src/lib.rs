@@ -13,6 +13,19 @@ fn file(path: &str, data: Vec<u8>) -> PrivateFile {
     }
 }
 
+/// `count` files of `size` bytes, named f0, f1, ...
+fn ok_files() -> Vec<PrivateFile> {
+    let count: usize = privy_plugin::config("count")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let size: usize = privy_plugin::config("size")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    (0..count)
+        .map(|i| file(&format!("f{i}"), vec![b'a' + (i % 26) as u8; size]))
+        .collect()
+}
+
 #[inline(never)]
 #[allow(unconditional_recursion)]
 fn recurse(n: u64, pad: &mut [u8; 256]) -> u64 {
@@ -27,16 +40,25 @@ impl Source for Hostile {
         let mode = privy_plugin::config("mode").unwrap_or_default();
         match mode.as_str() {
             // Well-behaved: `count` files of `size` bytes, named f0, f1, ...
-            "ok" => {
-                let count: usize = privy_plugin::config("count")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(3);
-                let size: usize = privy_plugin::config("size")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(64);
-                Ok((0..count)
-                    .map(|i| file(&format!("f{i}"), vec![b'a' + (i % 26) as u8; size]))
-                    .collect())
+            "ok" => Ok(ok_files()),
+            // As `ok`, saying its files expire: `expires_at` and
+            // `expires_in` are comma-separated lists of seconds, each one
+            // call (in that order).
+            "expires" => {
+                let each = |key: &str| -> Vec<u64> {
+                    privy_plugin::config(key)
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter_map(|v| v.trim().parse().ok())
+                        .collect()
+                };
+                each("expires_at")
+                    .into_iter()
+                    .for_each(privy_plugin::expires_at);
+                each("expires_in")
+                    .into_iter()
+                    .for_each(privy_plugin::expires_in);
+                Ok(ok_files())
             }
             "spin" => {
                 let mut x: u64 = 0;

@@ -92,6 +92,27 @@ pub fn claim_ticket(ticket: &str) -> Result<Vec<PrivateFile>, SourceError> {
     bindings::privy::source::tickets::claim(ticket)
 }
 
+/// Tell the host that the files this `fetch` returns expire at
+/// `unix_seconds` (seconds since 1970-01-01T00:00:00Z), such as a
+/// certificate's `notAfter`, so the container is refreshed before then.
+///
+/// Call it during `fetch`, as often as you like: the host keeps the
+/// earliest. It takes the value as a hint, never as a reason to keep or
+/// drop files: a time already past counts as now, one more than a year
+/// ahead is ignored. The time is not secret and may be logged. A source
+/// that never calls this (nor [`expires_in`]) does not import
+/// `privy:source/expiry` and runs on hosts that predate it.
+pub fn expires_at(unix_seconds: u64) {
+    bindings::privy::source::expiry::expires_at(unix_seconds)
+}
+
+/// Tell the host that the files this `fetch` returns expire `seconds` from
+/// now, such as a Vault lease's `lease_duration`. Needs no clock in the
+/// plugin; otherwise as [`expires_at`].
+pub fn expires_in(seconds: u64) {
+    bindings::privy::source::expiry::expires_in(seconds)
+}
+
 pub use bindings::privy::source::http::{Header, HttpError, HttpRequest, HttpResponse};
 
 /// Send one HTTP request through the host, which allows only the

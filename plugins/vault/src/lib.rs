@@ -13,6 +13,17 @@
 //! is cached: each container start reads the current data. The token and
 //! the values never appear in a log line or an error message.
 //!
+//! Expiry (`privy:source/expiry`): the source tells privy when what it read
+//! expires, so the container is refreshed before then. A response's
+//! `lease_duration`, when not zero, counts from now (dynamic secrets read
+//! with `kv_version = 1` from their mount, such as `database/creds/app`; a
+//! KV v1 secret's TTL hint, 768 hours unless its `ttl` key says other). On
+//! a KV v2 mount, `expires_key` names a `custom_metadata` key holding the
+//! time, RFC 3339 (`2027-01-31T00:00:00Z`) or unix seconds; a secret
+//! without that key does not expire, one whose value is not a time is
+//! named (key and path, never the value) in a warning and does not expire
+//! either. Of several secrets the earliest counts.
+//!
 //! Config keys (`[source.config]`):
 //!
 //! | key | meaning |
@@ -27,6 +38,7 @@
 //! | `namespace` | sent as `X-Vault-Namespace` |
 //! | `annotation` | the annotation to read, default `io.privy.vault` |
 //! | `paths` | what to fetch for a container without that annotation (a build step, say), in the same syntax; still subject to `allow` |
+//! | `expires_key` | KV v2 only: the `custom_metadata` key whose value (RFC 3339 or unix seconds) says when the secret expires |
 
 use privy_plugin::{
     Header, HttpError, HttpRequest, HttpResponse, PrivateFile, Request, Source, SourceError,
@@ -64,6 +76,7 @@ struct Settings {
     ca_file: Option<String>,
     namespace: Option<String>,
     annotation: String,
+    expires_key: Option<String>,
 }
 
 /// One path a container asked for.
@@ -139,6 +152,12 @@ fn settings() -> Result<Settings, SourceError> {
             return Err(invalid("config key `approle_mount` is not a valid path"));
         }
     }
+    let expires_key = cfg("expires_key").map(|k| k.trim().to_string());
+    if expires_key.is_some() && kv == Kv::V1 {
+        return Err(invalid(
+            "config key `expires_key` reads KV v2 custom_metadata; this mount is KV v1",
+        ));
+    }
     Ok(Settings {
         address,
         mount,
@@ -148,6 +167,7 @@ fn settings() -> Result<Settings, SourceError> {
         ca_file: cfg("ca_file"),
         namespace: cfg("namespace"),
         annotation: cfg("annotation").unwrap_or_else(|| "io.privy.vault".into()),
+        expires_key,
     })
 }
 
@@ -423,6 +443,7 @@ impl Client<'_> {
             return Err(self.status_error(&r, &what));
         }
         let v = json(&r, &what)?;
+        self.report_expiry(&v, &w.path);
         match v.pointer(pointer) {
             Some(Value::Object(m)) => Ok(m.clone()),
             // KV v2 answers a deleted or destroyed version with null data.
@@ -433,6 +454,33 @@ impl Client<'_> {
                 "{what}: malformed response: no {} object",
                 pointer.trim_start_matches('/').replace('/', ".")
             ))),
+        }
+    }
+
+    /// Tell the host when what `v` (the response for `path`) says it
+    /// expires: its lease, and the `expires_key` custom metadata.
+    fn report_expiry(&self, v: &Value, path: &str) {
+        if let Some(secs) = v
+            .get("lease_duration")
+            .and_then(Value::as_u64)
+            .filter(|s| *s > 0)
+        {
+            privy_plugin::expires_in(secs);
+        }
+        let Some(key) = &self.s.expires_key else {
+            return;
+        };
+        let Some(at) = v
+            .pointer("/data/metadata/custom_metadata")
+            .and_then(|m| m.get(key))
+        else {
+            return;
+        };
+        match at.as_str().and_then(parse_time) {
+            Some(at) => privy_plugin::expires_at(at),
+            None => privy_plugin::warn(&format!(
+                "secret {path}: custom_metadata {key} is not an RFC 3339 time or unix seconds; no expiry taken"
+            )),
         }
     }
 
@@ -469,6 +517,70 @@ fn origin(address: &str) -> &str {
 fn json(r: &HttpResponse, what: &str) -> Result<Value, SourceError> {
     serde_json::from_slice(&r.body)
         .map_err(|_| SourceError::Other(format!("{what}: malformed response: not JSON")))
+}
+
+/// A time as `expires_key` may give it: unix seconds, or RFC 3339
+/// (`2027-01-31T12:00:00Z`, `2027-01-31T14:00:00.5+02:00`); the unix
+/// second it names. Times before 1970 are not times here.
+fn parse_time(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &frac[n..];
+    }
+    let offset = match rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om): (i64, i64) = (rest[1..3].parse().ok()?, rest[4..6].parse().ok()?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    // Howard Hinnant's days_from_civil.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec - offset).ok()
 }
 
 /// A key as a file name: one path segment.
@@ -633,6 +745,35 @@ mod tests {
             "", " , ", "ci/../x", "ci/x@0", "ci/x@v", "ci x", "ci/x#", "a?b",
         ] {
             assert!(parse_wanted("a", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expiry_times_parse_as_rfc3339_or_unix_seconds() {
+        assert_eq!(parse_time("1800000000"), Some(1_800_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_time("2026-12-02T04:39:35Z"), Some(1_796_186_375));
+        assert_eq!(
+            parse_time("2026-12-02t04:39:35.804991z"),
+            Some(1_796_186_375)
+        );
+        assert_eq!(parse_time("2026-12-02T06:39:35+02:00"), Some(1_796_186_375));
+        assert_eq!(parse_time("2026-12-01T23:39:35-05:00"), Some(1_796_186_375));
+        assert_eq!(parse_time("2000-02-29T00:00:00Z"), Some(951_782_400));
+        for bad in [
+            "",
+            "soon",
+            "-5",
+            "2026-12-02",
+            "2026-12-02T04:39:35",
+            "2026-13-02T04:39:35Z",
+            "2026-12-02T24:00:00Z",
+            "2026-12-02T04:39:35.Z",
+            "2026-12-02T04:39:35+0200",
+            "1969-12-31T23:59:59Z",
+            "2026-12-02T04:39:35Zjunk",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
         }
     }
 

@@ -115,7 +115,8 @@ fn user_image() -> &'static str {
 /// that is refused is refused by `when.users`, not by file modes).
 struct Rl {
     st: Setup,
-    _d: Daemon,
+    /// The agent; a test may stop it.
+    d: Option<Daemon>,
     home: PathBuf,
     privy: String,
     /// The user's own files, removed on drop.
@@ -150,7 +151,7 @@ impl Rl {
         let d = st.daemon();
         Some(Rl {
             st,
-            _d: d,
+            d: Some(d),
             home,
             privy,
             files: Vec::new(),
@@ -561,4 +562,168 @@ fn l8_another_user_can_neither_claim_nor_read_the_rootless_users_ticket() {
     let o = rl.privy(&["ticket", "rm", &t]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     rl.assert_not_on_disk(&secret);
+}
+
+/// Root-only files (a 0700 directory of root's, outside every place the
+/// disk search looks, so a hit there is a copy).
+fn root_only_dir(files: &[(&str, &str, &[u8])]) -> tempfile::TempDir {
+    let top = tempfile::Builder::new()
+        .prefix("privy-rl-root-only-")
+        .tempdir_in("/root")
+        .unwrap();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    for (dir, name, data) in files {
+        let d = top.path().join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(d.join(name), data).unwrap();
+        std::fs::set_permissions(d.join(name), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    top
+}
+
+#[test]
+fn rootless_the_agent_serves_a_root_only_source_to_the_user_it_names_and_nothing_else() {
+    let (s_granted, s_refused) = (secret("rl-root-only"), secret("rl-root-refused"));
+    let top = root_only_dir(&[
+        ("granted", "key", &s_granted),
+        ("refused", "other", &s_refused),
+    ]);
+    let (granted, refused) = (top.path().join("granted"), top.path().join("refused"));
+    // The user can read neither: only the agent, running the source with
+    // its own rights on the user's behalf, can give the granted one.
+    let Some(mut rl) = Rl::new(&format!(
+        "[[source]]\nname = \"for-rl\"\nplugin = \"host-dir\"\ngrant.dirs = [{granted:?}]\nwhen = {{ users = [\"{USER}\"] }}\n\
+         [[source]]\nname = \"for-root\"\nplugin = \"host-dir\"\ngrant.dirs = [{refused:?}]\n"
+    )) else {
+        return;
+    };
+    let image = user_image();
+    let hooks = rl.hooks();
+    let script = "ls /run/private; sha256sum /run/private/*; stat -c '%u:%g %a' /run/private/key";
+    let run = |rl: &Rl| {
+        run_as_user(&rl.podman_args(
+            &hooks,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                image,
+                "sh",
+                "-c",
+                script,
+            ],
+        ))
+    };
+    let o = run(&rl);
+    let daemon_log =
+        || std::fs::read_to_string(rl.st.w.dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(o.status.success(), "{} {}", text(&o.stderr), daemon_log());
+    let out = text(&o.stdout);
+    assert!(
+        out.contains(&sha256_hex(&s_granted)),
+        "{out} {}",
+        daemon_log()
+    );
+    assert!(!out.contains(&sha256_hex(&s_refused)), "not granted: {out}");
+    let names: Vec<&str> = out.lines().take_while(|l| !l.contains(' ')).collect();
+    assert_eq!(names, vec!["key"], "{out}");
+    // Owned by the container's user (root in it: the user on the host).
+    assert!(out.contains("0:0 600"), "{out}");
+    for s in [&s_granted, &s_refused] {
+        assert!(!contains(&o.stdout, s) && !contains(&o.stderr, s));
+    }
+    // With no agent, the user's hook runs the source with the user's own
+    // rights: it cannot read the directory, and the container does not
+    // start without its required source.
+    drop(rl.d.take());
+    let o = run(&rl);
+    assert!(
+        !contains(&o.stdout, &s_granted),
+        "the user's own hook read a root-only file"
+    );
+    assert!(!o.status.success(), "the container started");
+    let err = text(&o.stderr);
+    assert!(err.contains("for-rl"), "the failing source is named: {err}");
+    for s in [&s_granted, &s_refused] {
+        assert!(!contains(&o.stdout, s) && !contains(&o.stderr, s));
+    }
+    rl.files.clear();
+    rl.assert_not_on_disk(&s_granted);
+    assert_no_host_mount();
+}
+
+#[test]
+fn l8_a_users_container_never_gets_a_ticket_that_is_not_the_users_own() {
+    let Some(rl) = Rl::new("") else { return };
+    let secret = secret("root-ticket");
+    let top = root_only_dir(&[("up", "t", &secret)]);
+    let src = top.path().join("up/t");
+    let o = rl
+        .st
+        .privy(&["upload".into(), "-p".into(), format!("{}:t", src.display())]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let t = text(&o.stdout).trim().to_string();
+    assert!(t.starts_with("pvt_"), "{t}");
+    // The user's container names root's ticket: the agent, root itself,
+    // claims it for the user, and the daemon refuses.
+    let hooks = rl.hooks();
+    let ann = format!("io.privy.ticket={t}");
+    let o = run_as_user(&rl.podman_args(
+        &hooks,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--annotation",
+            &ann,
+            user_image(),
+            "cat",
+            "/run/private/t",
+        ],
+    ));
+    // (Never print what the container read: it could be root's secret.)
+    assert!(
+        !contains(&o.stdout, &secret),
+        "the user's container read root's ticket"
+    );
+    assert!(!o.status.success(), "the container started");
+    assert!(
+        text(&o.stderr).contains("belongs to another user"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!contains(&o.stdout, &secret) && !contains(&o.stderr, &secret));
+    // A user may not claim for another uid's container, even its own
+    // ticket's owner.
+    let url = format!("http://privy/v1/tickets/{t}/claim");
+    let o = as_nobody(
+        &[
+            "curl",
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "--unix-socket",
+            rl.st.socket.to_str().unwrap(),
+            "-X",
+            "POST",
+            "-d",
+            r#"{"container_id":"x","bundle":"/tmp","for_uid":0}"#,
+            &url,
+        ]
+        .map(String::from),
+        &rl.st.socket,
+    );
+    let so = text(&o.stdout);
+    assert!(so.ends_with("403"), "{so}");
+    assert!(so.contains("only root may claim for another uid"), "{so}");
+    assert!(!contains(&o.stdout, &secret));
+    // Root's ticket is untouched: root still reads it.
+    let o = rl.st.privy(&["ticket".into(), "info".into(), t.clone()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = rl.st.privy(&["ticket".into(), "rm".into(), t]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!contains(&rl.st.w.log(), &secret));
 }

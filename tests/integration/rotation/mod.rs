@@ -123,55 +123,35 @@ fn ready() -> bool {
     true
 }
 
-/// A runc container started detached (`runc run -d`) with privy's hooks
-/// installed in its bundle; deleted when dropped.
+/// A runc container started detached through privy's hooks installed in
+/// its bundle ([`util::Bundle::run_detached`]), with the bundle it runs
+/// from; deleted (poststop runs) when dropped, before its bundle goes.
 pub struct Runc {
-    pub bundle: util::Bundle,
+    running: util::Running,
+    /// Kept until the container is deleted.
+    _bundle: util::Bundle,
     pub pid: i32,
 }
 
 impl Runc {
     pub fn start(w: &util::World, bundle: util::Bundle) -> Runc {
         bundle.install(w);
-        let ok = Command::new("runc")
-            .args(["run", "-d", "-b"])
-            .arg(bundle.path())
-            .arg(&bundle.id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            // The container inherits runc's stdio: a pipe would never close.
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        let mut c = Runc { bundle, pid: 0 };
-        assert!(ok.success(), "runc run -d failed");
-        let st: serde_json::Value = serde_json::from_slice(
-            &Command::new("runc")
-                .args(["state", &c.bundle.id])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        c.pid = st["pid"].as_i64().unwrap() as i32;
-        c
+        let running = bundle.run_detached("runc");
+        let pid = running.pid;
+        Runc {
+            running,
+            _bundle: bundle,
+            pid,
+        }
     }
 
     pub fn id(&self) -> &str {
-        &self.bundle.id
+        &self.running.id
     }
 
     /// `rel` below `/run/private`, as the container sees it.
     pub fn seen(&self, rel: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/root/run/private/{rel}", self.pid))
-    }
-}
-
-impl Drop for Runc {
-    fn drop(&mut self) {
-        let _ = Command::new("runc")
-            .args(["delete", "-f", &self.bundle.id])
-            .output();
     }
 }
 
@@ -437,9 +417,11 @@ fn privy_refresh_updates_a_running_runc_container_and_never_enters_a_stopped_one
     );
     w.put("api.key", &v1, 0o400);
     w.put("gone/old", &extra, 0o400);
-    let c = Runc::start(&w, util::Bundle::new("while true; do sleep 1; done"));
-    let (b, pid) = (&c.bundle, c.pid);
-    let seen = |rel: &str| c.seen(rel);
+    let b = util::Bundle::new("while true; do sleep 1; done");
+    b.install(&w);
+    let running = b.run_detached("runc");
+    let pid = running.pid;
+    let seen = |rel: &str| PathBuf::from(format!("/proc/{pid}/root/run/private/{rel}"));
     assert_eq!(std::fs::read(seen("api.key")).unwrap(), v1);
 
     // Version 2, one file added, one gone: `privy refresh ID`.
@@ -474,7 +456,7 @@ fn privy_refresh_updates_a_running_runc_container_and_never_enters_a_stopped_one
     );
 
     // No value in any output, log or privy's files.
-    util::assert_no_trace(&w, b, &[&out], &[&v1, &v2, &extra]);
+    util::assert_no_trace(&w, &b, &[&out], &[&v1, &v2, &extra]);
 
     // Stopped: never entered, one line.
     let _ = Command::new("runc").args(["kill", &b.id, "KILL"]).output();
@@ -491,4 +473,93 @@ fn privy_refresh_updates_a_running_runc_container_and_never_enters_a_stopped_one
         "{}",
         util::text(&out.stderr)
     );
+}
+
+/// The current unix second.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Issue 15's expiry end to end on runc: a source that says when its
+/// files expire (the hostile fixture's `expires` mode, from a pinned file)
+/// gets that time into the hook's served record, which a refresh schedule
+/// reads, whether the hook ran the pipeline itself or the agent served it
+/// (the answer carries it); `privy refresh` records what the source says
+/// then, and no expiry once it says none. The audit events show it.
+#[test]
+fn the_expiry_a_source_gives_reaches_the_served_record_and_a_refresh_renews_it() {
+    if !util::e2e_ready("runc") {
+        return;
+    }
+    let st = crate::uploads::Setup::new("");
+    let wasm = st.w.dir.path().join("expiring.wasm");
+    std::fs::copy(util::guest("hostile"), &wasm).unwrap();
+    let pin = util::sha256_file(&wasm);
+    st.w.append_config(&format!(
+        "[[source]]\nname = \"expiring\"\nplugin = {wasm:?}\nsha256 = {pin:?}\n\
+         config = {{ mode = \"expires\", count = \"1\", expires_in = \"3600\" }}\n"
+    ));
+    let says = |what: &str| {
+        let text = std::fs::read_to_string(&st.w.config).unwrap();
+        let (head, _) = text.split_once("expires_in = ").unwrap();
+        std::fs::write(&st.w.config, format!("{head}expires_in = \"{what}\" }}\n")).unwrap();
+    };
+    let cfg = privy::config::Config::load(&st.w.config, true).unwrap();
+    let recorded = |id: &str| {
+        privy::hook::served(&cfg, id)
+            .unwrap()
+            .expect("the hook keeps a record of a served container")
+            .expires
+    };
+    let in_range = |e: Option<u64>, from: u64, secs: u64| {
+        let e = e.expect("an expiry");
+        assert!(
+            (from + secs..=now() + secs).contains(&e),
+            "{e} is not {secs} s after {from}"
+        );
+    };
+
+    // The hook runs the pipeline itself (no agent).
+    let b = util::Bundle::new("while true; do sleep 1; done");
+    b.install(&st.w);
+    let t0 = now();
+    let c = b.run_detached("runc");
+    assert!(
+        std::fs::metadata(format!("/proc/{}/root/run/private/f0", c.pid)).is_ok(),
+        "the source's file is in the container"
+    );
+    in_range(recorded(&b.id), t0, 3600);
+    let log = util::text(&st.w.log());
+    assert!(log.contains("\"expires\":"), "the injected event: {log}");
+
+    // A refresh records what the source says now.
+    says("7200");
+    let t1 = now();
+    let out = st.w.privy(&["refresh", &b.id]);
+    assert!(out.status.success(), "refresh: {}", util::text(&out.stderr));
+    in_range(recorded(&b.id), t1, 7200);
+    // It says nothing any more: no expiry.
+    says("");
+    let out = st.w.privy(&["refresh", &b.id]);
+    assert!(out.status.success(), "refresh: {}", util::text(&out.stderr));
+    assert_eq!(recorded(&b.id), None);
+    drop(c);
+
+    // Served by the agent: the answer carries the expiry to the thin hook.
+    says("600");
+    let _d = st.daemon();
+    let b = util::Bundle::new("while true; do sleep 1; done");
+    b.install(&st.w);
+    let t2 = now();
+    let _c = b.run_detached("runc");
+    let daemon_log =
+        util::text(&std::fs::read(st.w.dir.path().join("daemon.log")).unwrap_or_default());
+    assert!(
+        daemon_log.contains("agent: served a hook") && daemon_log.contains(&b.id),
+        "the agent must have served this container: {daemon_log}"
+    );
+    in_range(recorded(&b.id), t2, 600);
 }

@@ -188,14 +188,19 @@ pub fn privy_for_anyone() -> PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
         let d = util::process_dir("privy-anyone", 0o755);
-        let p = d.join("privy");
-        // A hard link where the file system allows (no 350 MB copy of a
-        // debug binary per run), else a copy.
-        if std::fs::hard_link(util::PRIVY, &p).is_err() {
-            std::fs::copy(util::PRIVY, &p).unwrap();
+        // privy and, next to it, the thin hook that `privy install` names
+        // in hooks.d entries (without it they would run `privy hook`, and
+        // no rootless start would ever ask the agent). A hard link where
+        // the file system allows (no 350 MB copy of a debug binary per
+        // run), else a copy.
+        for (from, name) in [(util::PRIVY, "privy"), (util::PRIVY_HOOK, "privy-hook")] {
+            let p = d.join(name);
+            if std::fs::hard_link(from, &p).is_err() {
+                std::fs::copy(from, &p).unwrap();
+            }
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
+        d.join("privy")
     })
     .clone()
 }

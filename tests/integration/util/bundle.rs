@@ -187,4 +187,51 @@ impl Bundle {
             .output();
         out
     }
+
+    /// `RUNTIME run -d`: a container that keeps running (its script must
+    /// not end), deleted when the result drops. Panics if it did not start.
+    pub fn run_detached(&self, runtime: &str) -> Running {
+        let ok = Command::new(runtime)
+            .args(["run", "-d", "-b"])
+            .arg(self.path())
+            .arg(&self.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // The container inherits the runtime's stdio: a pipe would never close.
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let mut running = Running {
+            runtime: runtime.to_owned(),
+            id: self.id.clone(),
+            pid: 0,
+        };
+        assert!(ok.success(), "{runtime} run -d failed");
+        let st: serde_json::Value = serde_json::from_slice(
+            &Command::new(runtime)
+                .args(["state", &self.id])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        running.pid = st["pid"].as_i64().unwrap() as i32;
+        running
+    }
+}
+
+/// A container started by [`Bundle::run_detached`]; `delete -f` on drop.
+pub struct Running {
+    pub runtime: String,
+    pub id: String,
+    /// Its init's pid, on the host.
+    pub pid: i32,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.runtime)
+            .args(["delete", "-f", &self.id])
+            .output();
+    }
 }

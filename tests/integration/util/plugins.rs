@@ -23,7 +23,7 @@ pub fn plugin_host() -> &'static privy::plugin::PluginHost {
 }
 
 /// One sandboxed `fetch` exactly as the hook makes it, on its own
-/// current-thread runtime, with a bare request for container "c".
+/// current-thread runtime, with a bare request for container "c": the files.
 pub fn call_plugin(
     host: &privy::plugin::PluginHost,
     plugin: &privy::plugin::Plugin,
@@ -32,6 +32,18 @@ pub fn call_plugin(
     config: &std::collections::BTreeMap<String, String>,
     limits: &privy::config::Limits,
 ) -> Result<Vec<privy::plugin::RawFile>, privy::plugin::PluginError> {
+    call_plugin_output(host, plugin, source, grant, config, limits).map(|o| o.files)
+}
+
+/// [`call_plugin`], with all the call gave: the files and their expiry.
+pub fn call_plugin_output(
+    host: &privy::plugin::PluginHost,
+    plugin: &privy::plugin::Plugin,
+    source: &str,
+    grant: &privy::config::Grant,
+    config: &std::collections::BTreeMap<String, String>,
+    limits: &privy::config::Limits,
+) -> Result<privy::plugin::Output, privy::plugin::PluginError> {
     let request = privy::plugin::PluginRequest::bare("c", privy::request::Stage::Run);
     let call = privy::plugin::Call {
         source,

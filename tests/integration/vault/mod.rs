@@ -69,6 +69,7 @@ fn vault() -> &'static Plugin {
 }
 
 /// A vault source for `b`, allowed `allow`.
+#[derive(Clone)]
 pub(crate) struct Src {
     grant: Grant,
     config: BTreeMap<String, String>,
@@ -132,6 +133,20 @@ impl Src {
         annotation: &str,
         limits: &Limits,
     ) -> Result<BTreeMap<String, Vec<u8>>, PluginError> {
+        let files: Vec<RawFile> = self.fetch_output(annotation, limits)?.files;
+        Ok(files
+            .into_iter()
+            .map(|f| (f.path, f.data.expose().to_vec()))
+            .collect())
+    }
+
+    /// All one fetch gives: the files and when the source says they expire.
+    fn fetch_output(
+        &self,
+        annotation: &str,
+        limits: &Limits,
+    ) -> Result<privy::plugin::Output, PluginError> {
+        traced();
         let mut req = PluginRequest::bare("c", privy::request::Stage::Run);
         req.annotations
             .insert("io.privy.vault".into(), annotation.into());
@@ -147,11 +162,7 @@ impl Src {
             .enable_time()
             .build()
             .unwrap();
-        let files: Vec<RawFile> = rt.block_on(util::plugin_host().fetch(vault(), call))?;
-        Ok(files
-            .into_iter()
-            .map(|f| (f.path, f.data.expose().to_vec()))
-            .collect())
+        rt.block_on(util::plugin_host().fetch(vault(), call))
     }
 
     /// The TOML of this source for a World, for containers annotated

@@ -321,3 +321,95 @@ fn plugin_run_with_grant_host_fetches_and_shows_no_value() {
         assert!(!util::contains(o, &v) && !util::contains(o, b.token.as_bytes()));
     }
 }
+
+/// The current unix second.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Issue 15's expiry from a real OpenBao: a KV v1 secret's lease (its
+/// `ttl`), and a KV v2 secret's `custom_metadata` time named by
+/// `expires_key`; the earliest of several secrets; none where the server
+/// says none. A value that is not a time is named by key and path, and
+/// neither it nor a secret value reaches the log.
+#[test]
+fn the_vault_source_reports_leases_and_custom_metadata_expiries() {
+    if !bao_ready() {
+        return;
+    }
+    let b = Bao::start();
+    let opts = Limits::default();
+    // KV v1: `lease_duration` is the secret's `ttl`.
+    b.run(&["secrets", "enable", "-path=kv1", "-version=1", "kv"]);
+    let v = util::secret("leased");
+    b.put("kv1", "app/db", &[("password", &v), ("ttl", b"1h")]);
+    let kv1 = Src::new(&b, "app/*")
+        .set("mount", "kv1")
+        .set("kv_version", "1");
+    let t = now();
+    let out = kv1.fetch_output("app/db", &opts).unwrap();
+    let e = out.expires.expect("a lease");
+    assert!((t + 3600..=now() + 3600).contains(&e), "{e}");
+    let e = kv1.clone().set("expires_key", "not_after").fetch("app/db");
+    let e = one_line_error(e, &b, &[&v]);
+    assert!(e.contains("invalid config") && e.contains("KV v1"), "{e}");
+
+    // KV v2: no lease; `expires_key` reads custom_metadata.
+    let (c1, c2) = (util::secret("cert-1"), util::secret("cert-2"));
+    b.put("secret", "ci/cert", &[("cert.pem", &c1)]);
+    b.put("secret", "ci/other", &[("cert.pem", &c2)]);
+    b.put("secret", "ci/plain", &[("k", b"v")]);
+    let soon = now() + 10 * 86_400;
+    let later = now() + 20 * 86_400;
+    b.run(&[
+        "kv",
+        "metadata",
+        "put",
+        "-mount=secret",
+        &format!(
+            "-custom-metadata=not_after={}",
+            privy::logging::rfc3339_seconds(later)
+        ),
+        "ci/cert",
+    ]);
+    b.run(&[
+        "kv",
+        "metadata",
+        "put",
+        "-mount=secret",
+        &format!("-custom-metadata=not_after={soon}"),
+        "ci/other",
+    ]);
+    let kv2 = Src::new(&b, "ci/*");
+    assert_eq!(kv2.fetch_output("ci/cert", &opts).unwrap().expires, None);
+    let kv2 = kv2.set("expires_key", "not_after");
+    let out = kv2.fetch_output("ci/cert", &opts).unwrap();
+    assert_eq!(out.expires, Some(later));
+    assert_eq!(out.files.len(), 1);
+    let out = kv2
+        .fetch_output("ci/cert,ci/other,ci/plain", &opts)
+        .unwrap();
+    assert_eq!((out.files.len(), out.expires), (3, Some(soon)));
+    assert_eq!(kv2.fetch_output("ci/plain", &opts).unwrap().expires, None);
+
+    // Not a time: a warning naming the key and the path; no expiry.
+    b.run(&[
+        "kv",
+        "metadata",
+        "put",
+        "-mount=secret",
+        "-custom-metadata=not_after=next-tuesday",
+        "ci/plain",
+    ]);
+    assert_eq!(kv2.fetch_output("ci/plain", &opts).unwrap().expires, None);
+    let log = util::text(&traced().lock().unwrap());
+    assert!(
+        log.contains("secret ci/plain: custom_metadata not_after is not an RFC 3339 time"),
+        "{log}"
+    );
+    assert!(!log.contains("next-tuesday"), "the value is in the log");
+    assert_not_traced(&b, &[&v, &c1, &c2]);
+}

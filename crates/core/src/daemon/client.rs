@@ -404,9 +404,23 @@ impl Client {
         container_id: &str,
         bundle: &Path,
     ) -> Result<Vec<ClaimedFile>, ClientError> {
+        self.claim_for(ticket, container_id, bundle, None)
+    }
+
+    /// [`Client::claim`] for host uid `for_uid`'s container: the daemon
+    /// gives only that uid's tickets (root may claim for any uid; anyone
+    /// else only for itself).
+    pub fn claim_for(
+        &self,
+        ticket: &str,
+        container_id: &str,
+        bundle: &Path,
+        for_uid: Option<u32>,
+    ) -> Result<Vec<ClaimedFile>, ClientError> {
         let body = serde_json::to_vec(&ClaimBody {
             container_id: container_id.to_owned(),
             bundle: bundle.to_owned(),
+            for_uid,
         })
         .expect("serializes");
         let r = self.check(self.send("POST", &ticket_path(ticket, "/claim"), Some(&body))?)?;
@@ -486,6 +500,9 @@ impl Client {
             overrides: Vec<O>,
             #[serde(default)]
             dropped: Vec<D>,
+            /// Absent from an older agent's answer: no expiry known.
+            #[serde(default)]
+            expires: Option<u64>,
         }
         let parsed: Answer<'_> = serde_json::from_slice(&r.body).map_err(|e| {
             self.proto(format!(
@@ -527,6 +544,7 @@ impl Client {
                     source: d.source,
                 })
                 .collect(),
+            expires: parsed.expires,
         })
     }
 }

@@ -33,6 +33,12 @@ pub struct ClaimBody {
     /// the claimant's rights) for what says how long the container exists
     /// in its engine (`engines::lifetime`); the ticket lives that long.
     pub bundle: PathBuf,
+    /// The host uid whose container claims (the node agent claims for a
+    /// user's container): the claim is that uid's in every way, its
+    /// tickets only and its bundle read with its rights. Absent: the
+    /// caller's own. Only root may name another uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_uid: Option<u32>,
 }
 
 /// What a ticket is for: a run's container, or every RUN step of one build.
@@ -85,9 +91,9 @@ pub struct HookBody {
     pub config: Option<std::path::PathBuf>,
 }
 
-/// The agent's status for "ask in process instead": it serves no request
-/// of this caller (today: any non-root caller, see `privy::daemon::agent`).
-/// The thin hook then runs the pipeline itself, with its own rights.
+/// The agent's status for "ask in process instead": it does not serve this
+/// request (the hook planned with another config file). The thin hook
+/// then runs the pipeline itself, with its own rights.
 pub const HOOK_NOT_SERVED: u16 = 421;
 
 /// The agent's status for a request whose sources failed or whose files

@@ -95,9 +95,11 @@ pub struct Served {
     pub at: crate::pipeline::refresh::Target,
     /// The request carried a ticket (uploaded files).
     pub had_ticket: bool,
-    /// When the files expire (unix seconds), as the sources reported it;
-    /// the node agent refreshes before then. `None`: no expiry known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When the files served expire, as the sources said (unix seconds,
+    /// the earliest, clamped: [`Checked::expires`]); `None` when no source
+    /// said. Updated by each successful `privy refresh`. What a refresh
+    /// schedule reads to fetch again before then.
+    #[serde(default)]
     pub expires: Option<u64>,
 }
 
@@ -128,6 +130,39 @@ pub fn served(cfg: &Config, id: &str) -> Result<Option<Served>, HookError> {
         error: std::io::Error::other(e),
     })?;
     Ok(st.served)
+}
+
+/// Record that container `id`'s files now expire at `expires` (after a
+/// refresh gave it a new set). Nothing happens when the container has no
+/// record here: one its poststop removed, even while this runs, is never
+/// made again.
+pub fn set_expires(cfg: &Config, id: &str, expires: Option<u64>) -> Result<(), HookError> {
+    let Some(path) = state::find(cfg, &state_file(id)) else {
+        return Ok(());
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(HookError::State { path, error }),
+    };
+    let mut st: HookState = serde_json::from_slice(&bytes).map_err(|e| HookError::State {
+        path: path.clone(),
+        error: std::io::Error::other(e),
+    })?;
+    let Some(served) = st.served.as_mut() else {
+        return Ok(());
+    };
+    if served.expires == expires {
+        return Ok(());
+    }
+    served.expires = expires;
+    match write_state_at(&path, &st, true) {
+        // Its poststop removed the record meanwhile: it stays removed.
+        Err(HookError::State { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 /// The ids of every container with a state file here (for `--all`).
@@ -235,7 +270,7 @@ pub fn create_runtime(
                 owner,
             },
             had_ticket,
-            expires: None,
+            expires: checked.expires,
         }
     });
     // Kept for poststop (the directories to remove) and for `privy
@@ -310,9 +345,18 @@ fn write_state(cfg: &Config, id: &str, st: &HookState) -> Result<(), HookError> 
     // (see `state`), never a root-owned one.
     let dir =
         state::dir_for_writing(cfg).map_err(|(path, error)| HookError::State { path, error })?;
-    let path = dir.join(state_file(id));
+    write_state_at(&dir.join(state_file(id)), st, false)
+}
+
+/// Write `st` to `path`; with `replace_only`, only over a record that is
+/// still there.
+fn write_state_at(
+    path: &std::path::Path,
+    st: &HookState,
+    replace_only: bool,
+) -> Result<(), HookError> {
     let err = |error| HookError::State {
-        path: path.clone(),
+        path: path.to_owned(),
         error,
     };
     // Replaced whole (never truncated and rewritten in place), so a hook
@@ -321,9 +365,10 @@ fn write_state(cfg: &Config, id: &str, st: &HookState) -> Result<(), HookError> 
     let opts = crate::sys::WriteOpts {
         mode: Some(0o600),
         sync: false,
+        replace_only,
     };
     crate::sys::write_atomic(
-        &path,
+        path,
         &serde_json::to_vec(st).expect("state serializes"),
         opts,
     )

@@ -212,6 +212,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
     let opts = crate::sys::WriteOpts {
         mode: None,
         sync: true,
+        replace_only: false,
     };
     crate::sys::write_atomic_at(&dir, name, bytes, like.as_ref(), opts).map_err(|e| ferr(path, e))
 }
@@ -289,8 +290,10 @@ NoNewPrivileges=yes
 # filesystem ids (setfsuid, setfsgid, setgroups), so the bundle a non-root
 # user named is checked with that user's rights, never the daemon's.
 # CAP_DAC_READ_SEARCH: sources read root-only directories (host-dir) and
-# container bundles.
-CapabilityBoundingSet=CAP_IPC_LOCK CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID
+# container bundles. CAP_SYS_PTRACE: reading another uid's /proc/PID/ns
+# (a rootless container's mount and user namespaces, which the agent
+# checks before it serves that user's hook) needs ptrace-read access.
+CapabilityBoundingSet=CAP_IPC_LOCK CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID CAP_SYS_PTRACE
 LockPersonality=yes
 RestrictNamespaces=yes
 RestrictRealtime=yes

@@ -133,14 +133,20 @@ pub fn map_id(maps: &[IdMapping], id: u32) -> Option<u32> {
     })
 }
 
+/// The largest `config.json` privy reads: real ones are a few KiB.
+pub const MAX_CONFIG_JSON: u64 = 16 << 20;
+
 impl Spec {
     /// Read `<bundle>/config.json`.
     pub fn load(bundle: &Path) -> Result<Self, OciError> {
         let path = bundle.join("config.json");
-        let bytes = std::fs::read(&path).map_err(|e| OciError::Bundle {
-            path: path.clone(),
-            msg: e.to_string(),
-        })?;
+        // Never a pipe or a device (a caller of the node agent names the
+        // bundle), and never without bound.
+        let bytes =
+            crate::sys::fs::read_regular(&path, MAX_CONFIG_JSON).map_err(|e| OciError::Bundle {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
         Self::parse(&bytes, &path)
     }
 

@@ -121,6 +121,9 @@ pub struct InjectionEvent<'a> {
     pub files: Vec<FileRecord<'a>>,
     pub overrides: Vec<OverrideRecord<'a>>,
     pub dropped: Vec<DroppedRecord<'a>>,
+    /// When the sources said the files expire (unix seconds), if they did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 /// One injected file.
@@ -184,6 +187,7 @@ impl<'a> InjectionEvent<'a> {
                     source: &d.source,
                 })
                 .collect(),
+            expires: checked.expires,
         }
     }
 }
@@ -335,6 +339,7 @@ mod tests {
                 loser: "host-dir".into(),
             }],
             dropped: Vec::new(),
+            expires: None,
         };
         let a = Auditor::with_key([7; 32]);
         let v = serde_json::to_value(InjectionEvent::new(&a, &req, &checked)).unwrap();

@@ -12,6 +12,10 @@
 //! request: a plugin that ignores `names`, and uploads, which no plugin
 //! filters, cannot hand the container more than it asked for (B18). What
 //! was dropped is reported by name, for the audit event.
+//!
+//! A source may say when its data expires (`privy:source/expiry`); the
+//! host clamps what it says ([`clamp_expiry`]) and the request's expiry is
+//! the earliest of its sources' ([`Checked::expires`]).
 
 use crate::config::{Limits, Precedence};
 use crate::secret::{PathError, RelPath, Secret};
@@ -31,6 +35,34 @@ pub struct Fetched {
     pub source: String,
     pub precedence: Precedence,
     pub files: Vec<RawFile>,
+    /// When this source said its data expires (unix seconds, already
+    /// clamped by [`clamp_expiry`]); `None`: it did not say.
+    pub expires: Option<u64>,
+}
+
+/// The furthest ahead a source's expiry is taken: a year. Further is
+/// ignored (a value in milliseconds, a bogus date), not clamped: data that
+/// lasts a year needs no refresh schedule from privy.
+pub const MAX_EXPIRY_SECS: u64 = 365 * 86_400;
+
+/// What the host makes of a source saying its data expires at unix second
+/// `at`, `now` being the current unix second: the same second when it is
+/// within a year, `now` when it is already past (fetch again at once),
+/// `None` (ignored) when it is more than [`MAX_EXPIRY_SECS`] ahead.
+pub fn clamp_expiry(now: u64, at: u64) -> Option<u64> {
+    match at {
+        at if at <= now => Some(now),
+        at if at - now > MAX_EXPIRY_SECS => None,
+        at => Some(at),
+    }
+}
+
+/// The earlier of two expiries, either of which may be absent.
+pub fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Mode given to a file whose source did not say.
@@ -74,6 +106,12 @@ pub struct Checked {
     pub overrides: Vec<Override>,
     /// Files left out because the container named others (`io.privy.names`).
     pub dropped: Vec<Dropped>,
+    /// The earliest expiry any source that ran said its data has (unix
+    /// seconds): when to fetch again. Counted for every source that
+    /// answered, whether its files survived narrowing and precedence or
+    /// not: a refresh re-runs them all, and refreshing early only costs a
+    /// fetch.
+    pub expires: Option<u64>,
 }
 
 impl Checked {
@@ -143,6 +181,7 @@ pub fn check_named(
 ) -> Result<Checked, CheckError> {
     let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     let mut dropped = Vec::new();
+    let expires = fetched.iter().map(|f| f.expires).fold(None, earliest);
     // Validate each source's output on its own first.
     let mut candidates: Vec<(Precedence, usize, CheckedFile)> = Vec::new();
     for (order, f) in fetched.into_iter().enumerate() {
@@ -250,6 +289,7 @@ pub fn check_named(
         files: merged.into_values().collect(),
         overrides,
         dropped,
+        expires,
     })
 }
 
@@ -270,7 +310,50 @@ mod tests {
             source: source.into(),
             precedence: p,
             files,
+            expires: None,
         }
+    }
+
+    #[test]
+    fn an_expiry_in_the_past_is_now_and_one_beyond_a_year_is_ignored() {
+        let now = 1_800_000_000;
+        assert_eq!(clamp_expiry(now, now + 60), Some(now + 60));
+        assert_eq!(clamp_expiry(now, now), Some(now));
+        assert_eq!(clamp_expiry(now, now - 1), Some(now));
+        assert_eq!(clamp_expiry(now, 0), Some(now));
+        assert_eq!(
+            clamp_expiry(now, now + MAX_EXPIRY_SECS),
+            Some(now + MAX_EXPIRY_SECS)
+        );
+        assert_eq!(clamp_expiry(now, now + MAX_EXPIRY_SECS + 1), None);
+        // Milliseconds by mistake, and the largest value a plugin can send.
+        assert_eq!(clamp_expiry(now, now * 1000), None);
+        assert_eq!(clamp_expiry(now, u64::MAX), None);
+    }
+
+    #[test]
+    fn the_requests_expiry_is_the_earliest_of_its_sources() {
+        assert_eq!(earliest(None, None), None);
+        assert_eq!(earliest(Some(5), None), Some(5));
+        assert_eq!(earliest(None, Some(7)), Some(7));
+        assert_eq!(earliest(Some(9), Some(7)), Some(7));
+        let with = |name: &str, expires, path: &str| Fetched {
+            expires,
+            ..fetched(name, Precedence::Operator, vec![raw(path, b"x", None)])
+        };
+        let all = vec![
+            with("a", Some(300), "a"),
+            with("b", None, "b"),
+            with("c", Some(200), "c"),
+        ];
+        assert_eq!(check(all, &Limits::default()).unwrap().expires, Some(200));
+        let none = vec![with("a", None, "a"), with("b", None, "b")];
+        assert_eq!(check(none, &Limits::default()).unwrap().expires, None);
+        // A source whose files the container did not ask for still counts:
+        // a refresh runs it again.
+        let narrowed = vec![with("a", Some(300), "a"), with("c", Some(200), "c")];
+        let c = check_named(narrowed, &Limits::default(), &["a".into()]).unwrap();
+        assert_eq!((c.files.len(), c.expires), (1, Some(200)));
     }
 
     #[test]

@@ -189,6 +189,11 @@ pub struct WriteOpts {
     /// a crash whole (the plugin cache, a bundle's `config.json`). Files on
     /// `/run` (the hook's state) need not pay for it.
     pub sync: bool,
+    /// Replace an existing file only: when `path` is gone (removed by
+    /// someone else meanwhile), fail with `NotFound` instead of making it
+    /// again. The new file is exchanged with the old (`RENAME_EXCHANGE`),
+    /// which fails when there is no old one, and the old is then removed.
+    pub replace_only: bool,
 }
 
 /// Replace `path` with `bytes`, atomically and without following any
@@ -271,14 +276,27 @@ pub fn write_atomic_at(
         unlink();
         return Err(e);
     }
+    let flags = if opts.replace_only {
+        libc::RENAME_EXCHANGE
+    } else {
+        0
+    };
     // SAFETY: valid fds and C strings.
-    let ret = unsafe { libc::renameat(dir.as_raw_fd(), t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) };
-    if ret < 0 {
-        let e = io::Error::last_os_error();
+    let ret = unsafe {
+        libc::renameat2(
+            dir.as_raw_fd(),
+            t.as_ptr(),
+            dir.as_raw_fd(),
+            n.as_ptr(),
+            flags,
+        )
+    };
+    let e = (ret < 0).then(io::Error::last_os_error);
+    if e.is_some() || opts.replace_only {
+        // Not renamed, or exchanged: the temporary name holds the old file.
         unlink();
-        return Err(e);
     }
-    Ok(())
+    e.map_or(Ok(()), Err)
 }
 
 /// A fresh 0700 directory under the temp dir, with a random name, removed
@@ -381,6 +399,7 @@ mod tests {
             WriteOpts {
                 mode: Some(0o600),
                 sync: true,
+                replace_only: false,
             },
         )
         .unwrap();
@@ -397,6 +416,27 @@ mod tests {
             std::fs::read_dir(d.path()).unwrap().count(),
             3,
             "no temp file left"
+        );
+    }
+
+    #[test]
+    fn replace_only_never_makes_again_a_file_that_was_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("record");
+        let only = WriteOpts {
+            replace_only: true,
+            ..WriteOpts::default()
+        };
+        let e = write_atomic(&p, b"new", only).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(!p.exists(), "made again");
+        std::fs::write(&p, b"old").unwrap();
+        write_atomic(&p, b"new", only).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left, neither the new one nor the old"
         );
     }
 

@@ -80,6 +80,27 @@ fn confirms(path: &std::path::Path, uid: u32) -> bool {
     path.is_absolute() && std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == uid)
 }
 
+/// The host uid that owns the user namespace process `pid` is in: the
+/// euid of whoever created it (`NS_GET_OWNER_UID` on `/proc/PID/ns/user`,
+/// translated into this process's namespace). A rootless engine's
+/// containers live in a namespace their user created; only that user (or
+/// root) can create one owned by that uid. `None` when the namespace
+/// cannot be opened (no such process, or no right to look) or is the
+/// initial one, which no user owns.
+pub fn owner_of(pid: i32) -> Option<u32> {
+    // `_IO(0xb7, 0x4)` in `include/uapi/linux/nsfs.h`.
+    const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/user")).ok()?;
+    if ino(&ns) == Some(INIT_USER_NS_INO) {
+        return None;
+    }
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t through the pointer, which
+    // points at a live local of that type.
+    let r = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_OWNER_UID as _, &mut uid) };
+    (r == 0).then_some(uid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +125,36 @@ mod tests {
         assert!(!confirms(d.path(), me.wrapping_add(1)));
         assert!(!confirms(std::path::Path::new("relative"), me));
         assert!(!confirms(&d.path().join("missing"), me));
+    }
+
+    #[test]
+    fn a_namespace_a_user_made_is_owned_by_that_user_and_the_initial_one_by_nobody() {
+        assert_eq!(owner_of(std::process::id() as i32), None);
+        assert_eq!(owner_of(-1), None);
+        if !in_initial_userns() {
+            return;
+        }
+        // `unshare --user` as this uid: its namespace is ours.
+        let mut c = match std::process::Command::new("unshare")
+            .args(["--user", "sleep", "30"])
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(_) => return,
+        };
+        let pid = c.id() as i32;
+        let me = nix::unistd::geteuid().as_raw();
+        let mut got = None;
+        for _ in 0..200 {
+            got = owner_of(pid);
+            if got.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        assert_eq!(got, Some(me));
     }
 
     #[test]
