@@ -347,3 +347,48 @@ fn sighup_makes_the_agent_refresh_every_served_container_now() {
         "{log}"
     );
 }
+
+/// No `refresh`, but a source that says its files expire in 10 s: the
+/// agent refreshes before then (10% of the time left, here 1 s, early), and
+/// the refresh records the expiry the source gives then, so the next one
+/// follows it.
+#[test]
+fn the_agent_refreshes_before_the_expiry_a_source_gives() {
+    if !util::e2e_ready("runc") {
+        return;
+    }
+    let st = Setup::new("");
+    let wasm = st.w.dir.path().join("expiring.wasm");
+    std::fs::copy(util::guest("hostile"), &wasm).unwrap();
+    let pin = util::sha256_file(&wasm);
+    st.w.append_config(&format!(
+        "[[source]]\nname = \"expiring\"\nplugin = {wasm:?}\nsha256 = {pin:?}\n\
+         config = {{ mode = \"expires\", count = \"1\", expires_in = \"10\" }}\n"
+    ));
+    let cfg = privy::config::Config::load(&st.w.config, true).unwrap();
+    let recorded = |id: &str| {
+        privy::hook::served(&cfg, id)
+            .unwrap()
+            .expect("a record")
+            .expires
+            .expect("an expiry")
+    };
+    let _d = st.daemon();
+    let r = Runc::start(&st.w, Bundle::new("while true; do sleep 1; done"));
+    let first = recorded(r.id());
+    let t = Instant::now();
+    wait_until("the agent refreshed before the expiry", 20, || {
+        recorded(r.id()) > first
+    });
+    // Before the expiry (10 s after it was recorded), not at once.
+    let took = t.elapsed();
+    assert!(
+        (Duration::from_secs(5)..Duration::from_secs(11)).contains(&took),
+        "refreshed {took:?} after the start"
+    );
+    // ... and again before the new one.
+    let second = recorded(r.id());
+    wait_until("the agent refreshed before the next expiry", 20, || {
+        recorded(r.id()) > second
+    });
+}
