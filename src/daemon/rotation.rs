@@ -34,7 +34,8 @@
 //! **Failures.** A source that fails leaves the files as they were (the
 //! child is never run), logs one line naming the container, the source
 //! and the cause, emits a `refresh-failed` audit event, and is tried again
-//! at the next slot, not sooner. A container that stopped (pid gone or
+//! at the next slot, not sooner (a container with an expiry and no
+//! interval: [`EXPIRY_RETRY`] later). A container that stopped (pid gone or
 //! reused) is never entered and is forgotten without a line, until its
 //! record changes.
 //!
@@ -59,6 +60,9 @@ pub const WORKERS: usize = 4;
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 /// The most an expiry brings a refresh forward (see [`expiry_due`]).
 pub const EXPIRY_MARGIN_MAX_SECS: u64 = 60;
+/// When a refresh for an expiry failed and no interval will try again:
+/// how long until the next attempt.
+pub const EXPIRY_RETRY: Duration = Duration::from_secs(10);
 
 // ---- the schedule, pure ------------------------------------------------
 
@@ -156,27 +160,38 @@ struct Sched {
     expiry_seen: u64,
     /// An expiry already refreshed for.
     expiry_done: Option<u64>,
+    /// Another attempt (ms), after a refresh for an expiry failed and no
+    /// interval slot will come ([`EXPIRY_RETRY`] later).
+    retry_ms: Option<u64>,
+}
+
+/// Why a container is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Slot,
+    Expiry,
+    Retry,
 }
 
 impl Sched {
-    /// When it is due (ms), and whether because of its expiry.
-    fn due(&self, now_ms: u64, now_unix: u64) -> Option<(u64, bool)> {
+    /// When it is due (ms), and why: the earliest of its interval slot,
+    /// its expiry's due time and a retry.
+    fn due(&self, now_ms: u64, now_unix: u64) -> Option<(u64, Why)> {
         let slot = self
             .interval_ms
-            .map(|i| next_slot(self.last_ms, self.phase_ms, i));
+            .map(|i| (next_slot(self.last_ms, self.phase_ms, i), Why::Slot));
         let expiry = self
             .expires
             .filter(|e| self.expiry_done != Some(*e))
             .map(|e| {
                 let at = expiry_due(e, self.expiry_seen);
-                now_ms + at.saturating_sub(now_unix) * 1000
+                (now_ms + at.saturating_sub(now_unix) * 1000, Why::Expiry)
             });
-        match (slot, expiry) {
-            (Some(s), Some(e)) if e < s => Some((e, true)),
-            (Some(s), _) => Some((s, false)),
-            (None, Some(e)) => Some((e, true)),
-            (None, None) => None,
-        }
+        let retry = self.retry_ms.map(|t| (t, Why::Retry));
+        [slot, expiry, retry]
+            .into_iter()
+            .flatten()
+            .min_by_key(|d| d.0)
     }
 }
 
@@ -320,19 +335,20 @@ impl Scheduler {
                 if e.busy {
                     continue;
                 }
-                let Some((due, by_expiry)) = s.due(now_ms, now_unix) else {
+                let Some((due, why)) = s.due(now_ms, now_unix) else {
                     continue;
                 };
                 if due > now_ms {
                     wake = wake.min(self.origin + Duration::from_millis(due));
                     continue;
                 }
-                if by_expiry {
-                    s.expiry_done = s.expires;
-                } else if let Some(i) = s.interval_ms {
+                match (why, s.interval_ms) {
+                    (Why::Expiry, _) => s.expiry_done = s.expires,
+                    (Why::Retry, _) => s.retry_ms = None,
                     // Late by more than half an interval (a stall): the
                     // next slot is still ahead, not at once again.
-                    s.last_ms = due.max(now_ms.saturating_sub(i / 2));
+                    (Why::Slot, Some(i)) => s.last_ms = due.max(now_ms.saturating_sub(i / 2)),
+                    (Why::Slot, None) => {}
                 }
                 e.busy = true;
                 if jobs.send(id.clone()).is_err() {
@@ -373,15 +389,28 @@ impl Scheduler {
     }
 
     fn done(&mut self, id: &str, result: Result<rotate::Changes, RotateError>) {
+        let now_ms = self.now_ms();
         let Some(e) = self.entries.get_mut(id) else {
             return;
         };
         e.busy = false;
-        if let Err(err) = &result {
-            if err.is_stopped() {
-                e.kind = Kind::Gone;
-            } else if matches!(err, RotateError::Ticketed { .. }) {
-                e.kind = Kind::Ticketed;
+        match &result {
+            Err(err) if err.is_stopped() => e.kind = Kind::Gone,
+            Err(RotateError::Ticketed { .. }) => e.kind = Kind::Ticketed,
+            Err(RotateError::Busy { .. }) => {}
+            Err(_) => {
+                // A failed refresh for an expiry is tried again at the next
+                // slot; without one, after a pause (never in a tight loop).
+                if let Kind::Live(s) = &mut e.kind {
+                    if s.interval_ms.is_none() && s.expires.is_some() {
+                        s.retry_ms = Some(now_ms + EXPIRY_RETRY.as_millis() as u64);
+                    }
+                }
+            }
+            Ok(_) => {
+                if let Kind::Live(s) = &mut e.kind {
+                    s.retry_ms = None;
+                }
             }
         }
     }
@@ -625,6 +654,7 @@ mod tests {
         assert!(expiry_due(1_009, 1_000) <= 1_009);
 
         let at = |s: &Sched, now_ms, now_unix| s.due(now_ms, now_unix);
+        use Why::{Expiry, Retry, Slot};
         let mut s = Sched {
             interval_ms: Some(60_000),
             phase_ms: 30_000,
@@ -635,20 +665,26 @@ mod tests {
         };
         // Interval slot at 30 s; the expiry (due at unix 1090, 90 s from
         // now at unix 1000) is later: the slot wins.
-        assert_eq!(at(&s, 0, 1_000), Some((30_000, false)));
+        assert_eq!(at(&s, 0, 1_000), Some((30_000, Slot)));
         // Expiry sooner than the slot: it wins.
         s.expires = Some(1_020);
-        assert_eq!(at(&s, 0, 1_000), Some((18_000, true)));
+        assert_eq!(at(&s, 0, 1_000), Some((18_000, Expiry)));
         // Acted on, and not moved by the refresh: the slot again.
         s.expiry_done = Some(1_020);
-        assert_eq!(at(&s, 0, 1_000), Some((30_000, false)));
+        assert_eq!(at(&s, 0, 1_000), Some((30_000, Slot)));
         // No interval: the expiry alone, or nothing.
         let mut e = Sched {
             expires: Some(1_100),
             expiry_seen: 1_000,
             ..Sched::default()
         };
-        assert_eq!(at(&e, 5_000, 1_000), Some((95_000, true)));
+        assert_eq!(at(&e, 5_000, 1_000), Some((95_000, Expiry)));
+        // Its refresh for the expiry failed: a retry, and only that.
+        e.expiry_done = e.expires;
+        e.retry_ms = Some(15_000);
+        assert_eq!(at(&e, 5_000, 1_000), Some((15_000, Retry)));
+        e.retry_ms = None;
+        assert_eq!(at(&e, 5_000, 1_000), None);
         e.expires = None;
         assert_eq!(at(&e, 5_000, 1_000), None);
     }
