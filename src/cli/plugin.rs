@@ -184,6 +184,7 @@ fn plugin_run(cli: &Cli, a: &PluginRunArgs) -> Result<()> {
         // Run as given: no owner or digest check (it is not installed).
         plugin: PluginRef::Inline(wasm.into()),
         required: true,
+        refresh: None,
         when: None,
         grant: Grant {
             dirs: a.grant_dirs.clone(),

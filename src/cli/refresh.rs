@@ -42,15 +42,7 @@ pub(super) fn execute(cli: &Cli, a: &RefreshArgs) -> Result<Outcome> {
             Err(e) => {
                 // `--all` walks every record: a stopped container whose
                 // poststop has not run yet is no failure.
-                if a.all
-                    && matches!(
-                        &e,
-                        crate::pipeline::rotate::RotateError::Apply {
-                            error: crate::pipeline::refresh::RefreshError::Stopped { .. },
-                            ..
-                        }
-                    )
-                {
+                if a.all && e.is_stopped() {
                     continue;
                 }
                 tracing::error!("refresh failed: {e}");

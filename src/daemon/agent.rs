@@ -41,7 +41,9 @@ use super::store::Caller;
 use crate::config::{Config, PluginRef};
 use crate::pipeline::check::Checked;
 use crate::pipeline::fetch::Plugins;
+use crate::pipeline::gather::{gather_with, GatherError, Gathered};
 use crate::pipeline::plan::{self, PlannedSource};
+use crate::pipeline::request::Request;
 use crate::plugin::{Plugin, PluginError, PluginHost};
 use base64::Engine as _;
 use std::collections::HashMap;
@@ -255,6 +257,37 @@ impl Agent {
         }
     }
 
+    /// Gather what `planned` gives `req` with `warm`'s plugins, on this
+    /// thread (a blocking one: never a runtime worker), on a runtime of its
+    /// own, holding one pool slot per source (a burst waits for slots). A
+    /// source granted `daemon = true` claims from this agent's socket.
+    /// Serving hooks and the refresh scheduler ([`super::rotation`]) share it.
+    pub fn gather_blocking(
+        &self,
+        warm: &Warm,
+        mut planned: Vec<PlannedSource>,
+        req: &Request,
+    ) -> Result<Gathered, GatherError> {
+        if let Some(sock) = &self.source.socket {
+            for p in planned.iter_mut().filter(|p| p.daemon.is_some()) {
+                p.daemon = Some(sock.clone());
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(GatherError::Runtime)?;
+        rt.block_on(async {
+            let n = (planned.len() as u32).clamp(1, SLOTS);
+            let _slots = self
+                .permits
+                .acquire_many(n)
+                .await
+                .map_err(|e| GatherError::Runtime(std::io::Error::other(e)))?;
+            gather_with(&warm.host, warm, &warm.cfg, planned, req).await
+        })
+    }
+
     /// Answer one hook's request (`POST /v1/hook`).
     pub async fn serve(
         self: &Arc<Self>,
@@ -293,7 +326,6 @@ impl Agent {
         // workers: a source granted `daemon = true` claims its ticket from
         // this very process over the socket with a blocking call, which
         // must never hold a worker the claim's own answer needs.
-        let permits = self.permits.clone();
         let who = caller.clone();
         let result = tokio::task::spawn_blocking(move || {
             me.refresh(false);
@@ -305,27 +337,10 @@ impl Agent {
             .ok_or("could not take the caller's filesystem ids to read its bundle")?
             .map_err(|e| e.to_string())?;
             req.caller = crate::pipeline::request::Caller::for_uid(who.uid);
-            let mut planned = plan::plan(&warm.cfg, &req);
-            if let Some(sock) = &me.source.socket {
-                for p in planned.iter_mut().filter(|p| p.daemon.is_some()) {
-                    p.daemon = Some(sock.clone());
-                }
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .map_err(|e| format!("async runtime: {e}"))?;
-            rt.block_on(async {
-                let n = (planned.len() as u32).clamp(1, SLOTS);
-                let _slots = permits
-                    .acquire_many(n)
-                    .await
-                    .map_err(|e| format!("agent: {e}"))?;
-                crate::pipeline::gather::gather_with(&warm.host, &*warm, &warm.cfg, planned, &req)
-                    .await
-                    .map(|g| (req.container_id.clone(), g))
-                    .map_err(|e| e.to_string())
-            })
+            let planned = plan::plan(&warm.cfg, &req);
+            me.gather_blocking(&warm, planned, &req)
+                .map(|g| (req.container_id.clone(), g))
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| ApiError(500, format!("agent: {e}")))?;

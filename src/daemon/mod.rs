@@ -33,7 +33,8 @@
 //! Modules: [`listen`] (the socket and who connects), [`http`] (the
 //! protocol), [`api`] (routes and handlers), [`store`] (tickets and per-uid
 //! usage), [`admission`] (connection caps), [`rights`] (bundle checks with
-//! a claimant's own rights), [`proto`] (the types both ends agree on),
+//! a claimant's own rights), [`rotation`] (refreshing served containers on
+//! a schedule and on SIGHUP), [`proto`] (the types both ends agree on),
 //! [`client`] (the blocking client every other part of privy uses).
 
 pub use privy_core::daemon::{client, proto};
@@ -44,6 +45,7 @@ pub mod api;
 pub mod http;
 pub mod listen;
 pub mod rights;
+pub mod rotation;
 pub mod store;
 
 use crate::config::Config;
@@ -206,7 +208,8 @@ fn refuse(stream: tokio::net::UnixStream, msg: &str) {
 
 /// Run the daemon until SIGTERM or SIGINT: the uploads' holder and the
 /// node agent ([`agent`]) for the config at `config` (its path, and
-/// whether it was named). SIGHUP reloads the config and every plugin.
+/// whether it was named). SIGHUP reloads the config and every plugin, then
+/// refreshes every served container ([`rotation`]).
 pub fn serve(cfg: &Config, config: (PathBuf, bool), listen: Listen) -> Result<(), DaemonError> {
     crate::sys::process::harden();
     tune_allocator();
@@ -280,7 +283,10 @@ pub fn serve(cfg: &Config, config: (PathBuf, bool), listen: Listen) -> Result<()
         let listener =
             tokio::net::UnixListener::from_std(std_listener).map_err(DaemonError::Runtime)?;
         let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep_every));
-        let watcher = tokio::spawn(watch_config(agent.clone()));
+        // Refreshing enters containers' mount namespaces: real root only.
+        let rotation = crate::sys::userns::is_real_root()
+            .then(|| rotation::Rotation::start(agent.clone(), PathBuf::from("/proc/self/exe")));
+        let watcher = tokio::spawn(watch_config(agent.clone(), rotation));
         tracing::info!(socket = %shown, "privy daemon listening");
         let stop = shutdown_signal();
         tokio::pin!(stop);
@@ -397,7 +403,8 @@ fn gone_bundles(bundles: Vec<(PathBuf, Caller)>) -> std::collections::HashSet<(P
 
 /// Reload the agent on SIGHUP, and when the config or a plugin file
 /// changed (checked every second; requests check again before they run).
-async fn watch_config(agent: Arc<agent::Agent>) {
+/// After a SIGHUP's reload, every served container is refreshed now.
+async fn watch_config(agent: Arc<agent::Agent>, rotation: Option<rotation::Rotation>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).expect("signal handler");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -411,6 +418,9 @@ async fn watch_config(agent: Arc<agent::Agent>) {
         }
         let a = agent.clone();
         let _ = tokio::task::spawn_blocking(move || a.refresh(force)).await;
+        if let (true, Some(r)) = (force, &rotation) {
+            r.refresh_all();
+        }
     }
 }
 

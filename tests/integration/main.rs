@@ -45,6 +45,10 @@
 //! - `agent`: the node agent and the thin hook (`privy-hook`) on runc,
 //!   crun and podman: served warm, without an agent, an agent stopped,
 //!   killed, restarted or dying mid-answer, reload, who is served.
+//! - `rotation`: refreshing a running container's files: the refresh child
+//!   against the kernel (atomic renames, readers, inotify, room, a stopped
+//!   pid), `privy refresh` on runc, and the agent's scheduler (`refresh`
+//!   intervals, SIGHUP, a failing OpenBao, the lock) on runc and podman.
 //!
 //! With `PRIVY_E2E_REQUIRED=1` (CI sets it) every such skip is a failure.
 //!

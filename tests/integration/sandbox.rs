@@ -786,6 +786,7 @@ fn l5_a_source_never_sees_another_sources_files() {
         name: "hostile".into(),
         plugin: PluginRef::Inline(wasm.clone()),
         required,
+        refresh: None,
         when: None,
         grant: Grant {
             dirs: vec![mine.path().to_owned()],

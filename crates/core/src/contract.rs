@@ -61,12 +61,15 @@ pub const SYSTEMD_UNITS: [&str; 2] = ["privy.socket", "privy.service"];
 /// Prefix of every ticket, so a stray one is recognisable in a script.
 pub const TICKET_PREFIX: &str = "pvt_";
 
-/// The log target of audit events, and the messages of its three events.
+/// The log target of audit events, and the messages of its events.
 pub const AUDIT_TARGET: &str = "privy::audit";
 pub const EVENT_INJECTED: &str = "injected";
 pub const EVENT_OVERRIDE: &str = "override";
 /// The audit event of a rotation: what changed in a running container.
 pub const EVENT_REFRESHED: &str = "refreshed";
+/// The audit event of a refresh that failed: the container, the source
+/// (when one failed) and the cause; its files were left as they were.
+pub const EVENT_REFRESH_FAILED: &str = "refresh-failed";
 
 /// Whether a container is started to run (`run`) or as an image build's
 /// RUN step (`build`): what `when.stage`, `--stage` and the WIT request

@@ -4,6 +4,11 @@
 //! tmpfs there (`inject_into`), then the refresh child (the real `privy
 //! refresh-apply`, fed over a pipe) applies new sets. What the container
 //! sees is read through `/proc/PID/root`, which walks its namespace.
+//!
+//! [`scheduled`]: the node agent's scheduler with real runc and podman
+//! containers started through privy's hook, OpenBao and host-dir sources.
+
+mod scheduled;
 
 use crate::util;
 use privy::check::CheckedFile;
@@ -116,6 +121,38 @@ fn ready() -> bool {
         return false;
     }
     true
+}
+
+/// A runc container started detached through privy's hooks installed in
+/// its bundle ([`util::Bundle::run_detached`]), with the bundle it runs
+/// from; deleted (poststop runs) when dropped, before its bundle goes.
+pub struct Runc {
+    running: util::Running,
+    /// Kept until the container is deleted.
+    _bundle: util::Bundle,
+    pub pid: i32,
+}
+
+impl Runc {
+    pub fn start(w: &util::World, bundle: util::Bundle) -> Runc {
+        bundle.install(w);
+        let running = bundle.run_detached("runc");
+        let pid = running.pid;
+        Runc {
+            running,
+            _bundle: bundle,
+            pid,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.running.id
+    }
+
+    /// `rel` below `/run/private`, as the container sees it.
+    pub fn seen(&self, rel: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root/run/private/{rel}", self.pid))
+    }
 }
 
 fn host_mounts() -> usize {

@@ -37,6 +37,11 @@ impl Setup {
 
     /// With `daemon_keys` (TOML lines) added to the `[daemon]` table.
     pub fn with_daemon_keys(extra_top: &str, daemon_keys: &str) -> Setup {
+        Setup::with_keys(extra_top, daemon_keys, "")
+    }
+
+    /// ... and `source_keys` (TOML lines) added to the `host-dir` source.
+    pub fn with_keys(extra_top: &str, daemon_keys: &str, source_keys: &str) -> Setup {
         let sockdir = tempfile::Builder::new()
             .prefix("privy-sock-")
             .tempdir()
@@ -45,7 +50,7 @@ impl Setup {
         let socket = sockdir.path().join("privy.sock");
         let w = World::new(
             &format!("{extra_top}\n[daemon]\nsocket = {socket:?}\nsweep_secs = 1\n{daemon_keys}\n"),
-            "",
+            source_keys,
         );
         let shm = tempfile::Builder::new()
             .prefix("privy-up-")
@@ -166,7 +171,7 @@ fn ticket_of(name: &str) -> String {
     text(&out.stdout).trim().to_string()
 }
 
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");

@@ -70,13 +70,13 @@ fn vault() -> &'static Plugin {
 
 /// A vault source for `b`, allowed `allow`.
 #[derive(Clone)]
-struct Src {
+pub(crate) struct Src {
     grant: Grant,
     config: BTreeMap<String, String>,
 }
 
 impl Src {
-    fn new(b: &Bao, allow: &str) -> Src {
+    pub(crate) fn new(b: &Bao, allow: &str) -> Src {
         let mut grant = Grant {
             hosts: vec![b.host().parse().unwrap()],
             files: vec![b.token_file()],
@@ -171,7 +171,8 @@ impl Src {
         self.toml_when(required, "when = { annotation = \"io.privy.vault\" }\n")
     }
 
-    fn toml_when(&self, required: bool, when: &str) -> String {
+    /// `when` is TOML lines of the source's own table (a `when`, a `refresh`).
+    pub(crate) fn toml_when(&self, required: bool, when: &str) -> String {
         let config: Vec<String> = self
             .config
             .iter()

@@ -131,6 +131,7 @@ impl Catalog {
             name: b.name.clone(),
             plugin: PluginRef::Embedded(b.name.clone()),
             required: true,
+            refresh: None,
             when: Some(When {
                 annotation: Some(crate::contract::ANNOTATION_TICKET.into()),
                 ..When::default()

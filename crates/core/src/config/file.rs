@@ -176,6 +176,11 @@ pub struct SourceFile {
     /// Whether a failure stops the container (true) or is logged and skipped (false).
     #[serde(default = "yes")]
     pub required: bool,
+    /// How often the node agent gives running containers this source's
+    /// current files (`30s`, `5m`, `1h30m`; at least `1s`). Absent: only at
+    /// start, on `privy refresh` and on SIGHUP to the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
     /// Run only for containers that match; absent means every container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<WhenFile>,

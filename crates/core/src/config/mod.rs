@@ -14,12 +14,14 @@
 //! `/run/private`).
 
 pub mod builtin;
+pub mod duration;
 pub mod file;
 pub mod glob;
 pub mod grant;
 pub mod users;
 
 use crate::contract::Stage;
+use crate::shown;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,10 @@ pub use file::{
 };
 pub use grant::HostPort;
 pub use users::UserMatch;
+
+/// The shortest `refresh` a source may set: a refresh re-runs the plugin
+/// and enters the container, so below a second it would only burn CPU.
+pub const MIN_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The host directory the default `host-dir` source reads.
 pub const DEFAULT_PRIVATE_DIR: &str = "/etc/privy/private.d";
@@ -80,6 +86,9 @@ pub struct SourceConfig {
     pub plugin: PluginRef,
     /// Whether a failure stops the container (true) or is logged and skipped.
     pub required: bool,
+    /// How often the node agent refreshes running containers' files from
+    /// this source; `None`: never on its own (see `daemon::rotation`).
+    pub refresh: Option<std::time::Duration>,
     /// Run only for containers that match; `None`: every container.
     pub when: Option<When>,
     pub grant: Grant,
@@ -229,6 +238,10 @@ impl SourceConfig {
             name: s.name.clone(),
             plugin,
             required: s.required,
+            refresh: s
+                .refresh
+                .as_deref()
+                .map(|r| duration::parse(r).expect("checked")),
             when: s.when.as_ref().map(|w| When {
                 annotation: w.annotation.clone(),
                 value: w.value.clone(),
@@ -262,6 +275,7 @@ impl From<&SourceConfig> for SourceFile {
             plugin: s.plugin.as_written(),
             sha256: s.plugin.sha256().map(str::to_owned),
             required: s.required,
+            refresh: s.refresh.map(duration::format),
             when: s.when.as_ref().map(|w| WhenFile {
                 annotation: w.annotation.clone(),
                 value: w.value.clone(),
@@ -518,6 +532,20 @@ impl Config {
                 for (j, u) in w.users.iter().flatten().enumerate() {
                     UserMatch::try_from(u.clone())
                         .map_err(|e| invalid(key(&format!("when.users[{j}]")), e))?;
+                }
+            }
+            if let Some(r) = &s.refresh {
+                let d = duration::parse(r)
+                    .map_err(|e| invalid(key("refresh"), format!("{} {e}", shown::shown(r))))?;
+                if d < MIN_REFRESH {
+                    return Err(invalid(
+                        key("refresh"),
+                        format!(
+                            "{} is shorter than the minimum, {}",
+                            shown::shown(r),
+                            duration::format(MIN_REFRESH)
+                        ),
+                    ));
                 }
             }
             for (j, d) in s.grant.dirs.iter().enumerate() {
@@ -851,6 +879,42 @@ mod tests {
             let e = parse(text).expect_err(text).to_string();
             assert!(e.contains(&format!("`{key}`")), "{text:?} gave {e}");
         }
+    }
+
+    #[test]
+    fn refresh_is_a_duration_of_at_least_a_second_shown_canonically() {
+        let c = parse("[[source]]\nname='a'\nplugin='host-dir'\nrefresh='90s'\n").unwrap();
+        assert_eq!(
+            c.sources[0].refresh,
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert!(c.effective_toml().contains("refresh = \"1m30s\""));
+        assert_eq!(parse(&c.effective_toml()).unwrap().sources, c.sources);
+        let c = parse("[[source]]\nname='a'\nplugin='host-dir'\n").unwrap();
+        assert_eq!(c.sources[0].refresh, None);
+        assert!(!c.effective_toml().contains("refresh"));
+        for (bad, why) in [
+            ("'5'", "without a unit"),
+            ("'0s'", "shorter than the minimum, 1s"),
+            ("'soon'", "without a number"),
+            ("'1.5h'", "not a unit"),
+        ] {
+            let e = parse(&format!(
+                "[[source]]\nname='a'\nplugin='host-dir'\n[[source]]\nname='b'\nplugin='host-dir'\nrefresh={bad}\n"
+            ))
+            .expect_err(bad)
+            .to_string();
+            assert!(
+                e.starts_with("config key `source[1].refresh`:") && e.contains(why),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
+        }
+        // A number where a string belongs is serde's error, naming the key.
+        let e = parse("[[source]]\nname='a'\nplugin='host-dir'\nrefresh=5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("refresh") || e.contains("string"), "{e}");
     }
 
     #[test]

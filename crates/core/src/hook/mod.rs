@@ -196,6 +196,19 @@ fn state_file(id: &str) -> String {
     format!("{id}.json")
 }
 
+/// The file a refresh of container `id` holds an exclusive `flock` on, so
+/// the node agent and `privy refresh` never refresh one container at the
+/// same time: next to its state file (`ID.lock`), removed by poststop.
+/// `None` when privy keeps no state for it.
+pub fn refresh_lock(cfg: &Config, id: &str) -> Option<PathBuf> {
+    state_path(cfg, id).map(|p| p.with_extension("lock"))
+}
+
+/// Where container `id`'s state file is, if privy keeps one here.
+pub fn state_path(cfg: &Config, id: &str) -> Option<PathBuf> {
+    state::find(cfg, &state_file(id))
+}
+
 /// The `createRuntime` hook: what `gatherer` gives the container named by
 /// the OCI state on `stdin`, put into it.
 pub fn create_runtime(
@@ -386,6 +399,8 @@ pub fn poststop(cfg: &Config, stdin: &[u8]) -> Result<(), HookError> {
     };
     let mut os = RealOs::new().map_err(state_err)?;
     materialize::cleanup(&mut os, &st.root, &st.created).map_err(state_err)?;
+    // A refresh may have left its lock file (empty); gone with the state.
+    let _ = std::fs::remove_file(path.with_extension("lock"));
     std::fs::remove_file(&path).map_err(|error| HookError::State { path, error })?;
     tracing::debug!(container = %state.id, removed = ?st.created, "poststop cleaned up");
     Ok(())

@@ -6,7 +6,7 @@
 
 use crate::contract::{Stage, AUDIT_TARGET, EVENT_INJECTED, EVENT_OVERRIDE};
 use crate::logging::Level;
-use crate::pipeline::check::Checked;
+use crate::pipeline::check::{Checked, CheckedFile};
 use crate::pipeline::request::Request;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -87,6 +87,25 @@ impl Auditor {
         mac.update(data);
         let out = mac.finalize().into_bytes();
         format!("hmac-sha256:{}", hex::encode(&out[..8]))
+    }
+
+    /// One keyed fingerprint of a whole file set (every path, mode, size
+    /// and content, in path order), all 32 bytes: what a refresh compares
+    /// to know that a container already has exactly this set.
+    pub fn set_fingerprint(&self, files: &[CheckedFile]) -> String {
+        let mut mac =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key[..]).expect("any key length");
+        let mut sorted: Vec<&CheckedFile> = files.iter().collect();
+        sorted.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+        for f in sorted {
+            let data = f.data.expose();
+            mac.update(&(f.path.as_str().len() as u64).to_le_bytes());
+            mac.update(f.path.as_str().as_bytes());
+            mac.update(&f.mode.to_le_bytes());
+            mac.update(&(data.len() as u64).to_le_bytes());
+            mac.update(data);
+        }
+        format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
     }
 }
 
@@ -246,6 +265,37 @@ pub fn emit(auditor: &Auditor, req: &Request, checked: &Checked, target: &str, t
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_fingerprint_is_keyed_order_free_and_sees_every_path_mode_and_byte() {
+        use crate::secret::{RelPath, Secret};
+        let f = |p: &str, d: &[u8], mode: u32| CheckedFile {
+            path: RelPath::new(p).unwrap(),
+            data: Secret::new(d.to_vec()),
+            mode,
+            source: "s".into(),
+        };
+        let a = Auditor::with_key([1; 32]);
+        let set = a.set_fingerprint(&[f("x", b"1", 0o400), f("y", b"2", 0o400)]);
+        assert_eq!(
+            set,
+            a.set_fingerprint(&[f("y", b"2", 0o400), f("x", b"1", 0o400)])
+        );
+        for other in [
+            vec![f("x", b"1", 0o400), f("y", b"3", 0o400)],
+            vec![f("x", b"1", 0o440), f("y", b"2", 0o400)],
+            vec![f("x", b"1", 0o400), f("z", b"2", 0o400)],
+            vec![f("x", b"12", 0o400)],
+            vec![f("x", b"1", 0o400)],
+        ] {
+            assert_ne!(set, a.set_fingerprint(&other));
+        }
+        assert_ne!(
+            set,
+            Auditor::with_key([2; 32]).set_fingerprint(&[f("x", b"1", 0o400), f("y", b"2", 0o400)])
+        );
+        assert!(set.starts_with("hmac-sha256:") && set.len() == 12 + 64);
+    }
 
     #[test]
     fn fingerprints_are_keyed_stable_and_not_the_value() {

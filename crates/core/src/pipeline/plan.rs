@@ -16,6 +16,9 @@ pub struct PlannedSource {
     pub name: String,
     pub plugin: PluginRef,
     pub required: bool,
+    /// How often the node agent refreshes what it gave (the config's
+    /// `refresh`); `None`: never on its own.
+    pub refresh: Option<std::time::Duration>,
     pub precedence: Precedence,
     pub grant: Grant,
     pub config: BTreeMap<String, String>,
@@ -126,6 +129,7 @@ pub fn plan_source(src: &SourceConfig, limits: &Limits) -> PlannedSource {
         name: src.name.clone(),
         plugin,
         required: src.required,
+        refresh: src.refresh,
         precedence,
         grant: src.grant.clone(),
         config: src.config.clone(),
