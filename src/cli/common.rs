@@ -28,11 +28,16 @@ pub struct UploadSpecs {
 }
 
 pub(super) fn load_config(cli: &super::Cli) -> Result<Config> {
-    let (path, explicit) = match &cli.config {
+    let (path, explicit) = config_path(cli);
+    Ok(Config::load(&path, explicit)?)
+}
+
+/// The config file the command reads, and whether it was named.
+pub(super) fn config_path(cli: &super::Cli) -> (PathBuf, bool) {
+    match &cli.config {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from(contract::DEFAULT_CONFIG_PATH), false),
-    };
-    Ok(Config::load(&path, explicit)?)
+    }
 }
 
 /// The daemon client for `cfg`, or for `socket` when the command names one.

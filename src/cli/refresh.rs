@@ -1,5 +1,5 @@
 //! `privy refresh CONTAINER...|--all`: give running containers the current
-//! version of their files now (root). And the hidden `refresh-apply`, the
+//! version of their files now (root; or a rootless container's own user). And the hidden `refresh-apply`, the
 //! single-threaded child that enters one container and writes there.
 
 use super::{common, Cli, Outcome};
@@ -20,9 +20,11 @@ pub(super) fn execute(cli: &Cli, a: &RefreshArgs) -> Result<Outcome> {
     crate::sys::process::harden();
     let cfg = common::load_config(cli)?;
     super::logging::init(Some(&cfg), "info");
-    if !crate::sys::userns::is_real_root() {
-        bail!("privy refresh enters containers' mount namespaces: run it as root");
-    }
+    // Root refreshes what root's hooks served; a user, the rootless
+    // containers its own hooks served (their records are in the user's
+    // state directory, and the refresh child joins the container's user
+    // namespace, which the user owns).
+    let root = crate::sys::userns::is_real_root();
     let ids = if a.all {
         crate::pipeline::rotate::served_ids(&cfg)
     } else {
@@ -31,7 +33,18 @@ pub(super) fn execute(cli: &Cli, a: &RefreshArgs) -> Result<Outcome> {
     let exe = std::path::PathBuf::from("/proc/self/exe");
     let mut failed = 0usize;
     for id in &ids {
-        match crate::pipeline::rotate::refresh(&cfg, id, &exe) {
+        let result = if root {
+            crate::pipeline::rotate::refresh(&cfg, id, &exe)
+        } else {
+            crate::pipeline::rotate::refresh_with(
+                &cfg,
+                id,
+                &exe,
+                crate::pipeline::rotate::Wait::Block,
+                &mut |cfg, planned, req| via_agent(cli, cfg, planned, req),
+            )
+        };
+        match result {
             Ok(c) => outln!(
                 "{id}: {} changed, {} added, {} removed, {} unchanged",
                 c.changed.len(),
@@ -55,6 +68,45 @@ pub(super) fn execute(cli: &Cli, a: &RefreshArgs) -> Result<Outcome> {
         bail!("{failed} of {} containers not refreshed", ids.len());
     }
     Ok(Outcome::Success)
+}
+
+/// A user's refresh gathers through the node agent, as its hook did: the
+/// agent runs the sources `when.users` grants the user with its own
+/// rights. With no agent, the sources run here, as the user.
+fn via_agent(
+    cli: &Cli,
+    cfg: &crate::config::Config,
+    planned: Vec<crate::pipeline::plan::PlannedSource>,
+    req: &crate::pipeline::request::Request,
+) -> Result<crate::pipeline::gather::Gathered, crate::pipeline::gather::GatherError> {
+    use crate::daemon::client::{Client, ClientError};
+    use crate::pipeline::gather::{gather_planned, GatherError, Gathered};
+    let started = std::time::Instant::now();
+    let state = crate::oci::State {
+        id: req.container_id.clone(),
+        pid: req.pid,
+        bundle: req.bundle.clone(),
+        annotations: req.annotations.clone(),
+    };
+    let state = serde_json::to_vec(&state).expect("serializes");
+    let (path, _) = common::config_path(cli);
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let client = Client::new(
+        cfg.daemon.socket_path(),
+        std::time::Duration::from_millis(cfg.limits.plugin_timeout_ms.saturating_mul(2)),
+    );
+    match client.refresh_files(&state, Some(&path)) {
+        Ok(checked) => Ok(Gathered {
+            planned,
+            checked,
+            fetch_time: started.elapsed(),
+        }),
+        Err(ClientError::NotRunning(_)) => gather_planned(cfg, planned, req),
+        Err(ClientError::Api { status, .. }) if status == crate::daemon::proto::HOOK_NOT_SERVED => {
+            gather_planned(cfg, planned, req)
+        }
+        Err(e) => Err(GatherError::Agent(e.to_string())),
+    }
 }
 
 /// The refresh child: target and files on stdin, changes on stdout.

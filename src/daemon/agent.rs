@@ -321,6 +321,7 @@ impl Agent {
         check_container(caller.uid, peer_pid, pid).map_err(|e| ApiError(403, e))?;
         let me = self.clone();
         let hook_annotations = b.hook_annotations;
+        let all_required = b.refresh;
         let started = std::time::Instant::now();
         // The request is read, planned and gathered off the runtime's
         // workers: a source granted `daemon = true` claims its ticket from
@@ -337,7 +338,11 @@ impl Agent {
             .ok_or("could not take the caller's filesystem ids to read its bundle")?
             .map_err(|e| e.to_string())?;
             req.caller = crate::pipeline::request::Caller::for_uid(who.uid);
-            let planned = plan::plan(&warm.cfg, &req);
+            let mut planned = plan::plan(&warm.cfg, &req);
+            if all_required {
+                // A refresh: a failing source keeps the files as they are.
+                planned.iter_mut().for_each(|p| p.required = true);
+            }
             me.gather_blocking(&warm, planned, &req)
                 .map(|g| (req.container_id.clone(), g))
                 .map_err(|e| e.to_string())

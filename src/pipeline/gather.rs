@@ -36,6 +36,9 @@ pub enum GatherError {
     Check(#[from] CheckError),
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The node agent, asked for the files, said why not (its own line).
+    #[error("{0}")]
+    Agent(String),
 }
 
 /// Plan `req` and gather what it gets, with a plugin host made for this

@@ -727,3 +727,89 @@ fn l8_a_users_container_never_gets_a_ticket_that_is_not_the_users_own() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(!contains(&rl.st.w.log(), &secret));
 }
+
+#[test]
+fn rootless_the_user_refreshes_its_own_container_and_no_one_else_can() {
+    let (v1, v2) = (secret("rl-refresh-v1"), secret("rl-refresh-v2"));
+    let top = root_only_dir(&[("granted", "key", &v1)]);
+    let granted = top.path().join("granted");
+    let Some(rl) = Rl::new(&format!(
+        "[[source]]\nname = \"for-rl\"\nplugin = \"host-dir\"\ngrant.dirs = [{granted:?}]\nwhen = {{ users = [\"{USER}\"] }}\n"
+    )) else {
+        return;
+    };
+    let hooks = rl.hooks();
+    let o = run_as_user(&rl.podman_args(
+        &hooks,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            user_image(),
+            "sleep",
+            "600",
+        ],
+    ));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let id = text(&o.stdout).trim().to_string();
+    struct Rm(String);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = run_as_user(&["podman", "rm", "-f", "-t", "0", &self.0]);
+        }
+    }
+    let _rm = Rm(id.clone());
+    let read = || {
+        let o = run_as_user(&[
+            "podman",
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "sha256sum /run/private/key; stat -c '%u:%g %a' /run/private/key; grep ' /run/private ' /proc/mounts",
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    assert!(read().contains(&sha256_hex(&v1)));
+    std::fs::write(granted.join("key"), &v2).unwrap();
+    // Another uid has no record of it, and cannot refresh it.
+    let p = privy_for_anyone().display().to_string();
+    let o = as_nobody(
+        &[
+            p,
+            "--config".into(),
+            config_for_anyone(),
+            "refresh".into(),
+            id.clone(),
+        ],
+        &rl.st.socket,
+    );
+    assert!(!o.status.success());
+    assert!(read().contains(&sha256_hex(&v1)), "nobody changed it");
+    // The user refreshes its own container: the agent gives the root-only
+    // source (granted by when.users), the child joins the container's user
+    // namespace to replace the file.
+    let o = rl.privy(&["refresh", &id]);
+    assert!(
+        o.status.success(),
+        "{} {}",
+        text(&o.stderr),
+        std::fs::read_to_string(rl.st.w.dir.path().join("daemon.log")).unwrap_or_default()
+    );
+    assert!(text(&o.stdout).contains("1 changed"), "{}", text(&o.stdout));
+    let out = read();
+    assert!(out.contains(&sha256_hex(&v2)), "{out}");
+    assert!(out.contains("0:0 600"), "owner kept: {out}");
+    let mount = out.lines().find(|l| l.contains(" /run/private ")).unwrap();
+    for opt in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(mount.split([' ', ',']).any(|o| o == opt), "{opt}: {mount}");
+    }
+    for s in [&v1, &v2] {
+        assert!(!contains(&o.stdout, s) && !contains(&o.stderr, s));
+        assert!(!contains(&rl.st.w.log(), s));
+    }
+    rl.assert_not_on_disk(&v2);
+    assert_no_host_mount();
+}

@@ -465,13 +465,32 @@ impl Client {
         hook_annotations: Option<&str>,
         config: Option<&Path>,
     ) -> Result<crate::pipeline::check::Checked, ClientError> {
-        use crate::pipeline::check::{clean_mode, Checked, CheckedFile, Dropped, Override};
-        let body = serde_json::to_vec(&HookBody {
+        self.hook_body(&HookBody {
             state: String::from_utf8_lossy(state).into_owned(),
             hook_annotations: hook_annotations.map(str::to_owned),
             config: config.map(Path::to_path_buf),
+            refresh: false,
         })
-        .expect("serializes");
+    }
+
+    /// The checked files for a refresh of running container (its OCI
+    /// `state`): as [`Client::hook`], with every source required.
+    pub fn refresh_files(
+        &self,
+        state: &[u8],
+        config: Option<&Path>,
+    ) -> Result<crate::pipeline::check::Checked, ClientError> {
+        self.hook_body(&HookBody {
+            state: String::from_utf8_lossy(state).into_owned(),
+            hook_annotations: None,
+            config: config.map(Path::to_path_buf),
+            refresh: true,
+        })
+    }
+
+    fn hook_body(&self, b: &HookBody) -> Result<crate::pipeline::check::Checked, ClientError> {
+        use crate::pipeline::check::{clean_mode, Checked, CheckedFile, Dropped, Override};
+        let body = serde_json::to_vec(b).expect("serializes");
         let r = self.check(self.send("POST", "/v1/hook", Some(&body))?)?;
         #[derive(serde::Deserialize)]
         struct F<'a> {

@@ -89,6 +89,12 @@ pub struct HookBody {
     /// files planned by a config it was not given.
     #[serde(default)]
     pub config: Option<std::path::PathBuf>,
+    /// For `privy refresh` of a running container, not a start: every
+    /// source counts as required, so a source that fails leaves the
+    /// container's files as they are instead of being skipped (which
+    /// would take its files away).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh: bool,
 }
 
 /// The agent's status for "ask in process instead": it does not serve this

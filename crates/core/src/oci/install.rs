@@ -293,9 +293,16 @@ NoNewPrivileges=yes
 # container bundles. CAP_SYS_PTRACE: reading another uid's /proc/PID/ns
 # (a rootless container's mount and user namespaces, which the agent
 # checks before it serves that user's hook) needs ptrace-read access.
-CapabilityBoundingSet=CAP_IPC_LOCK CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID CAP_SYS_PTRACE
+# The refresh child (`privy refresh-apply`, run by the agent's schedule and
+# on SIGHUP) enters a container's mount namespace and writes its private
+# tmpfs through a detached copy: setns (CAP_SYS_ADMIN, CAP_SYS_CHROOT),
+# open_tree/move_mount/mount_setattr/fspick (CAP_SYS_ADMIN, @mount), files
+# in the container user's directories with that user as owner (CAP_CHOWN,
+# CAP_FOWNER, CAP_DAC_OVERRIDE). Only that child, single-threaded with an
+# empty environment, uses them; it may join mount namespaces and no other.
+CapabilityBoundingSet=CAP_IPC_LOCK CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID CAP_SYS_PTRACE CAP_SYS_ADMIN CAP_SYS_CHROOT CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE
 LockPersonality=yes
-RestrictNamespaces=yes
+RestrictNamespaces=mnt
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
 ProtectKernelTunables=yes
@@ -305,7 +312,7 @@ ProtectControlGroups=yes
 ProtectClock=yes
 ProtectHostname=yes
 SystemCallArchitectures=native
-SystemCallFilter=@system-service
+SystemCallFilter=@system-service @mount
 SystemCallErrorNumber=EPERM
 UMask=0077
 # A restart loses every upload, by design: containers that need one fail

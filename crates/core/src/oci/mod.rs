@@ -33,7 +33,7 @@ pub enum OciError {
 }
 
 /// The container state a runtime writes to a hook's stdin.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 pub struct State {
     /// Container id.
     pub id: String,

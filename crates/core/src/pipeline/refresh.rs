@@ -621,6 +621,15 @@ pub fn apply(t: &Target, files: &[CheckedFile]) -> Result<Changes, RefreshError>
     // Handles first, then the start time: if it still matches, the
     // handles are the recorded process's (a reused pid starts later).
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).map_err(|_| stopped(None))?;
+    // A user refreshing its own rootless container is not root here: it
+    // first joins the container's user namespace, which it owns and where
+    // it so has the rights to enter and change that namespace's mounts.
+    // Real root needs no such step (and is not made to take one).
+    let userns = if crate::sys::userns::is_real_root() {
+        None
+    } else {
+        Some(std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|_| stopped(None))?)
+    };
     let root =
         sys::open_dir_path(Path::new(&format!("/proc/{pid}/root"))).map_err(|_| stopped(None))?;
     match sys::process::start_time(pid) {
@@ -632,6 +641,14 @@ pub fn apply(t: &Target, files: &[CheckedFile]) -> Result<Changes, RefreshError>
     let ours = std::fs::metadata("/proc/self/ns/mnt").map_err(setns_err)?;
     if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
         return Err(RefreshError::OwnNamespace { pid });
+    }
+    if let Some(userns) = &userns {
+        let theirs = userns.metadata().map_err(setns_err)?;
+        let ours = std::fs::metadata("/proc/self/ns/user").map_err(setns_err)?;
+        if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
+            nix::sched::setns(userns, nix::sched::CloneFlags::CLONE_NEWUSER)
+                .map_err(|e| setns_err(e.into()))?;
+        }
     }
     nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| setns_err(e.into()))?;
     let terr = |error| RefreshError::Target {
