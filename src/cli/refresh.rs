@@ -1,6 +1,7 @@
 //! `privy refresh CONTAINER...|--all`: give running containers the current
-//! version of their files now (root; or a rootless container's own user). And the hidden `refresh-apply`, the
-//! single-threaded child that enters one container and writes there.
+//! version of their files now (root; or a rootless container's own user).
+//! And the hidden `refresh-apply`, the single-threaded child that enters
+//! one container and writes there.
 
 use super::{common, Cli, Outcome};
 use anyhow::{bail, Result};
