@@ -52,7 +52,7 @@ use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Refreshes that run at once.
 pub const WORKERS: usize = 4;
@@ -299,12 +299,7 @@ struct Scheduler {
     planned_with: std::sync::Weak<super::agent::Warm>,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
+use crate::sys::unix_now;
 
 impl Scheduler {
     fn new(agent: Arc<Agent>) -> Scheduler {

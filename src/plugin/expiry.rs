@@ -9,15 +9,8 @@
 use super::bindings::privy::source::expiry as wit_expiry;
 use super::imports::HostState;
 use crate::pipeline::check::{clamp_expiry, earliest};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The current unix second.
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::sys::unix_now as now;
 
 impl HostState {
     /// Take the source's word that its data expires at unix second `at`.

@@ -12,13 +12,7 @@ use privy::config::{Grant, Limits};
 use privy::plugin::{Output, PluginError};
 use std::collections::BTreeMap;
 
-/// The current unix second.
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+use privy::sys::unix_now as now;
 
 /// The hostile fixture in its `expires` mode: one `expires-at` call per
 /// item of `at`, then one `expires-in` per item of `in_`.

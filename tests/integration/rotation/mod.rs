@@ -475,13 +475,7 @@ fn privy_refresh_updates_a_running_runc_container_and_never_enters_a_stopped_one
     );
 }
 
-/// The current unix second.
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+use privy::sys::unix_now as now;
 
 /// Issue 15's expiry end to end on runc: a source that says when its
 /// files expire (the hostile fixture's `expires` mode, from a pinned file)

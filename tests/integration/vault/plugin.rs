@@ -322,13 +322,7 @@ fn plugin_run_with_grant_host_fetches_and_shows_no_value() {
     }
 }
 
-/// The current unix second.
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+use privy::sys::unix_now as now;
 
 /// Issue 15's expiry from a real OpenBao: a KV v1 secret's lease (its
 /// `ttl`), and a KV v2 secret's `custom_metadata` time named by

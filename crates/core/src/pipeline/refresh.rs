@@ -310,17 +310,7 @@ impl Writer<'_> {
         exchange: bool,
     ) -> io::Result<()> {
         let (t, n) = (cstring(temp)?, cstring(name)?);
-        let flags = if exchange { libc::RENAME_EXCHANGE } else { 0 };
-        // SAFETY: valid fds and C strings.
-        check(unsafe {
-            libc::renameat2(
-                dir.as_raw_fd(),
-                t.as_ptr(),
-                dir.as_raw_fd(),
-                n.as_ptr(),
-                flags,
-            )
-        })?;
+        sys::fs::rename_in(dir.as_raw_fd(), &t, &n, exchange)?;
         if exchange {
             let old = if parent.is_empty() {
                 temp.to_owned()

@@ -276,27 +276,29 @@ pub fn write_atomic_at(
         unlink();
         return Err(e);
     }
-    let flags = if opts.replace_only {
-        libc::RENAME_EXCHANGE
-    } else {
-        0
-    };
-    // SAFETY: valid fds and C strings.
-    let ret = unsafe {
-        libc::renameat2(
-            dir.as_raw_fd(),
-            t.as_ptr(),
-            dir.as_raw_fd(),
-            n.as_ptr(),
-            flags,
-        )
-    };
-    let e = (ret < 0).then(io::Error::last_os_error);
+    let e = rename_in(dir.as_raw_fd(), &t, &n, opts.replace_only).err();
     if e.is_some() || opts.replace_only {
         // Not renamed, or exchanged: the temporary name holds the old file.
         unlink();
     }
     e.map_or(Ok(()), Err)
+}
+
+/// Rename `from` to `to`, both in the directory `dir`; with `exchange`,
+/// swap them atomically instead (both must exist; `from` then names what
+/// `to` was).
+pub fn rename_in(
+    dir: RawFd,
+    from: &std::ffi::CStr,
+    to: &std::ffi::CStr,
+    exchange: bool,
+) -> io::Result<()> {
+    let flags = if exchange { libc::RENAME_EXCHANGE } else { 0 };
+    // SAFETY: a valid fd and NUL-terminated strings.
+    if unsafe { libc::renameat2(dir, from.as_ptr(), dir, to.as_ptr(), flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A fresh 0700 directory under the temp dir, with a random name, removed

@@ -25,6 +25,14 @@ pub mod resolve;
 pub mod selinux;
 pub mod userns;
 
+/// The current time in whole unix seconds (0 before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 pub use fs::{read_regular_at, write_atomic, write_atomic_at, WriteOpts};
 pub use mount::{
     mount_setattr, move_mount, FsContext, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
