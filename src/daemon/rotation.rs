@@ -47,6 +47,7 @@ use super::agent::Agent;
 use crate::config::Config;
 use crate::hook::{self, Served};
 use crate::pipeline::rotate::{self, RotateError, Wait};
+use crate::sys::unix_now;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
@@ -298,8 +299,6 @@ struct Scheduler {
     /// The config and plugins the entries were planned with.
     planned_with: std::sync::Weak<super::agent::Warm>,
 }
-
-use crate::sys::unix_now;
 
 impl Scheduler {
     fn new(agent: Arc<Agent>) -> Scheduler {

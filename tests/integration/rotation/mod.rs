@@ -14,6 +14,7 @@ use crate::util;
 use privy::check::CheckedFile;
 use privy::pipeline::refresh::{apply_via_child, Changes, RefreshError, Target};
 use privy::secret::{RelPath, Secret};
+use privy::sys::unix_now as now;
 use std::io::{BufRead, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -474,8 +475,6 @@ fn privy_refresh_updates_a_running_runc_container_and_never_enters_a_stopped_one
         util::text(&out.stderr)
     );
 }
-
-use privy::sys::unix_now as now;
 
 /// Issue 15's expiry end to end on runc: a source that says when its
 /// files expire (the hostile fixture's `expires` mode, from a pinned file)

@@ -2,6 +2,7 @@
 //! TLS) and canned servers: KV 1 and 2, AppRole, every failure one line.
 
 use super::*;
+use privy::sys::unix_now as now;
 
 #[test]
 fn kv2_keys_become_files_with_the_right_bytes_and_versions_pin() {
@@ -321,8 +322,6 @@ fn plugin_run_with_grant_host_fetches_and_shows_no_value() {
         assert!(!util::contains(o, &v) && !util::contains(o, b.token.as_bytes()));
     }
 }
-
-use privy::sys::unix_now as now;
 
 /// Issue 15's expiry from a real OpenBao: a KV v1 secret's lease (its
 /// `ttl`), and a KV v2 secret's `custom_metadata` time named by
