@@ -51,7 +51,8 @@ pub fn matches(src: &SourceConfig, req: &Request) -> bool {
 /// what it always got and a rootless one gets no operator source until the
 /// operator names its user. Present: exactly the callers it names, by uid,
 /// user name or group; root too only if listed. An unknown caller (no host
-/// uid) matches nothing. Pure: the hook calls it with its own
+/// uid) matches nothing. Pure but for the user database, read only when an
+/// entry names a user or a group: the hook calls it with its own
 /// [`Caller::of_this_process`], a node agent with the `SO_PEERCRED` uid.
 pub fn users_allow(users: Option<&[UserMatch]>, caller: &Caller) -> bool {
     let Some(uid) = caller.uid else {
@@ -62,8 +63,8 @@ pub fn users_allow(users: Option<&[UserMatch]>, caller: &Caller) -> bool {
     };
     users.iter().any(|u| match u {
         UserMatch::Uid(id) => *id == uid,
-        UserMatch::User(n) => caller.name.as_deref() == Some(n.as_str()),
-        UserMatch::Group(g) => caller.groups.iter().any(|have| have == g),
+        UserMatch::User(n) => caller.name() == Some(n.as_str()),
+        UserMatch::Group(g) => caller.groups().iter().any(|have| have == g),
     })
 }
 
@@ -344,11 +345,11 @@ mod tests {
     }
 
     fn caller(uid: Option<u32>, name: &str, groups: &[&str]) -> Caller {
-        Caller {
+        Caller::with_names(
             uid,
-            name: (!name.is_empty()).then(|| name.to_owned()),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-        }
+            (!name.is_empty()).then(|| name.to_owned()),
+            groups.iter().map(|g| g.to_string()).collect(),
+        )
     }
 
     #[test]

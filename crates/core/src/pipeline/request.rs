@@ -32,17 +32,28 @@ pub fn parse_hook_annotations(v: &str) -> Result<BTreeMap<String, String>, OciEr
 /// host user that owns its user namespace (root for a rootful engine; the
 /// user for a rootless one, whatever uid the hook has inside); for a node
 /// agent, the uid `SO_PEERCRED` gives. Name and groups come from the host's
-/// user database, for `when.users` (see [`crate::pipeline::plan::users_allow`]).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// user database, for `when.users` (see [`crate::pipeline::plan::users_allow`]),
+/// and only when a `when.users` entry names a user or a group: a lookup
+/// loads the NSS modules, which measured 40% of the instructions of a hook
+/// that has nothing to inject.
+#[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// The host uid; `None` when it cannot be known (a nested user
     /// namespace), which matches no `when.users` and is not root.
     pub uid: Option<u32>,
-    /// The uid's user name, if the user database has one.
-    pub name: Option<String>,
-    /// The names of the user's groups, primary and supplementary.
-    pub groups: Vec<String>,
+    /// The uid's user name (if the user database has one) and the names
+    /// of its groups, primary and supplementary: looked up once, on first use.
+    names: std::sync::OnceLock<(Option<String>, Vec<String>)>,
 }
+
+/// Callers are the same host user: name and groups follow from the uid.
+impl PartialEq for Caller {
+    fn eq(&self, other: &Caller) -> bool {
+        self.uid == other.uid
+    }
+}
+
+impl Eq for Caller {}
 
 impl Caller {
     /// Host root: what a rootful engine's hook is.
@@ -50,25 +61,52 @@ impl Caller {
         Caller::for_uid(0)
     }
 
-    /// `uid` with its name and groups from the host's user database.
+    /// `uid`; its name and groups are read from the host's user database
+    /// when first asked for.
     pub fn for_uid(uid: u32) -> Caller {
-        use nix::unistd::{getgrouplist, Group, Uid, User};
-        let user = User::from_uid(Uid::from_raw(uid)).ok().flatten();
-        let groups = user
-            .as_ref()
-            .and_then(|u| {
-                let name = std::ffi::CString::new(u.name.as_bytes()).ok()?;
-                getgrouplist(&name, u.gid).ok()
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|g| Group::from_gid(g).ok().flatten().map(|g| g.name))
-            .collect();
         Caller {
             uid: Some(uid),
-            name: user.map(|u| u.name),
-            groups,
+            names: std::sync::OnceLock::new(),
         }
+    }
+
+    /// A caller whose name and groups are given, not looked up (tests).
+    pub fn with_names(uid: Option<u32>, name: Option<String>, groups: Vec<String>) -> Caller {
+        Caller {
+            uid,
+            names: std::sync::OnceLock::from((name, groups)),
+        }
+    }
+
+    /// The uid's user name, if the user database has one.
+    pub fn name(&self) -> Option<&str> {
+        self.names().0.as_deref()
+    }
+
+    /// The names of the user's groups, primary and supplementary.
+    pub fn groups(&self) -> &[String] {
+        &self.names().1
+    }
+
+    fn names(&self) -> &(Option<String>, Vec<String>) {
+        self.names.get_or_init(|| {
+            use nix::unistd::{getgrouplist, Group, Uid, User};
+            let Some(uid) = self.uid else {
+                return (None, Vec::new());
+            };
+            let user = User::from_uid(Uid::from_raw(uid)).ok().flatten();
+            let groups = user
+                .as_ref()
+                .and_then(|u| {
+                    let name = std::ffi::CString::new(u.name.as_bytes()).ok()?;
+                    getgrouplist(&name, u.gid).ok()
+                })
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|g| Group::from_gid(g).ok().flatten().map(|g| g.name))
+                .collect();
+            (user.map(|u| u.name), groups)
+        })
     }
 
     /// This process: the host uid owning its user namespace
