@@ -56,9 +56,10 @@ use zeroize::Zeroizing;
 /// fail (a pool that is out of slots refuses to instantiate).
 pub const SLOTS: u32 = 32;
 
-/// What identifies a file's version without reading it.
+/// What identifies a file's version without reading it (the agent's
+/// config and plugins, the refresh scheduler's state records).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
+pub(super) struct Stamp {
     dev: u64,
     ino: u64,
     size: u64,
@@ -66,7 +67,7 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+pub(super) fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp {

@@ -43,7 +43,7 @@
 //! container is refreshed now, whether its sources set `refresh` or not,
 //! as `privy refresh --all` would.
 
-use super::agent::Agent;
+use super::agent::{stamp, Agent, Stamp};
 use crate::config::Config;
 use crate::hook::{self, Served};
 use crate::pipeline::rotate::{self, RotateError, Wait};
@@ -108,24 +108,6 @@ pub fn expiry_due(expires: u64, seen_at: u64) -> u64 {
 }
 
 // ---- the scheduler -----------------------------------------------------
-
-/// What identifies a state file's version without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        ino: m.ino(),
-        size: m.size(),
-        mtime: (m.mtime(), m.mtime_nsec()),
-    })
-}
 
 /// What the scheduler knows of one container with a record.
 #[derive(Debug)]
